@@ -1,0 +1,184 @@
+"""The one internal shape of a chat request, response and stream.
+
+OpenAI and Anthropic are two codecs at the edges (``app/formats``); everything
+between them (cache, routing, accounting) speaks only these types. The model
+follows Anthropic's block structure because it is the more expressive of the
+two: an OpenAI ``tool`` message becomes a ``ToolResultBlock`` inside a user
+message, and OpenAI ``tool_calls`` become ``ToolUseBlock``s of the assistant.
+
+Everything here is plain data: frozen dataclasses, no I/O, cheap to build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+Role = Literal["user", "assistant"]
+
+# Canonical stop reasons are Anthropic's names; the OpenAI codec maps them:
+# end_turn<->stop, max_tokens<->length, tool_use<->tool_calls,
+# stop_sequence<->stop, refusal<->content_filter.
+StopReason = Literal["end_turn", "max_tokens", "tool_use", "stop_sequence", "refusal"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextBlock:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBlock:
+    """An image either inline (``data`` base64 + ``media_type``) or by ``url``."""
+
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    detail: str | None = None  # OpenAI's "low" / "high" / "auto"; Anthropic drops it
+    type: Literal["image"] = "image"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUseBlock:
+    """An assistant's call of a tool. ``input`` is the parsed JSON arguments."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    type: Literal["tool_use"] = "tool_use"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultBlock:
+    """The answer to a ``ToolUseBlock``; travels in a user message."""
+
+    tool_use_id: str
+    content: tuple[TextBlock | ImageBlock, ...]
+    is_error: bool = False
+    type: Literal["tool_result"] = "tool_result"
+
+
+Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: tuple[Block, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str | None
+    parameters: dict[str, Any]  # JSON schema of the arguments
+    strict: bool | None = None  # OpenAI's strict schema adherence; None when the caller did not say
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """``auto`` (model decides), ``none``, ``any`` (must call one) or ``tool`` (``name``)."""
+
+    type: Literal["auto", "none", "any", "tool"]
+    name: str | None = None
+    disable_parallel: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A chat request, independent of the dialect it arrived in.
+
+    ``extra`` holds format-specific generation parameters the canonical model
+    does not name (``frequency_penalty``, ``top_k``, ``seed``...), keyed by the
+    ingress format's field name; the egress codec passes through the ones its
+    format can express and rejects the rest with a 400 naming the field.
+    """
+
+    model: str
+    messages: tuple[Message, ...]
+    system: tuple[TextBlock, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    stream: bool = False
+    include_usage: bool = False  # OpenAI stream_options.include_usage
+    user: str | None = None  # end-user id; never part of the cache key
+    metadata: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    source_format: Literal["openai", "anthropic"] = "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts. ``input_tokens`` counts every prompt token, cached ones included
+    (OpenAI's ``prompt_tokens``; Anthropic's input + cache read + cache creation);
+    ``cached_input_tokens`` is the part of it read from the provider's prompt cache."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    id: str
+    model: str
+    content: tuple[TextBlock | ToolUseBlock, ...]
+    stop_reason: StopReason | None
+    stop_sequence: str | None = None
+    usage: Usage = Usage()
+    created: int = 0  # unix seconds
+
+
+# --- Streaming -------------------------------------------------------------
+# Upstream decoders turn a provider's SSE into these events; ingress encoders
+# turn them into the caller's SSE. Block indexes are the canonical content
+# indexes (0, 1, 2...) in emission order.
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    id: str
+    model: str
+    usage: Usage = Usage()  # Anthropic reports input tokens at the start
+    created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUseStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputDelta:
+    index: int
+    partial_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStop:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """Last event of a complete stream: the final stop reason and total usage."""
+
+    stop_reason: StopReason | None
+    stop_sequence: str | None = None
+    usage: Usage = Usage()
+
+
+StreamEvent = Union[StreamStart, TextDelta, ToolUseStart, ToolInputDelta, BlockStop, StreamEnd]

@@ -1,0 +1,41 @@
+"""Per-request state: the only mutable state a request owns.
+
+Lives on Falcon's ``req.context``; middleware, resources and pipeline stages
+fill it in as the request travels, and the access log and metrics read it
+when the answer is done. Nothing here is ever shared between requests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from app.canonical import Usage
+
+Dialect = Literal["openai", "anthropic"]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: str
+    dialect: Dialect
+    started: float = field(default_factory=time.monotonic)
+    client_id: str = "anonymous"
+    tier: str = "free"
+    traceparent: str | None = None
+    requested_model: str | None = None
+    provider: str | None = None  # that answered, or "cache"
+    model: str | None = None  # upstream model that produced the answer
+    cache: str = "bypass"
+    status: int = 200
+    stream: bool = False
+    usage: Usage | None = None
+    cost_cents: float = 0.0
+    first_token_at: float | None = None
+    error_type: str | None = None
+    attempts: int = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

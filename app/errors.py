@@ -1,0 +1,173 @@
+"""Every error the gateway answers with, and the one place that renders them.
+
+The tree::
+
+    GatewayError                      status, code, message, param
+    ├── InvalidRequest                400  a field of the body is wrong (param names it)
+    ├── Unauthorized                  401  missing or unknown client key
+    ├── NotFound                      404  unknown path; ModelNotFound for models
+    │   └── ModelNotFound
+    ├── MethodNotAllowed              405
+    ├── PayloadTooLarge               413  body over MAX_REQUEST_BYTES
+    ├── UnsupportedMediaType          415  body is not JSON
+    ├── RateLimited                   429  our own limits (retry_after set)
+    ├── UpstreamError                 502  provider failed or answered garbage
+    │   └── UpstreamRejected          4xx passed back (the provider refused the request)
+    ├── NoHealthyProvider             503  nothing to route to (retry_after set)
+    └── UpstreamTimeout               504
+
+Lower layers (urllib3, codecs) raise these at exactly one boundary each,
+``raise UpstreamTimeout(...) from exc``; resources never build error JSON.
+Messages never contain a provider or client key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Anthropic's error.type for each HTTP status we answer with.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+
+
+class GatewayError(Exception):
+    """Base of every error answered to a client."""
+
+    status: int = 500
+    openai_type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def anthropic_type(self) -> str:
+        return _ANTHROPIC_TYPES.get(self.status, "api_error")
+
+    def openai_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.openai_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def anthropic_body(self) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
+
+    def body_for(self, fmt: str) -> dict[str, Any]:
+        """The error JSON in the caller's dialect (``openai`` or ``anthropic``)."""
+        return self.anthropic_body() if fmt == "anthropic" else self.openai_body()
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    openai_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    openai_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    openai_type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    openai_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    openai_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    openai_type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    openai_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    openai_type = "server_error"
+    code = "upstream_error"
+    upstream_status: int | None = None  # the provider's HTTP status, when it sent one
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request with a 4xx that is the caller's to fix.
+
+    ``status`` is the provider's (400, 404, 413, 422, 429); the message is the
+    provider's own message, so the caller sees why.
+    """
+
+    openai_type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int, **kw: Any) -> None:
+        super().__init__(message, status=status, **kw)
+        if status == 429:
+            self.openai_type = "rate_limit_error"
+            self.code = "upstream_rate_limited"
+
+
+class NoHealthyProvider(GatewayError):
+    status = 503
+    openai_type = "server_error"
+    code = "no_healthy_provider"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    openai_type = "server_error"
+    code = "upstream_timeout"

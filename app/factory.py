@@ -1,0 +1,76 @@
+"""Wires the gateway together, once per worker process (after fork).
+
+Everything with a socket or a lock (the urllib3 PoolManager, the Redis
+client, the L1 cache) is built here, in the worker, because neither urllib3
+nor lru-dict survives a fork. Tests call ``create_gateway`` with their own
+settings and environment instead of monkeypatching.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import falcon
+
+from app import error_handlers
+from app.formats import anthropic as anthropic_codec
+from app.formats import openai as openai_codec
+from app.lifecycle import Lifecycle
+from app.middleware import RequestContextMiddleware
+from app.pipeline import Pipeline
+from app.providers.http import UpstreamHTTP
+from app.resources.chat import ChatResource
+from app.resources.health import Check, HealthResource
+from app.resources.models import ModelsResource
+from app.routing import Router
+from app.settings import Settings, load_environ
+from app.upstream import UpstreamCaller
+
+log = logging.getLogger("llm_edge")
+
+
+@dataclass(slots=True)
+class Gateway:
+    """The app and the long-lived collaborators that gunicorn hooks and tests reach for."""
+
+    app: falcon.App
+    settings: Settings
+    router: Router
+    lifecycle: Lifecycle
+    http: UpstreamHTTP
+
+
+def _providers_check(router: Router) -> Check:
+    available = {name: p.available for name, p in router.providers.items()}
+    if not any(available.values()):
+        return Check("degraded", {"available": available, "reason": "no provider has an API key"})
+    return Check("ok", {"available": available})
+
+
+def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> Gateway:
+    environ = load_environ() if environ is None else environ
+    settings = Settings.from_env(environ) if settings is None else settings
+    router = Router.from_settings(settings, environ)
+    http = UpstreamHTTP(connect_timeout=settings.upstream_connect_timeout,
+                        pool_maxsize=max(10, settings.gunicorn_threads))
+    pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout)
+    lifecycle = Lifecycle()
+
+    app = falcon.App(middleware=[RequestContextMiddleware()])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.resp_options.secure_cookies_by_default = False
+    app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes))
+    app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes))
+    app.add_route("/v1/models", ModelsResource(router))
+    health = HealthResource({"providers": lambda: _providers_check(router)}, lifecycle)
+    app.add_route("/health", health)
+    app.add_route("/health/live", health, suffix="live")
+    app.add_route("/health/ready", health, suffix="ready")
+    error_handlers.install(app)
+    return Gateway(app=app, settings=settings, router=router, lifecycle=lifecycle, http=http)
+
+
+def create_app(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> falcon.App:
+    return create_gateway(settings, environ).app

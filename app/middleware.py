@@ -1,0 +1,59 @@
+"""Cross-cutting steps that need no request body: request id, context, timing.
+
+Auth and rate limits are separate middleware (``app/limits``); this one runs
+first so every later step, error and log line has a request id.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import falcon
+
+from app.context import RequestContext
+from app.observability.access import request_finished, request_started
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def dialect_for(path: str) -> str:
+    """Errors on /v1/messages are Anthropic-shaped; everywhere else OpenAI-shaped."""
+    return "anthropic" if path.rstrip("/") == "/v1/messages" else "openai"
+
+
+class RequestContextMiddleware:
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        traceparent = req.get_header("traceparent")
+        ctx = RequestContext(
+            request_id=request_id,
+            endpoint=req.path if req.path in _ENDPOINTS else "other",
+            dialect=dialect_for(req.path),  # type: ignore[arg-type]
+            traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
+        )
+        req.context.gw = ctx
+        request_started(ctx)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        ctx: RequestContext | None = getattr(req.context, "gw", None)
+        if ctx is None:
+            return
+        resp.set_header("x-request-id", ctx.request_id)
+        if ctx.provider:
+            resp.set_header("x-llm-edge-provider", ctx.provider)
+        if ctx.model:
+            resp.set_header("x-llm-edge-model", ctx.model)
+        if ctx.requested_model is not None:
+            resp.set_header("x-llm-edge-cache", ctx.cache)
+        if resp.stream is not None and ctx.stream:
+            return  # the stream generator finishes the request when its last byte is out
+        ctx.status = int(resp.status_code)
+        request_finished(ctx)
+
+
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",
+                        "/health/ready"})

@@ -1,0 +1,64 @@
+"""JSON log lines for the gateway and for gunicorn's own loggers.
+
+Every record becomes one JSON object: time, level, logger, message, plus the
+``fields`` dict a caller passes in ``extra``. Secrets never reach a log line
+because nothing logs headers or bodies; ``redact`` is the last guard for
+messages that might quote a key (e.g. an exception text).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import orjson
+
+# Provider-style keys (sk-..., sk-ant-...) and anything after "Bearer ".
+_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|x-api-key:\s*\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub("[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def logconfig_dict(level: str) -> dict[str, Any]:
+    """dictConfig for the app and gunicorn (error and access logs) alike, to stderr."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "app.observability.logging.JsonFormatter"}},
+        "handlers": {"stderr": handler},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            # Our own access line (llm_edge.access) has more detail than gunicorn's.
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        },
+    }
+
+
+def configure(level: str) -> None:
+    """For processes not started by gunicorn (tests, scripts)."""
+    import logging.config
+
+    logging.config.dictConfig(logconfig_dict(level))

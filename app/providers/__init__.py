@@ -1,0 +1,1 @@
+"""Talking to providers: pooled HTTP and the per-format wire details."""

@@ -1,0 +1,97 @@
+"""POST /v1/chat/completions and POST /v1/messages: one resource, two codecs.
+
+The resource reads and parses the body with the caller's codec, hands the
+canonical request to the pipeline, and renders what comes back in the
+caller's dialect: JSON, or SSE through ``resp.stream`` (a generator).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import falcon
+import orjson
+
+from app.canonical import TextDelta, ToolUseStart
+from app.context import RequestContext
+from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError
+from app.observability import metrics
+from app.observability.access import request_finished
+from app.pipeline import Outcome, Pipeline
+
+log = logging.getLogger("llm_edge.chat")
+
+
+def read_json_body(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or the 413 / 415 / 400 that explains why not."""
+    content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got '{content_type}'")
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {max_bytes} (MAX_REQUEST_BYTES)")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
+    if not raw:
+        raise InvalidRequest("Request body is empty; expected a JSON object", param="body")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object", param="body")
+    return body
+
+
+class ChatResource:
+    def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int) -> None:
+        self.codec = codec
+        self.pipeline = pipeline
+        self.max_request_bytes = max_request_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ctx: RequestContext = req.context.gw
+        creq = self.codec.parse_request(read_json_body(req, self.max_request_bytes))
+        ctx.stream = creq.stream
+        outcome = self.pipeline.run(ctx, creq)
+        if outcome.response is not None:
+            resp.content_type = "application/json"
+            resp.data = orjson.dumps(self.codec.render_response(outcome.response))
+            return
+        resp.content_type = "text/event-stream"
+        resp.set_header("cache-control", "no-cache")
+        resp.set_header("x-accel-buffering", "no")
+        resp.stream = self._sse(ctx, outcome, self.codec.StreamEncoder(include_usage=creq.include_usage))
+
+    def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any) -> Iterator[bytes]:
+        """The caller's SSE, translated event by event; a late failure ends it with an error event."""
+        completed = False
+        try:
+            assert outcome.events is not None
+            for ev in outcome.events:
+                if ctx.first_token_at is None and isinstance(ev, (TextDelta, ToolUseStart)):
+                    ctx.first_token_at = time.monotonic()
+                chunk = encoder.encode(ev)
+                if chunk:
+                    yield chunk
+            completed = True
+        except GatewayError as err:
+            ctx.status, ctx.error_type = err.status, err.code
+            yield encoder.error(err)
+            completed = True
+        except Exception:
+            log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
+            ctx.status, ctx.error_type = 500, "internal_error"
+            yield encoder.error(UpstreamError("The gateway failed while streaming the answer"))
+            completed = True
+        finally:
+            outcome.close()
+            if not completed:  # GeneratorExit: the client went away mid-stream
+                ctx.status, ctx.error_type = 499, "client_disconnected"
+                metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
+            request_finished(ctx)

@@ -1,0 +1,133 @@
+"""The terminal stage: one attempt at one target, in that provider's wire format.
+
+It turns the canonical request into the provider's body, sends it, and turns
+the answer back into canonical form: a ``ChatResponse``, or for streams an
+``EventStream`` of canonical events decoded as the bytes arrive. Provider
+statuses become gateway errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import urllib3
+
+from app.canonical import ChatRequest, ChatResponse, StreamEvent
+from app.errors import GatewayError, UpstreamError, UpstreamRejected
+from app.formats.sse import SSEParser
+from app.providers.http import UpstreamHTTP
+from app.providers.wire import WIRE_FORMATS
+from app.routing import Target
+from app.settings import Settings
+
+# Provider statuses that are the caller's to fix: passed back with the provider's message.
+_PASS_BACK = {400, 404, 409, 413, 422, 429}
+
+
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
+    raw = resp.headers.get("retry-after")
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+class EventStream:
+    """Canonical events from a provider's SSE body; ``close()`` drops the connection."""
+
+    def __init__(self, target: Target, chunks: Iterator[bytes], decoder: Any) -> None:
+        self.target = target
+        self._chunks = chunks
+        self._decoder = decoder
+        self._events = self._decode()
+
+    def _decode(self) -> Iterator[StreamEvent]:
+        parser = SSEParser()
+        for chunk in self._chunks:
+            for sse in parser.feed(chunk):
+                yield from self._decoder.feed(sse)
+        for sse in parser.flush():
+            yield from self._decoder.feed(sse)
+        yield from self._decoder.finish()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self._events
+
+    def __next__(self) -> StreamEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class UpstreamCaller:
+    """Sends canonical requests to targets over the worker's shared connection pools."""
+
+    def __init__(self, http: UpstreamHTTP, settings: Settings) -> None:
+        self.http = http
+        self.settings = settings
+
+    def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
+              read_timeout: float) -> tuple[Any, urllib3.BaseHTTPResponse]:
+        wire = WIRE_FORMATS[target.provider.type]
+        body = wire.codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
+        all_headers = wire.headers(target.provider, self.settings.anthropic_version)
+        all_headers.update(headers)
+        if req.stream:
+            all_headers["accept"] = "text/event-stream"
+        resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
+                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline)
+        if resp.status >= 300:
+            raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
+                                     deadline=deadline, limit=1024 * 1024)
+            raise self._status_error(target, resp, wire.codec.error_message(resp.status, raw))
+        return wire, resp
+
+    def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
+                 deadline: float) -> ChatResponse:
+        """One non-streamed attempt."""
+        read_timeout = self.settings.upstream_read_timeout
+        wire, resp = self._send(target, req, headers, deadline, read_timeout)
+        raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"Provider {target.provider.name} answered a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise UpstreamError(f"Provider {target.provider.name} answered an unreadable body")
+        return wire.codec.parse_response(body)
+
+    def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
+               deadline: float) -> EventStream:
+        """One streamed attempt; returns once the provider's response headers are in."""
+        s = self.settings
+        first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
+        wire, resp = self._send(target, req, headers, deadline, first)
+        chunks = self.http.iter_body(target.provider.name, resp, first_timeout=first,
+                                     idle_timeout=s.stream_idle_timeout, deadline=deadline)
+        return EventStream(target, chunks, wire.codec.StreamDecoder())
+
+    @staticmethod
+    def _status_error(target: Target, resp: urllib3.BaseHTTPResponse, message: str) -> GatewayError:
+        name = target.provider.name
+        status = resp.status
+        if status in (401, 403):
+            return UpstreamError(
+                f"Provider {name} rejected the gateway's credentials (HTTP {status}); "
+                f"check {target.provider.key_env or 'its API key'}", code="upstream_auth_failed")
+        if status in _PASS_BACK:
+            return UpstreamRejected(f"Provider {name}: {message}", status=status, retry_after=_retry_after(resp))
+        err = UpstreamError(f"Provider {name} failed with HTTP {status}: {message}")
+        err.upstream_status = status
+        err.retry_after = _retry_after(resp)
+        return err
+
+
+def deadline_from(timeout: float) -> float:
+    return time.monotonic() + timeout

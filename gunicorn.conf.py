@@ -1,0 +1,117 @@
+"""gunicorn settings and hooks: ``gunicorn -c gunicorn.conf.py app.wsgi:app``.
+
+Read once by the master. It validates the whole configuration before any
+worker starts (one clear line and exit 2 on a bad value), gives this gateway
+instance a private Prometheus multiprocess folder *before* anything imports
+prometheus_client, serves the summed metrics from the master on METRICS_PORT,
+and marks SIGTERM'd workers as draining so readiness turns 503 at once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+
+from app.settings import ConfigError, Settings, load_environ
+
+_environ = load_environ()
+os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})  # .env for the workers too
+
+# Private metrics folder, set before prometheus_client is imported anywhere.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.makedirs(_metrics_dir, exist_ok=True)
+for _name in os.listdir(_metrics_dir):  # counters of a previous run must not leak into this one
+    if _name.endswith(".db"):
+        os.remove(os.path.join(_metrics_dir, _name))
+
+try:
+    _settings = Settings.from_env(_environ)
+    from app.routing import Router
+
+    Router.from_settings(_settings, _environ)  # a broken models.yaml stops start-up here, once
+except ConfigError as _exc:
+    print(f"llm-edge-agent: configuration error: {_exc}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+from app.observability.logging import logconfig_dict  # noqa: E402
+
+bind = [f"{_settings.host}:{_settings.port}"]
+workers = _settings.web_concurrency
+worker_class = "gthread"
+threads = _settings.gunicorn_threads
+preload_app = False  # pools, Redis clients and L1 are built after fork, per worker
+# Keep-alive above common load balancer idle timeouts (AWS ALB 60 s, GCP 600 s is configurable),
+# so the balancer, not the gateway, closes idle connections and never hits a half-closed one.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))  # worker heartbeat, not a request limit
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 16384
+if _settings.tls_cert_path and _settings.tls_key_path:
+    certfile = _settings.tls_cert_path
+    keyfile = _settings.tls_key_path
+logconfig_dict = logconfig_dict(_settings.log_level)
+accesslog = None
+proc_name = "llm-edge-agent"
+
+_metrics_server = None
+
+
+def on_starting(server) -> None:  # type: ignore[no-untyped-def]
+    """Say, once, what this instance is missing."""
+    log = server.log
+    missing = [name for name, key in (("OPENAI_API_KEY", _settings.openai_api_key),
+                                      ("ANTHROPIC_API_KEY", _settings.anthropic_api_key)) if not key]
+    if missing:
+        log.warning("no key for %s: requests to that provider answer 503 until it is set "
+                    "(scripts/serve starts a local emulator instead)", ", ".join(missing))
+
+
+def when_ready(server) -> None:  # type: ignore[no-untyped-def]
+    """Serve /metrics from the master, summed over every live worker's files."""
+    global _metrics_server
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    _metrics_server, _ = start_http_server(_settings.metrics_port, addr=_settings.host, registry=registry)
+    server.log.info("metrics on http://%s:%s/metrics (multiprocess dir %s)",
+                    _settings.host, _metrics_server.server_port, _metrics_dir)
+
+
+def post_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
+    """Workers must not hold the master's metrics socket open."""
+    if _metrics_server is not None:
+        _metrics_server.socket.close()
+
+
+def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
+    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains."""
+    from app import wsgi
+
+    default_exit = worker.handle_exit
+
+    def drain(sig, frame) -> None:  # type: ignore[no-untyped-def]
+        wsgi.gateway.lifecycle.start_draining()
+        default_exit(sig, frame)
+
+    signal.signal(signal.SIGTERM, drain)
+
+
+def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:  # type: ignore[no-untyped-def]
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -1,0 +1,86 @@
+"""The official Anthropic SDK against a 2-worker gateway, to both providers."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+
+from tests.conftest import OPENAI_KEY
+
+pytestmark = pytest.mark.timeout(60)
+
+MODELS = [("claude-3-5-haiku-latest", "anthropic"), ("gpt-4o-mini", "openai")]
+WEATHER_TOOL = {"name": "get_weather", "description": "Weather for a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                 "required": ["city"]}}
+
+
+@pytest.fixture
+def client(gateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url, api_key="any-client-key", max_retries=0, timeout=10)
+
+
+@pytest.mark.parametrize("model,provider", MODELS)
+def test_plain_message(client, upstream, model, provider):
+    raw = client.messages.with_raw_response.create(
+        model=model, max_tokens=100, system="Be brief.", messages=[{"role": "user", "content": "hello there"}])
+    message = raw.parse()
+    assert message.content[0].text == "Echo: hello there"
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens == 4 and message.usage.output_tokens == 3
+    assert raw.headers["x-llm-edge-provider"] == provider
+    if provider == "openai":
+        sent = upstream.requests[-1]
+        assert sent.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+        assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert sent.body["max_tokens"] == 100
+
+
+@pytest.mark.parametrize("model,provider", MODELS)
+def test_raw_stream_events(client, upstream, model, provider):
+    events = list(client.messages.create(model=model, max_tokens=100, stream=True,
+                                         messages=[{"role": "user", "content": "one two three"}]))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "message_delta" in kinds
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+    assert text == "Echo: one two three"
+    delta = next(e for e in events if e.type == "message_delta")
+    assert delta.delta.stop_reason == "end_turn" and delta.usage.output_tokens == 4
+
+
+@pytest.mark.parametrize("model,provider", MODELS)
+def test_stream_helper_final_message(client, upstream, model, provider):
+    with client.messages.stream(model=model, max_tokens=100,
+                                messages=[{"role": "user", "content": "stream me"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Echo: stream me"
+    assert final.content[0].text == "Echo: stream me"
+    assert final.usage.output_tokens == 3
+
+
+@pytest.mark.parametrize("model,provider", MODELS)
+def test_tools_with_stream_helper_and_tool_result(client, upstream, model, provider):
+    messages = [{"role": "user", "content": "weather in Paris?"}]
+    with client.messages.stream(model=model, max_tokens=100, tools=[WEATHER_TOOL], messages=messages) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    tool_use = next(b for b in final.content if b.type == "tool_use")
+    assert tool_use.name == "get_weather" and tool_use.input == {"city": "test"}
+    follow = client.messages.create(model=model, max_tokens=100, tools=[WEATHER_TOOL], messages=messages + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in final.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "rainy"}]},
+    ])
+    assert follow.content[0].text == "Echo: Tool said: rainy"
+    if provider == "openai":
+        sent = upstream.requests[-1].body["messages"]
+        assert sent[-1] == {"role": "tool", "tool_call_id": tool_use.id, "content": "rainy"}
+
+
+def test_tool_choice_forced(client, upstream):
+    msg = client.messages.create(model="gpt-4o-mini", max_tokens=50, tools=[WEATHER_TOOL],
+                                 tool_choice={"type": "tool", "name": "get_weather"},
+                                 messages=[{"role": "user", "content": "hi"}])
+    assert msg.stop_reason == "tool_use"
+    assert upstream.requests[-1].body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}

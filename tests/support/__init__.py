@@ -1,0 +1,1 @@
+"""Real processes for the tests: gunicorn gateways, redis-server, the emulator."""

@@ -1,0 +1,162 @@
+"""Start and stop the real processes the end-to-end tests talk to.
+
+Each helper starts its process on free ports, waits until it answers, and
+keeps its output in a file so a failing test can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import urllib3
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+_http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=5))
+
+
+class RedisServer:
+    """A private redis-server on a free port; ``stop()`` and ``start()`` to test outages."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="llm-edge-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run scripts/install-test-tools.sh")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._answers, what="redis-server")
+        return self
+
+    def _answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class GatewayProcess:
+    """``gunicorn -c gunicorn.conf.py app.wsgi:app`` with the given environment, on free ports."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 8, cwd: Path = ROOT) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.log_path = Path(tempfile.mkstemp(prefix="llm-edge-gateway-", suffix=".log")[1])
+        self.env = {
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "METRICS_PORT": str(self.metrics_port),
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_THREADS": str(threads),
+            "ENABLE_TRACING": "false",
+            "ENABLE_L2_CACHE": "false",
+            "LOG_LEVEL": "info",
+            "GUNICORN_GRACEFUL_TIMEOUT": "10",
+            **env,
+        }
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.env.get("TLS_CERT_PATH") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self, wait: bool = True) -> GatewayProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app.wsgi:app"],
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        if wait:
+            try:
+                wait_until(self._ready, timeout=30, what="gateway /health/live")
+            except TimeoutError:
+                self.stop()
+                raise RuntimeError(f"gateway did not start:\n{self.logs()}") from None
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.logs()}")
+        url = f"http://127.0.0.1:{self.port}/health/live"
+        return _http.request("GET", url).status == 200 and self._metrics_up()
+
+    def _metrics_up(self) -> bool:
+        return _http.request("GET", self.metrics_url).status == 200
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
