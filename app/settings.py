@@ -122,6 +122,8 @@ class Settings:
     gunicorn_threads: int = 32
     enable_l2_cache: bool = True
     redis_url: str = "redis://localhost:6379"
+    redis_socket_timeout: float = 0.05
+    redis_connect_timeout: float = 0.1
     l1_cache_size: int = 1000
     l1_max_bytes: int = 64 * 1024 * 1024
     l1_ttl_seconds: int = 300
@@ -179,6 +181,8 @@ class Settings:
             gunicorn_threads=r.int("GUNICORN_THREADS", d.gunicorn_threads, 1, 4096),
             enable_l2_cache=r.bool("ENABLE_L2_CACHE", d.enable_l2_cache),
             redis_url=r.url("REDIS_URL", d.redis_url, ("redis", "rediss", "unix")),
+            redis_socket_timeout=r.float("REDIS_SOCKET_TIMEOUT", d.redis_socket_timeout, 0, 60),
+            redis_connect_timeout=r.float("REDIS_CONNECT_TIMEOUT", d.redis_connect_timeout, 0, 60),
             l1_cache_size=r.int("L1_CACHE_SIZE", d.l1_cache_size, 0, 10_000_000),
             l1_max_bytes=r.int("L1_MAX_BYTES", d.l1_max_bytes, 0, 2**40),
             l1_ttl_seconds=r.int("L1_TTL_SECONDS", d.l1_ttl_seconds, 0, 10**8),

@@ -40,8 +40,9 @@ CIRCUIT_BREAKER_STATE = Gauge("llm_edge_circuit_breaker_state",
                               multiprocess_mode="livemax")
 RATE_LIMITED = Counter("llm_edge_rate_limited_total", "Requests refused by a limit", ["tier", "limit"])
 IN_FLIGHT = Gauge("llm_edge_in_flight_requests", "Requests being served now", multiprocess_mode="livesum")
-REDIS_ERRORS = Counter("llm_edge_redis_errors_total", "Redis operations that failed or were skipped",
-                       ["operation"])
+REDIS_ERRORS = Counter("llm_edge_redis_errors_total",
+                       "Redis operations that failed, or were skipped while the Redis breaker is open",
+                       ["operation", "outcome"])
 FALLBACKS = Counter("llm_edge_fallbacks_total", "Requests answered by a fallback target",
                     ["from_provider", "to_provider"])
 RETRIES = Counter("llm_edge_retries_total", "Upstream attempts retried", ["provider"])
