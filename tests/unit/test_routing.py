@@ -1,0 +1,80 @@
+"""Routing: models.yaml entries, provider/model, prefixes, fallbacks, missing keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import ModelNotFound, NoHealthyProvider
+from app.routing import Router
+from app.settings import ConfigError, Settings
+
+MODELS = """
+providers:
+  local:
+    type: openai
+    base_url: http://127.0.0.1:11434/v1/
+models:
+  fast:
+    provider: anthropic
+    model: claude-3-5-haiku-latest
+    fallbacks: [gpt-4o-mini]
+  llama3:
+    provider: local
+"""
+
+
+@pytest.fixture
+def router(tmp_path) -> Router:
+    path = tmp_path / "models.yaml"
+    path.write_text(MODELS)
+    env = {"MODELS_FILE": str(path), "OPENAI_API_KEY": "k1", "ANTHROPIC_API_KEY": "k2"}
+    return Router.from_settings(Settings.from_env(env), env)
+
+
+def test_alias_with_fallbacks(router):
+    targets = router.resolve("fast")
+    assert [(t.provider.name, t.model) for t in targets] == [("anthropic", "claude-3-5-haiku-latest"),
+                                                              ("openai", "gpt-4o-mini")]
+
+
+@pytest.mark.parametrize("model,provider,upstream", [
+    ("gpt-4o", "openai", "gpt-4o"), ("o3-mini", "openai", "o3-mini"), ("chatgpt-4o-latest", "openai", None),
+    ("claude-opus-4", "anthropic", None), ("local/qwen2", "local", "qwen2"), ("llama3", "local", "llama3"),
+    ("openai/my-finetune", "openai", "my-finetune"),
+])
+def test_prefix_and_explicit_routing(router, model, provider, upstream):
+    target = router.resolve(model)[0]
+    assert target.provider.name == provider and target.model == (upstream or model)
+    assert not target.provider.base_url.endswith("/")
+
+
+@pytest.mark.parametrize("model", ["llama-3", "mistral-large", "nope/gpt-4o", "local/"])
+def test_unknown_models_are_404(router, model):
+    with pytest.raises(ModelNotFound) as info:
+        router.resolve(model)
+    assert info.value.status == 404 and info.value.code == "model_not_found"
+
+
+def test_provider_without_key_is_not_routed(tmp_path):
+    env = {"MODELS_FILE": str(tmp_path / "none.yaml"), "OPENAI_API_KEY": "k1"}
+    router = Router.from_settings(Settings.from_env(env), env)
+    with pytest.raises(NoHealthyProvider, match="ANTHROPIC_API_KEY"):
+        router.resolve("claude-3-5-haiku-latest")
+    assert router.resolve("gpt-4o")[0].provider.api_key == "k1"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("models:\n  x:\n    provider: nowhere\n", "models.x.provider"),
+    ("models:\n  x:\n    provider: openai\n    fallbacks: [unknown-model]\n", "unknown model"),
+    ("providers:\n  p:\n    type: grpc\n    base_url: http://x\n", "providers.p.type"),
+    ("providers:\n  p:\n    base_url: ftp://x\n", "providers.p.base_url"),
+    ("- just\n- a list\n", "mapping"),
+    ("models: [\n", "cannot read"),
+])
+def test_bad_models_file_names_the_problem(tmp_path, text, message):
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    env = {"MODELS_FILE": str(path)}
+    with pytest.raises(ConfigError, match=message) as info:
+        Router.from_settings(Settings.from_env(env), env)
+    assert str(info.value).startswith("MODELS_FILE")
