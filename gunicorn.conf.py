@@ -61,6 +61,7 @@ if _settings.tls_cert_path and _settings.tls_key_path:
 logconfig_dict = logconfig_dict(_settings.log_level)
 accesslog = None
 proc_name = "llm-edge-agent"
+control_socket_disable = True  # gunicorn 27 control socket: one fixed path per $HOME would be shared by instances
 
 _metrics_server = None
 
