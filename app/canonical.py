@@ -12,7 +12,7 @@ Everything here is plain data: frozen dataclasses, no I/O, cheap to build.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 Role = Literal["user", "assistant"]
 
@@ -59,7 +59,7 @@ class ToolResultBlock:
     type: Literal["tool_result"] = "tool_result"
 
 
-Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock]
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +181,4 @@ class StreamEnd:
     usage: Usage = Usage()
 
 
-StreamEvent = Union[StreamStart, TextDelta, ToolUseStart, ToolInputDelta, BlockStop, StreamEnd]
+StreamEvent = StreamStart | TextDelta | ToolUseStart | ToolInputDelta | BlockStop | StreamEnd
