@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
 
 from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.context import RequestContext

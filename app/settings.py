@@ -10,10 +10,10 @@ is one line naming the variable; gunicorn.conf.py prints it and exits.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 

@@ -33,6 +33,7 @@ def read_json_body(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
         raise UnsupportedMediaType(f"Content-Type must be application/json, got '{content_type}'")
     length = req.content_length
     if length is not None and length > max_bytes:
+        _discard(req, length)
         raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {max_bytes} (MAX_REQUEST_BYTES)")
     raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
@@ -46,6 +47,19 @@ def read_json_body(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object", param="body")
     return body
+
+
+# Bodies up to this size are read and thrown away before a 413, so the client, still
+# sending, sees the answer instead of a reset connection; larger ones are cut off.
+_DISCARD_LIMIT = 64 * 1024 * 1024
+
+
+def _discard(req: falcon.Request, length: int) -> None:
+    if length > _DISCARD_LIMIT:
+        return
+    stream = req.bounded_stream
+    while stream.read(256 * 1024):
+        pass
 
 
 class ChatResource:
