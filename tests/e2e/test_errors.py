@@ -164,3 +164,11 @@ def test_health_needs_no_key_and_calls_no_provider(gateway, upstream):
     body = json.loads(http.request("GET", gateway.url + "/health").data)
     assert body["status"] in ("ok", "degraded") and body["version"] and "checks" in body
     assert upstream.count() == 0
+
+
+def test_upstream_connections_are_pooled_and_kept_alive(gateway, upstream):
+    before = upstream.connections
+    for _ in range(20):
+        assert post(gateway, "/v1/chat/completions", OPENAI_BODY).status == 200
+    # Sequential requests reuse one keep-alive connection per worker (2 workers), not one each.
+    assert upstream.connections - before <= 4
