@@ -37,48 +37,50 @@ conversations = st.fixed_dictionaries({
 })
 
 
-def openai_body(c: dict[str, Any]) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": c["system"]}] if c["system"] else []
+def _body(c: dict[str, Any], head: list[dict[str, Any]], tool_round: list[dict[str, Any]]) -> dict[str, Any]:
+    """What both dialects share: the turns, then the dialect's tool round, the sampling parameters."""
+    messages = list(head)
     for user, reply in c["turns"]:
         messages.append({"role": "user", "content": user})
         if reply:
             messages.append({"role": "assistant", "content": reply})
     if c["tool_round"] and c["tools"]:
-        call_id, result = c["tool_round"]
-        messages.append({"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function",
-                         "function": {"name": c["tools"][0]["name"], "arguments": "{}"}}]})
-        messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
+        messages.extend(tool_round)
     if messages[-1]["role"] == "assistant":
         messages.append({"role": "user", "content": "go on"})
     body: dict[str, Any] = {"model": "claude-x", "max_tokens": c["max_tokens"], "messages": messages}
+    for name in ("temperature", "top_p"):
+        if c[name] is not None:
+            body[name] = c[name]
+    return body
+
+
+def openai_body(c: dict[str, Any]) -> dict[str, Any]:
+    call_id, result = c["tool_round"] or ("", "")
+    tool_round = [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {
+            "name": c["tools"][0]["name"] if c["tools"] else "", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+    body = _body(c, [{"role": "system", "content": c["system"]}] if c["system"] else [], tool_round)
     if c["tools"]:
         body["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t["description"],
                                                            "parameters": t["schema"]}} for t in c["tools"]]
         if c["choice"]:
             body["tool_choice"] = c["choice"]
-    for name in ("temperature", "top_p"):
-        if c[name] is not None:
-            body[name] = c[name]
     if c["stop"]:
         body["stop"] = c["stop"]
     return body
 
 
 def anthropic_body(c: dict[str, Any]) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = []
-    for user, reply in c["turns"]:
-        messages.append({"role": "user", "content": user})
-        if reply:
-            messages.append({"role": "assistant", "content": reply})
-    if c["tool_round"] and c["tools"]:
-        call_id, result = c["tool_round"]
-        messages.append({"role": "assistant", "content": [{"type": "tool_use", "id": call_id,
-                                                            "name": c["tools"][0]["name"], "input": {}}]})
-        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id,
-                                                       "content": result}]})
-    if messages[-1]["role"] == "assistant":
-        messages.append({"role": "user", "content": "go on"})
-    body: dict[str, Any] = {"model": "claude-x", "max_tokens": c["max_tokens"], "messages": messages}
+    call_id, result = c["tool_round"] or ("", "")
+    tool_round = [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": call_id,
+                                           "name": c["tools"][0]["name"] if c["tools"] else "", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": result}]},
+    ]
+    body = _body(c, [], tool_round)
     if c["system"]:
         body["system"] = c["system"]
     if c["tools"]:
@@ -86,9 +88,6 @@ def anthropic_body(c: dict[str, Any]) -> dict[str, Any]:
                          for t in c["tools"]]
         if c["choice"]:
             body["tool_choice"] = {"type": {"required": "any"}.get(c["choice"], c["choice"])}
-    for name in ("temperature", "top_p"):
-        if c[name] is not None:
-            body[name] = c[name]
     if c["stop"]:
         body["stop_sequences"] = c["stop"]
     return body
