@@ -28,7 +28,9 @@ from app.formats.stream import events_from_response
 from app.observability import metrics
 from app.routing import Target
 
-Pricing = Callable[[str, str, Usage], float]  # (provider, model, usage) -> US cents
+# Counts what a served answer saved: (ctx, provider, model, usage) -> US cents. The observability
+# layer's ``Accounting.cache_hit`` has this shape; it prices the usage and adds the savings metric.
+SavingsHook = Callable[[RequestContext, str, str, Usage], float]
 
 
 @dataclass(slots=True)
@@ -84,11 +86,11 @@ NO_TICKET = Ticket(None, None, CacheControl(store=False), None)
 
 class CacheStage:
     def __init__(self, tiers: TieredCache, *, namespace: str | None = None, coalescer: Coalescer | None = None,
-                 pricing: Pricing | None = None) -> None:
+                 savings: SavingsHook | None = None) -> None:
         self.tiers = tiers
         self.namespace = namespace
         self.coalescer = coalescer
-        self.pricing = pricing
+        self.savings = savings
 
     def begin(self, ctx: RequestContext, req: ChatRequest, target: Target, control: CacheControl,
               deadline: float) -> tuple[Served | None, Ticket]:
@@ -136,7 +138,8 @@ class CacheStage:
         ctx.model = answer.model
         ctx.usage = answer.response.usage
         ctx.cost_cents = 0.0
-        self._record_saving(answer.provider, answer.model, answer.response.usage)
+        if self.savings is not None:
+            self.savings(ctx, answer.provider, answer.model, answer.response.usage)
         if req.stream:
             return Served(events=iter(events_from_response(answer.response)))
         return Served(response=answer.response)
@@ -160,11 +163,6 @@ class CacheStage:
         for event in flight.follow(deadline):
             if isinstance(event, StreamEnd):
                 ctx.usage = event.usage
-                self._record_saving(ctx.provider or "", ctx.model or "", event.usage)
+                if self.savings is not None:
+                    self.savings(ctx, ctx.provider or "", ctx.model or "", event.usage)
             yield event
-
-    def _record_saving(self, provider: str, model: str, usage: Usage) -> None:
-        if self.pricing is not None:
-            cents = self.pricing(provider, model, usage)
-            if cents > 0:
-                metrics.CACHE_SAVINGS_CENTS.labels(provider, model).inc(cents)

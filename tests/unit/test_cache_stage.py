@@ -49,15 +49,15 @@ def fill(cache: CacheStage, client: str = "anonymous", control: CacheControl = N
 
 
 def test_a_stored_answer_is_served_with_its_usage_at_no_cost():
-    cache = stage(pricing=lambda provider, model, usage: usage.input_tokens * 0.5)
+    saved: list = []
+    cache = stage(savings=lambda ctx, provider, model, usage: saved.append((ctx.request_id, provider, model, usage)))
     first = fill(cache)
-    assert first.cache == "miss"
-    saved = metrics.CACHE_SAVINGS_CENTS.labels("openai", "gpt-4o-mini")._value.get()
+    assert first.cache == "miss" and saved == []
     c = ctx()
     served, ticket = cache.begin(c, REQUEST, TARGET, NORMAL, later())
     assert served is not None and served.response == RESPONSE and ticket is NO_TICKET
     assert (c.cache, c.provider, c.model, c.usage, c.cost_cents) == ("hit-l1", "cache", "gpt-4o-mini", Usage(7, 2), 0)
-    assert metrics.CACHE_SAVINGS_CENTS.labels("openai", "gpt-4o-mini")._value.get() == saved + 3.5
+    assert saved == [("r", "openai", "gpt-4o-mini", Usage(7, 2))]
 
 
 def test_a_streaming_request_gets_the_answer_replayed_as_events():
@@ -148,7 +148,8 @@ def test_followers_of_a_failed_leader_go_upstream_themselves():
 
 
 def test_a_streaming_follower_tails_the_leaders_stream_live():
-    cache = stage(coalescer=Coalescer())
+    saved: list = []
+    cache = stage(coalescer=Coalescer(), savings=lambda ctx, provider, model, usage: saved.append(usage))
     _, ticket = cache.begin(ctx(), STREAM_REQUEST, TARGET, NORMAL, later())
     ticket.streaming_from(TARGET)
     events = [StreamStart("chatcmpl-1", "gpt-4o-mini-2024"), TextDelta(0, "Paris."),
@@ -165,7 +166,7 @@ def test_a_streaming_follower_tails_the_leaders_stream_live():
     ticket.publish(events[2])
     ticket.store(TARGET, RESPONSE)
     reader.join(5)
-    assert received == events and follower.usage == Usage(7, 2)
+    assert received == events and follower.usage == Usage(7, 2) and saved == [Usage(7, 2)]
 
 
 def test_a_json_follower_of_a_stream_gets_the_whole_answer():
