@@ -15,12 +15,18 @@ from dataclasses import dataclass
 import falcon
 
 from app import error_handlers
+from app.cache.coalesce import Coalescer
+from app.cache.l1 import L1Cache
+from app.cache.l2 import L2Cache
+from app.cache.stage import CacheStage
+from app.cache.tiered import TieredCache
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
 from app.lifecycle import Lifecycle
 from app.middleware import RequestContextMiddleware
 from app.pipeline import Pipeline
 from app.providers.http import UpstreamHTTP
+from app.redis_guard import RedisGuard, make_redis
 from app.resources.chat import ChatResource
 from app.resources.health import Check, HealthResource
 from app.resources.models import ModelsResource
@@ -40,6 +46,8 @@ class Gateway:
     router: Router
     lifecycle: Lifecycle
     http: UpstreamHTTP
+    redis: RedisGuard
+    cache: CacheStage
 
 
 def _providers_check(router: Router) -> Check:
@@ -49,13 +57,23 @@ def _providers_check(router: Router) -> Check:
     return Check("ok", {"available": available})
 
 
+def make_cache(settings: Settings, redis_guard: RedisGuard) -> CacheStage:
+    """L1 per worker, Redis L2 when enabled, coalescing unless switched off."""
+    l1: L1Cache = L1Cache(settings.l1_cache_size, settings.l1_max_bytes, settings.l1_ttl_seconds)
+    l2 = L2Cache(redis_guard, settings.l2_ttl_seconds) if settings.enable_l2_cache else None
+    return CacheStage(TieredCache(l1, l2), namespace=settings.cache_namespace,
+                      coalescer=Coalescer() if settings.cache_coalescing else None)
+
+
 def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> Gateway:
     environ = load_environ() if environ is None else environ
     settings = Settings.from_env(environ) if settings is None else settings
     router = Router.from_settings(settings, environ)
     http = UpstreamHTTP(connect_timeout=settings.upstream_connect_timeout,
                         pool_maxsize=max(10, settings.gunicorn_threads))
-    pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout)
+    redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache and the limiter
+    cache = make_cache(settings, redis_guard)
+    pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache)
     lifecycle = Lifecycle()
 
     app = falcon.App(middleware=[RequestContextMiddleware()])
@@ -64,12 +82,14 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes))
     app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes))
     app.add_route("/v1/models", ModelsResource(router))
-    health = HealthResource({"providers": lambda: _providers_check(router)}, lifecycle)
+    health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health},
+                            lifecycle)
     app.add_route("/health", health)
     app.add_route("/health/live", health, suffix="live")
     app.add_route("/health/ready", health, suffix="ready")
     error_handlers.install(app)
-    return Gateway(app=app, settings=settings, router=router, lifecycle=lifecycle, http=http)
+    return Gateway(app=app, settings=settings, router=router, lifecycle=lifecycle, http=http, redis=redis_guard,
+                   cache=cache)
 
 
 def create_app(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> falcon.App:

@@ -1,7 +1,8 @@
 """The ordered stages every chat request goes through, whatever its dialect.
 
-    route (model -> targets)  ->  upstream attempt per target, in order
-    (fallback on failure)     ->  usage accounting
+    route (model -> targets)  ->  cache lookup (L1, L2, in-flight twin) -- hit --> answer
+                              ->  upstream attempt per target, in order
+    (fallback on failure)     ->  usage accounting, cache fill (complete answers only)
 
 Streams are decided before the first byte goes to the client: the provider's
 headers and first event are awaited inside the fallback loop, so a provider
@@ -16,6 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from app.cache.control import DEFAULT as CACHE_DEFAULT
+from app.cache.control import CacheControl
+from app.cache.stage import NO_TICKET, CacheStage, Ticket
 from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.context import RequestContext
 from app.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
@@ -56,15 +60,29 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, router: Router, caller: UpstreamCaller, request_timeout: float) -> None:
+    def __init__(self, router: Router, caller: UpstreamCaller, request_timeout: float,
+                 cache: CacheStage | None = None) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
+        self.cache = cache
 
-    def run(self, ctx: RequestContext, req: ChatRequest) -> Outcome:
+    def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT) -> Outcome:
         ctx.requested_model = req.model
         targets = self.router.resolve(req.model)
         deadline = deadline_from(self.request_timeout)
+        served, ticket = (None, NO_TICKET) if self.cache is None else self.cache.begin(
+            ctx, req, targets[0], cache_control, deadline)
+        if served is not None:
+            return Outcome(response=served.response, events=served.events)
+        try:
+            return self._call_upstream(ctx, req, targets, deadline, ticket)
+        except BaseException:
+            ticket.abandon()  # nothing to store; followers of this request go upstream themselves
+            raise
+
+    def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: list[Target], deadline: float,
+                       ticket: Ticket) -> Outcome:
         headers = {"x-request-id": ctx.request_id}
         if ctx.traceparent:
             headers["traceparent"] = ctx.traceparent
@@ -73,7 +91,7 @@ class Pipeline:
             ctx.attempts += 1
             started = time.monotonic()
             try:
-                outcome = self._attempt(ctx, target, req, headers, deadline)
+                outcome = self._attempt(ctx, target, req, headers, deadline, ticket)
             except GatewayError as err:
                 metrics.PROVIDER_ERRORS.labels(target.provider.name, error_kind(err)).inc()
                 metrics.PROVIDER_DURATION.labels(target.provider.name, target.model).observe(
@@ -89,12 +107,13 @@ class Pipeline:
                 metrics.PROVIDER_DURATION.labels(target.provider.name, target.model).observe(
                     time.monotonic() - started)
                 self._account(ctx, target, outcome.response)
+                ticket.store(target, outcome.response)
             return outcome
         assert failure is not None
         raise failure
 
     def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float) -> Outcome:
+                 deadline: float, ticket: Ticket) -> Outcome:
         if not req.stream:
             resp = self.caller.complete(target, req, headers, deadline)
             return Outcome(response=resp)
@@ -107,23 +126,35 @@ class Pipeline:
         except BaseException:
             stream.close()
             raise
-        events = self._watch(ctx, target, itertools.chain([first], stream))
-        return Outcome(events=events, close=stream.close)
+        events = self._watch(ctx, target, itertools.chain([first], stream), ticket)
 
-    def _watch(self, ctx: RequestContext, target: Target, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
-        """Pass events through, assembling the answer so a complete stream is accounted."""
+        def close() -> None:
+            stream.close()
+            ticket.abandon()
+
+        return Outcome(events=events, close=close)
+
+    def _watch(self, ctx: RequestContext, target: Target, events: Iterator[StreamEvent],
+               ticket: Ticket) -> Iterator[StreamEvent]:
+        """Pass events through (and on to coalesced followers), assembling the answer so a
+        complete stream is accounted and cached before its last event goes out; a cut one is not."""
         acc = StreamAccumulator()
         started = time.monotonic()
+        ticket.streaming_from(target)
         try:
             for ev in events:
                 acc.feed(ev)
+                whole = acc.response() if isinstance(ev, StreamEnd) else None
+                ticket.publish(ev)
+                if whole is not None:
+                    self._account(ctx, target, whole)
+                    ticket.store(target, whole)
                 yield ev
-                if isinstance(ev, StreamEnd):
-                    self._account(ctx, target, acc.response())
         except GatewayError as err:
             metrics.PROVIDER_ERRORS.labels(target.provider.name, error_kind(err)).inc()
             raise
         finally:
+            ticket.abandon()
             metrics.PROVIDER_DURATION.labels(target.provider.name, target.model).observe(
                 time.monotonic() - started)
 

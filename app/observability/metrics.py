@@ -31,6 +31,8 @@ PROVIDER_ERRORS = Counter("llm_edge_provider_errors_total", "Failed upstream att
                           ["provider", "error_type"])
 CACHE_HITS = Counter("llm_edge_cache_hits_total", "Cache hits by tier (l1, l2)", ["tier"])
 CACHE_MISSES = Counter("llm_edge_cache_misses_total", "Cache misses by tier (l1, l2)", ["tier"])
+CACHE_COALESCED = Counter("llm_edge_cache_coalesced_total",
+                          "Requests answered by an identical request already in progress in the worker")
 TOKENS = Counter("llm_edge_tokens_total", "Tokens processed upstream", ["provider", "model", "type"])
 COST_CENTS = Counter("llm_edge_cost_total_cents", "Upstream spend in US cents", ["provider", "model"])
 CACHE_SAVINGS_CENTS = Counter("llm_edge_cache_savings_total_cents",

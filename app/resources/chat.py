@@ -16,6 +16,7 @@ from typing import Any
 import falcon
 import orjson
 
+from app.cache.control import TTL_HEADER, CacheControl
 from app.canonical import TextDelta, ToolUseStart
 from app.context import RequestContext
 from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError
@@ -72,7 +73,8 @@ class ChatResource:
         ctx: RequestContext = req.context.gw
         creq = self.codec.parse_request(read_json_body(req, self.max_request_bytes))
         ctx.stream = creq.stream
-        outcome = self.pipeline.run(ctx, creq)
+        control = CacheControl.from_headers(req.get_header("cache-control"), req.get_header(TTL_HEADER))
+        outcome = self.pipeline.run(ctx, creq, control)
         if outcome.response is not None:
             resp.content_type = "application/json"
             resp.data = orjson.dumps(self.codec.render_response(outcome.response))

@@ -1,0 +1,76 @@
+"""The cache key: a stable hash of everything that can change an answer, and nothing else.
+
+The key is computed from the *canonical* request, so the same question asked
+through ``/v1/chat/completions`` or ``/v1/messages``, with its JSON keys in any
+order, finds the same entry. It covers the resolved target (provider and
+upstream model, so two aliases of one model share entries), the messages,
+system prompt, tools, tool choice and every generation parameter including
+the format-specific ``extra`` ones. It leaves out what only changes how the
+answer is delivered or who asked: ``stream``, ``stream_options``, ``user``,
+``metadata`` and request ids.
+
+Every key is scoped: by client id, or by ``CACHE_NAMESPACE`` when an operator
+chooses to share answers between clients. The scope is part of the hash and
+also appears, cleaned, in the key so one tenant's entries can be found with
+``SCAN``; the format version in the prefix retires every old entry at once
+when the key or the stored layout changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from app.canonical import ChatRequest
+from app.routing import Target
+
+KEY_PREFIX = "llm-edge:cache:v1:"
+
+# ChatRequest fields that never change the answer (or, for ``model``, are replaced by the target).
+_NOT_IN_KEY = frozenset({"model", "stream", "include_usage", "user", "metadata", "source_format"})
+# ``extra`` fields that only repeat ``max_tokens`` under another name (OpenAI's newer spelling).
+_MAX_TOKENS_ALIASES = ("max_completion_tokens",)
+_REQUEST_FIELDS = tuple(name for name in ChatRequest.__dataclass_fields__ if name not in _NOT_IN_KEY)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_EXACT_FLOAT = 2.0**53
+
+
+def cache_scope(client_id: str, namespace: str | None) -> str:
+    """Whose entries a request may see: its client's, or the shared namespace's."""
+    return f"ns:{namespace}" if namespace else f"client:{client_id}"
+
+
+def _plain(value: Any) -> Any:
+    """Canonical data as JSON-ready values; ``1.0`` and ``1`` are the same number in JSON."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < _EXACT_FLOAT else value
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    names = getattr(value, "__dataclass_fields__", None)
+    if names is None:
+        raise TypeError(f"cannot put a {type(value).__name__} into a cache key")
+    return {name: _plain(getattr(value, name)) for name in names}
+
+
+def request_fingerprint(req: ChatRequest) -> dict[str, Any]:
+    """The parts of a request that decide its answer, as plain JSON data."""
+    out = {name: _plain(getattr(req, name)) for name in _REQUEST_FIELDS}
+    extra = out["extra"]
+    for alias in _MAX_TOKENS_ALIASES:
+        if alias in extra and extra[alias] == out["max_tokens"]:
+            del extra[alias]
+    return out
+
+
+def cache_key(req: ChatRequest, target: Target, scope: str) -> str:
+    """``llm-edge:cache:v1:<scope>:<hash>``; the hash covers scope, target and request."""
+    payload = [scope, target.provider.name, target.model, request_fingerprint(req)]
+    digest = hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=20).hexdigest()
+    return f"{KEY_PREFIX}{_UNSAFE.sub('_', scope)[:64]}:{digest}"

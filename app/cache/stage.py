@@ -1,0 +1,168 @@
+"""The cache as a pipeline stage: look up before the upstream call, store after it.
+
+``CacheStage.begin`` runs after route resolution (the key needs the resolved
+target) and either *serves* the request (an L1 or L2 hit, or the answer of an
+identical request in progress in this worker) or hands back a ``Ticket``. The
+pipeline then calls upstream and, with the ticket, publishes stream events to
+followers, stores the answer once it is complete (``store``), or gives up on
+it (``abandon``, on any failure or cut stream). Nothing incomplete is stored.
+
+A served request is answered by provider ``cache`` with the original usage,
+costs nothing, and its saving is recorded against the provider and model
+that produced the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from app.cache.coalesce import Coalescer, Flight
+from app.cache.control import CacheControl
+from app.cache.entry import CachedAnswer
+from app.cache.keys import cache_key, cache_scope
+from app.cache.tiered import TieredCache
+from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Usage
+from app.context import RequestContext
+from app.formats.stream import events_from_response
+from app.observability import metrics
+from app.routing import Target
+
+# Counts what a served answer saved: (ctx, provider, model, usage) -> US cents. The observability
+# layer's ``Accounting.cache_hit`` has this shape; it prices the usage and adds the savings metric.
+SavingsHook = Callable[[RequestContext, str, str, Usage], float]
+
+
+@dataclass(slots=True)
+class Served:
+    """An answer that needs no upstream call: a response, or events for a stream."""
+
+    response: ChatResponse | None = None
+    events: Iterator[StreamEvent] | None = None
+
+
+class Ticket:
+    """A request's business with the cache after a miss; every method is safe to call twice."""
+
+    __slots__ = ("_open", "_tiers", "control", "flight", "key")
+
+    def __init__(self, tiers: TieredCache | None, key: str | None, control: CacheControl,
+                 flight: Flight | None) -> None:
+        self._tiers = tiers
+        self.key = key
+        self.control = control
+        self.flight = flight
+        self._open = True
+
+    def streaming_from(self, target: Target) -> None:
+        """The upstream stream has started: followers may tail it (and name its provider)."""
+        if self.flight is not None:
+            self.flight.origin = (target.provider.name, target.model)
+
+    def publish(self, event: StreamEvent) -> None:
+        if self.flight is not None:
+            self.flight.publish(event)
+
+    def store(self, target: Target, response: ChatResponse) -> None:
+        """The complete answer: into the cache (unless ``no-store``), and to any followers."""
+        if not self._open:
+            return
+        self._open = False
+        answer = CachedAnswer(response, target.provider.name, target.model)
+        if self._tiers is not None and self.key is not None and self.control.store:
+            self._tiers.put(self.key, answer, self.control.ttl)
+        if self.flight is not None:
+            self.flight.finish(answer)
+
+    def abandon(self) -> None:
+        if self._open:
+            self._open = False
+            if self.flight is not None:
+                self.flight.fail()
+
+
+NO_TICKET = Ticket(None, None, CacheControl(store=False), None)
+
+
+class CacheStage:
+    def __init__(self, tiers: TieredCache, *, namespace: str | None = None, coalescer: Coalescer | None = None,
+                 savings: SavingsHook | None = None) -> None:
+        self.tiers = tiers
+        self.namespace = namespace
+        self.coalescer = coalescer
+        self.savings = savings
+
+    def begin(self, ctx: RequestContext, req: ChatRequest, target: Target, control: CacheControl,
+              deadline: float) -> tuple[Served | None, Ticket]:
+        """Serve the request from the cache, or return the ticket for its upstream call."""
+        if not self.tiers.enabled or (not control.store and not control.lookup):
+            return None, NO_TICKET  # ctx.cache stays "bypass"
+        key = cache_key(req, target, cache_scope(ctx.client_id, self.namespace))
+        if not control.lookup:  # no-cache: fresh answer, stored
+            return None, Ticket(self.tiers, key, control, None)
+        answer = self.tiers.get_l1(key)
+        if answer is not None:
+            return self._serve(ctx, req, answer, "hit-l1"), NO_TICKET
+        if self.coalescer is None:
+            return self._lookup_l2(ctx, req, key, control, None)
+        flight, leader = self.coalescer.join(key)
+        if leader:
+            try:
+                answer = self.tiers.peek_l1(key)  # a flight for this key may have ended just now
+                if answer is not None:
+                    flight.finish(answer, "hit-l1")
+                    return self._serve(ctx, req, answer, "hit-l1"), NO_TICKET
+                return self._lookup_l2(ctx, req, key, control, flight)
+            except BaseException:
+                flight.fail()
+                raise
+        served = self._follow(ctx, req, flight, deadline)
+        if served is not None:
+            return served, NO_TICKET
+        ctx.cache = "miss"  # the leader failed: this request calls upstream on its own
+        return None, Ticket(self.tiers, key, control, None)
+
+    def _lookup_l2(self, ctx: RequestContext, req: ChatRequest, key: str, control: CacheControl,
+                   flight: Flight | None) -> tuple[Served | None, Ticket]:
+        answer = self.tiers.get_l2(key)
+        if answer is not None:
+            if flight is not None:
+                flight.finish(answer, "hit-l2")
+            return self._serve(ctx, req, answer, "hit-l2"), NO_TICKET
+        ctx.cache = "miss"
+        return None, Ticket(self.tiers, key, control, flight)
+
+    def _serve(self, ctx: RequestContext, req: ChatRequest, answer: CachedAnswer, tier: str) -> Served:
+        ctx.cache = tier
+        ctx.provider = "cache" if tier != "miss" else answer.provider
+        ctx.model = answer.model
+        ctx.usage = answer.response.usage
+        ctx.cost_cents = 0.0
+        if self.savings is not None:
+            self.savings(ctx, answer.provider, answer.model, answer.response.usage)
+        if req.stream:
+            return Served(events=iter(events_from_response(answer.response)))
+        return Served(response=answer.response)
+
+    def _follow(self, ctx: RequestContext, req: ChatRequest, flight: Flight, deadline: float) -> Served | None:
+        """The leader's answer or live stream; ``None`` when the leader failed before it had one."""
+        if req.stream and flight.wait_started(deadline) == "live":
+            metrics.CACHE_COALESCED.inc()
+            ctx.cache = "miss"
+            ctx.provider, ctx.model = flight.origin or (None, None)
+            ctx.cost_cents = 0.0
+            return Served(events=self._tail(ctx, flight, deadline))
+        answer = flight.wait_answer(deadline)
+        if answer is None:
+            return None
+        metrics.CACHE_COALESCED.inc()
+        return self._serve(ctx, req, answer, flight.tier)
+
+    def _tail(self, ctx: RequestContext, flight: Flight, deadline: float) -> Iterator[StreamEvent]:
+        """A live follower's stream; its usage and saving are known at the end."""
+        for event in flight.follow(deadline):
+            if isinstance(event, StreamEnd):
+                ctx.usage = event.usage
+                if self.savings is not None:
+                    self.savings(ctx, ctx.provider or "", ctx.model or "", event.usage)
+            yield event

@@ -1,0 +1,69 @@
+"""L1 in front of L2: look up in order, fill both, count hits and misses per tier.
+
+Counting: every lookup records one L1 event (hit or miss); a lookup that
+misses L1 records one L2 event when L2 is enabled (a skipped or failed Redis
+counts as an L2 miss). So the overall hit rate is
+``sum(hits) / (hits{tier="l1"} + misses{tier="l1"})``.
+"""
+
+from __future__ import annotations
+
+from app.cache.entry import CachedAnswer, decode, encode
+from app.cache.l1 import L1Cache
+from app.cache.l2 import L2Cache
+from app.observability import metrics
+
+_L1_HITS = metrics.CACHE_HITS.labels("l1")
+_L1_MISSES = metrics.CACHE_MISSES.labels("l1")
+_L2_HITS = metrics.CACHE_HITS.labels("l2")
+_L2_MISSES = metrics.CACHE_MISSES.labels("l2")
+
+
+class TieredCache:
+    def __init__(self, l1: L1Cache[CachedAnswer], l2: L2Cache | None) -> None:
+        self.l1 = l1
+        self.l2 = l2 if l2 is not None and l2.enabled else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.l1.enabled or self.l2 is not None
+
+    def get_l1(self, key: str) -> CachedAnswer | None:
+        if not self.l1.enabled:
+            return None
+        found = self.l1.get(key)
+        (_L1_MISSES if found is None else _L1_HITS).inc()
+        return found
+
+    def peek_l1(self, key: str) -> CachedAnswer | None:
+        """L1 without counting: a second look by the same request."""
+        return self.l1.get(key)
+
+    def get_l2(self, key: str) -> CachedAnswer | None:
+        """The L2 entry, copied into L1 for no longer than it has left in Redis."""
+        if self.l2 is None:
+            return None
+        stored = self.l2.get(key)
+        entry = decode(stored[0]) if stored is not None else None
+        if stored is None or entry is None:
+            _L2_MISSES.inc()
+            return None
+        _L2_HITS.inc()
+        answer, size = entry
+        self.l1.put(key, answer, size, ttl=stored[1])
+        return answer
+
+    def get(self, key: str) -> tuple[CachedAnswer, str] | None:
+        """The answer and the tier that had it (``hit-l1`` / ``hit-l2``), or ``None``."""
+        answer = self.get_l1(key)
+        if answer is not None:
+            return answer, "hit-l1"
+        answer = self.get_l2(key)
+        return (answer, "hit-l2") if answer is not None else None
+
+    def put(self, key: str, answer: CachedAnswer, ttl: int | None = None) -> None:
+        """Store in both tiers: L1 for at most ``L1_TTL_SECONDS``, L2 for ``ttl`` or ``L2_TTL_SECONDS``."""
+        data, size = encode(answer)
+        self.l1.put(key, answer, size, ttl=ttl)
+        if self.l2 is not None:
+            self.l2.put(key, data, ttl)

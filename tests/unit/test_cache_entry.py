@@ -1,0 +1,56 @@
+"""Stored answers: byte round trip (small and compressed), and garbage read as a miss."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.cache.entry import COMPRESS_MIN_BYTES, CachedAnswer, decode, encode
+from app.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
+
+json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10)
+blocks = st.one_of(
+    st.builds(TextBlock, st.text(max_size=3000)),
+    st.builds(ToolUseBlock, st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20),
+              st.dictionaries(st.text(max_size=8), json_values, max_size=4)),
+)
+responses = st.builds(
+    ChatResponse,
+    id=st.text(min_size=1, max_size=30),
+    model=st.text(min_size=1, max_size=30),
+    content=st.lists(blocks, max_size=4).map(tuple),
+    stop_reason=st.sampled_from([None, "end_turn", "max_tokens", "tool_use", "stop_sequence", "refusal"]),
+    stop_sequence=st.none() | st.text(max_size=10),
+    usage=st.builds(Usage, st.integers(0, 10**7), st.integers(0, 10**7), st.integers(0, 10**7)),
+    created=st.integers(0, 2**32),
+)
+
+
+@given(responses, st.sampled_from(["openai", "anthropic", "local"]), st.text(min_size=1, max_size=40))
+def test_an_answer_comes_back_exactly(response, provider, model):
+    answer = CachedAnswer(response, provider, model)
+    data, size = encode(answer)
+    decoded = decode(data)
+    assert decoded is not None
+    assert decoded[0] == answer and decoded[1] == size
+
+
+def test_large_answers_are_compressed_and_small_ones_are_not():
+    small = CachedAnswer(ChatResponse("id", "m", (TextBlock("hi"),), "end_turn"), "openai", "m")
+    big = CachedAnswer(ChatResponse("id", "m", (TextBlock("word " * 2000),), "end_turn"), "openai", "m")
+    small_data, _ = encode(small)
+    big_data, big_size = encode(big)
+    assert small_data[:1] == b"j"
+    assert big_data[:1] == b"z" and big_size > COMPRESS_MIN_BYTES and len(big_data) < big_size / 5
+    assert decode(big_data)[0] == big
+
+
+@pytest.mark.parametrize("data", [b"", b"x{}", b"j", b"j[1,2]", b"jnot json", b"z" + b"garbage",
+                                  b"z" + zlib.compress(b"[1]"), b'j["p","m","id","m",0,null,null,[1],[]]'])
+def test_bytes_that_are_not_an_entry_are_a_miss(data):
+    assert decode(data) is None
