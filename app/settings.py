@@ -147,6 +147,7 @@ class Settings:
     otlp_endpoint: str = "http://jaeger:4317"
     otlp_protocol: str = "grpc"
     log_level: str = "INFO"
+    log_file: str | None = None
     log_prompts: bool = False
 
     @classmethod
@@ -167,6 +168,9 @@ class Settings:
         for name, path in (("TLS_CERT_PATH", tls_cert), ("TLS_KEY_PATH", tls_key)):
             if path and not os.access(path, os.R_OK):
                 raise ConfigError(f"{name}: cannot read {path!r}")
+        log_file = environ.get("LOG_FILE") or None
+        if log_file and not os.access(os.path.dirname(os.path.abspath(log_file)), os.W_OK):
+            raise ConfigError(f"LOG_FILE: cannot write in the folder of {log_file!r}")
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("TLS_CERT_PATH and TLS_KEY_PATH must be set together")
         settings = cls(
@@ -207,6 +211,7 @@ class Settings:
             otlp_endpoint=r.url("OTLP_ENDPOINT", d.otlp_endpoint, ("http", "https")),
             otlp_protocol=protocol,
             log_level=_LOG_LEVELS[log_word],
+            log_file=log_file,
             log_prompts=r.bool("LOG_PROMPTS", d.log_prompts),
         )
         return settings
