@@ -98,6 +98,9 @@ class LabelGuard:
 
 MODEL_LABELS = LabelGuard()
 CACHE_TIERS = ("l1", "l2")
+# llm_edge_rate_limited_total{limit}: "requests" (a request-rate limit) or "budget" (a spend budget).
+RATE_LIMIT_KINDS = ("requests", "budget")
+TIERS = ("free", "pro", "enterprise")
 
 
 def initialize(providers: Iterable[str], models: Iterable[str]) -> None:
@@ -106,6 +109,9 @@ def initialize(providers: Iterable[str], models: Iterable[str]) -> None:
     for tier in CACHE_TIERS:
         CACHE_HITS.labels(tier)
         CACHE_MISSES.labels(tier)
+    for tier in TIERS:
+        for kind in RATE_LIMIT_KINDS:
+            RATE_LIMITED.labels(tier, kind)
     for provider in providers:
         CIRCUIT_BREAKER_STATE.labels(provider)
         RETRIES.labels(provider)

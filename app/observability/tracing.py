@@ -154,8 +154,11 @@ class Tracing:
 
     # --- the request -----------------------------------------------------------------
 
-    def start_request(self, ctx: RequestContext, method: str, route: str) -> None:
-        """The server span, continuing the caller's ``traceparent`` when it sent one."""
+    def start_request(self, ctx: RequestContext, method: str, route: str, path: str) -> None:
+        """The server span, continuing the caller's ``traceparent`` when it sent one.
+
+        ``route`` is the matched endpoint (bounded, it names the span); ``path`` is what was asked for.
+        """
         if self.tracer is None:
             return
         from opentelemetry.trace import SpanKind
@@ -165,12 +168,11 @@ class Tracing:
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
             parent = TraceContextTextMapPropagator().extract({"traceparent": ctx.traceparent})
-        ctx.span = self.tracer.start_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes={
-            "http.request.method": method,
-            "http.route": route,
-            "url.path": route,
-            "llm_edge.request_id": ctx.request_id,
-        })
+        attributes = {"http.request.method": method, "url.path": path, "llm_edge.request_id": ctx.request_id}
+        if route != "other":
+            attributes["http.route"] = route
+        name = f"{method} {route}" if route != "other" else method
+        ctx.span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
 
     @staticmethod
     def end_request(ctx: RequestContext) -> None:

@@ -54,7 +54,7 @@ def answer() -> ChatResponse:
 def test_request_and_attempt_spans_continue_the_callers_trace(tracing, spans) -> None:
     ctx = RequestContext("req-1", "/v1/chat/completions", "openai",
                          traceparent=f"00-{CLIENT_TRACE}-{CLIENT_PARENT}-01")
-    tracing.start_request(ctx, "POST", "/v1/chat/completions")
+    tracing.start_request(ctx, "POST", "/v1/chat/completions", "/v1/chat/completions")
     headers: dict[str, str] = {}
     ctx.attempts = 1
     attempt = tracing.start_attempt(ctx, target(), request(), headers)
@@ -94,7 +94,7 @@ def test_request_and_attempt_spans_continue_the_callers_trace(tracing, spans) ->
 
 def test_anthropic_finish_reasons_are_anthropics_own(tracing, spans) -> None:
     ctx = RequestContext("req-2", "/v1/messages", "anthropic")
-    tracing.start_request(ctx, "POST", "/v1/messages")
+    tracing.start_request(ctx, "POST", "/v1/messages", "/v1/messages")
     anthropic = Target(Provider("anthropic", "anthropic", "http://127.0.0.1:9999", None, None, False), "claude-x")
     span = tracing.start_attempt(ctx, anthropic, request(), {})
     Tracing.end_attempt(span, anthropic, answer())
@@ -106,15 +106,25 @@ def test_anthropic_finish_reasons_are_anthropics_own(tracing, spans) -> None:
 
 def test_a_request_without_traceparent_starts_a_new_trace(tracing, spans) -> None:
     ctx = RequestContext("req-3", "/v1/chat/completions", "openai")
-    tracing.start_request(ctx, "POST", "/v1/chat/completions")
+    tracing.start_request(ctx, "POST", "/v1/chat/completions", "/v1/chat/completions")
     Tracing.end_request(ctx)
     (server,) = spans.get_finished_spans()
     assert server.parent is None
 
 
+def test_unknown_paths_do_not_name_spans(tracing, spans) -> None:
+    ctx = RequestContext("req-3b", "other", "openai")
+    tracing.start_request(ctx, "GET", "other", "/wp-admin/x1")
+    ctx.status = 404
+    Tracing.end_request(ctx)
+    (server,) = spans.get_finished_spans()
+    assert server.name == "GET" and server.attributes["url.path"] == "/wp-admin/x1"
+    assert "http.route" not in server.attributes
+
+
 def test_failed_attempts_and_5xx_requests_are_errors(tracing, spans) -> None:
     ctx = RequestContext("req-4", "/v1/chat/completions", "openai")
-    tracing.start_request(ctx, "POST", "/v1/chat/completions")
+    tracing.start_request(ctx, "POST", "/v1/chat/completions", "/v1/chat/completions")
     span = tracing.start_attempt(ctx, target(), request(), {})
     Tracing.end_attempt(span, target(), error="timeout")
     ctx.status, ctx.error_type = 504, "upstream_timeout"
@@ -128,7 +138,7 @@ def test_failed_attempts_and_5xx_requests_are_errors(tracing, spans) -> None:
 
 def test_cache_lookup_is_a_child_of_the_request(tracing, spans) -> None:
     ctx = RequestContext("req-5", "/v1/chat/completions", "openai")
-    tracing.start_request(ctx, "POST", "/v1/chat/completions")
+    tracing.start_request(ctx, "POST", "/v1/chat/completions", "/v1/chat/completions")
     with tracing.cache_lookup(ctx) as span:
         span.set_attribute("llm_edge.cache.result", "miss")
     Tracing.end_request(ctx)
@@ -143,7 +153,7 @@ def test_disabled_tracing_builds_nothing_and_forwards_the_callers_traceparent() 
     assert not off.enabled
     incoming = f"00-{CLIENT_TRACE}-{CLIENT_PARENT}-01"
     ctx = RequestContext("req-6", "/v1/chat/completions", "openai", traceparent=incoming)
-    off.start_request(ctx, "POST", "/v1/chat/completions")
+    off.start_request(ctx, "POST", "/v1/chat/completions", "/v1/chat/completions")
     assert ctx.span is None
     headers: dict[str, str] = {}
     assert off.start_attempt(ctx, target(), request(), headers) is None
