@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-_PREFIX = "llm-edge-prometheus-"
+_PREFIX = "llm-edge-multiproc-"
 _BASE_ENV = "LLM_EDGE_METRICS_PARENT"  # where the private folder was made, for a re-exec'd master (USR2)
 _RETRY_SECONDS = 2.0
 

@@ -88,7 +88,7 @@ def test_a_crashed_gateways_folder_is_removed_at_the_next_start_a_live_one_is_no
 def test_without_a_setting_the_folder_goes_in_the_temp_folder(tmp_path) -> None:
     m = Master(clean_env(tmp=tmp_path))
     try:
-        assert m.dir.parent == tmp_path and m.dir.name.startswith("llm-edge-prometheus-")
+        assert m.dir.parent == tmp_path and m.dir.name.startswith("llm-edge-multiproc-")
     finally:
         m.exit()
 
