@@ -103,9 +103,19 @@ RATE_LIMIT_KINDS = ("requests", "budget")
 TIERS = ("free", "pro", "enterprise")
 
 
-def initialize(providers: Iterable[str], models: Iterable[str]) -> None:
-    """Export every bounded series at 0 from the start, so rates and alerts see them before traffic."""
+def initialize(providers: Iterable[str], models: Iterable[str], routes: Iterable[tuple[str, str]] = ()) -> None:
+    """Export every bounded series at 0 from the start, so rates, dashboards and alerts see them before traffic.
+
+    ``routes`` are the configured (provider, upstream model) pairs: their token, cost and savings
+    series exist from the start.
+    """
     MODEL_LABELS.allow(models)
+    for provider, model in routes:
+        MODEL_LABELS.allow([model])
+        COST_CENTS.labels(provider, model)
+        CACHE_SAVINGS_CENTS.labels(provider, model)
+        for kind in ("prompt", "completion"):
+            TOKENS.labels(provider, model, kind)
     for tier in CACHE_TIERS:
         CACHE_HITS.labels(tier)
         CACHE_MISSES.labels(tier)

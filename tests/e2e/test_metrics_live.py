@@ -259,10 +259,11 @@ def test_a_real_prometheus_scrapes_the_gateway_and_evaluates_the_shipped_rules(g
         wait_until(lambda: all(r["health"] != "unknown" for r in rules()), timeout=20, what="rules evaluated")
         assert [(r["name"], r.get("lastError")) for r in rules() if r["health"] != "ok"] == []
         # The recording rule evaluates over the live counters: hits / (hits + misses).
+        wait_until(lambda: prometheus.query("sum(rate(llm_edge_cache_misses_total[5m]))"), timeout=20,
+                   what="two scrapes of the cache counters")
         hit_rate = prometheus.query("llm_edge_cache_hit_rate")
         hits = prometheus.query("sum(rate(llm_edge_cache_hits_total[5m]))")
         misses = prometheus.query("sum(rate(llm_edge_cache_misses_total[5m]))")
-        assert hits and misses
         total = float(hits[0]["value"][1]) + float(misses[0]["value"][1])
         if total == 0:
             assert hit_rate == []  # no lookups: no sample instead of NaN, as documented in rules.yml
@@ -277,3 +278,39 @@ def test_metrics_port_is_separate_and_serves_only_metrics(gw):
     assert http.request("GET", f"http://127.0.0.1:{gw.metrics_port}/metrics").status == 200
 
 
+
+
+def chat_total(gw: GatewayProcess) -> float:
+    return scrape(gw.metrics_url).total("llm_edge_requests_total", endpoint=CHAT, status="200")
+
+
+def test_sighup_reload_keeps_counters_and_the_metrics_folder(start_gateway, upstream):
+    gw = start_gateway()
+    for i in range(4):
+        assert chat(gw, f"before reload {i}").status == 200
+    before = chat_total(gw)
+    assert before == 4
+    old = set(gw.worker_pids())
+    gw.signal(signal.SIGHUP)  # gunicorn re-reads gunicorn.conf.py and replaces every worker
+    wait_until(lambda: not old & set(gw.worker_pids()) and len(gw.worker_pids()) == 2, timeout=30,
+               what="new workers after SIGHUP")
+    assert chat_total(gw) == before
+    assert chat(gw, "after reload").status == 200
+    assert chat_total(gw) == before + 1
+    served = [line for line in gw.logs().splitlines() if '"metrics on http' in line]
+    assert len(served) == 1  # one metrics server, one folder, for the master's whole life
+
+
+def test_two_gateways_on_one_host_neither_share_nor_wipe_metrics(start_gateway, upstream, tmp_path):
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    a = start_gateway(env)
+    for i in range(3):
+        assert chat(a, f"to a {i}").status == 200
+    b = start_gateway(env)
+    assert len(list(tmp_path.glob("llm-edge-multiproc-*"))) == 2
+    assert chat_total(a) == 3 and chat_total(b) == 0
+    assert chat(b, "to b").status == 200
+    assert chat_total(a) == 3 and chat_total(b) == 1
+    b.stop()
+    assert chat_total(a) == 3
+    assert len(list(tmp_path.glob("llm-edge-multiproc-*"))) == 1
