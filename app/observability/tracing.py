@@ -91,15 +91,15 @@ def _quiet_sdk_loggers() -> None:
 
 def _exporter(settings: Settings) -> tuple[Any, str]:
     """The OTLP exporter for OTEL_EXPORTER_OTLP_PROTOCOL, and the URL it sends to."""
-    endpoint = settings.otlp_endpoint
+    endpoint, timeout = settings.otlp_endpoint, settings.otel_export_timeout
     if settings.otlp_protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
 
         url = endpoint if urlsplit(endpoint).path not in ("", "/") else endpoint.rstrip("/") + "/v1/traces"
-        return HTTPExporter(endpoint=url), url
+        return HTTPExporter(endpoint=url, timeout=timeout), url
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCExporter
 
-    return GRPCExporter(endpoint=endpoint, insecure=endpoint.startswith("http://")), endpoint
+    return GRPCExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=timeout), endpoint
 
 
 class Tracing:
@@ -131,9 +131,10 @@ class Tracing:
             attributes["service.name"] = "llm-edge-agent"
         inner, url = _exporter(settings)
         exporter = _OneWarningExporter(inner, url, settings.otlp_protocol)
-        # Queue size, batch size and delay follow OTEL_BSP_* (defaults 2048 spans, 512, 5 s).
         provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(exporter))  # type: ignore[arg-type]
+        provider.add_span_processor(BatchSpanProcessor(  # a bounded queue: when full, spans are dropped
+            exporter, max_queue_size=settings.otel_queue_size,  # type: ignore[arg-type]
+            max_export_batch_size=settings.otel_batch_size, schedule_delay_millis=settings.otel_schedule_delay_ms))
         tracing = cls(provider.get_tracer("llm_edge", __version__), provider, exporter)
         import atexit
 

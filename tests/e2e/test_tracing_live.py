@@ -173,7 +173,7 @@ def test_an_unreachable_collector_costs_requests_nothing_and_warns_once(start_ga
     try:
         gw = start_gateway({**FAST_EXPORT, "OTLP_ENDPOINT": f"http://127.0.0.1:{hole.port}",
                             "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-                            "OTEL_BSP_MAX_QUEUE_SIZE": "64", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32"})
+                            "OTEL_BSP_MAX_QUEUE_SIZE": "64"})
 
         def warnings() -> list[dict]:
             lines = [json.loads(line) for line in gw.logs().splitlines()]

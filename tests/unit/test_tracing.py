@@ -237,3 +237,20 @@ def test_enabled_tracing_quiets_the_sdk_loggers() -> None:
         assert tracing_module.log.name == "llm_edge.tracing"
     finally:
         tracing.shutdown()
+
+
+def test_exporter_queue_settings_are_validated_before_any_worker_starts() -> None:
+    from app.settings import ConfigError
+
+    s = Settings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "64"})
+    assert (s.otel_queue_size, s.otel_batch_size) == (64, 64)  # the batch default shrinks to fit
+    s = Settings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10",
+                           "OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_EXPORTER_OTLP_TIMEOUT": "2.5"})
+    assert (s.otel_queue_size, s.otel_batch_size, s.otel_schedule_delay_ms, s.otel_export_timeout) == \
+        (100, 10, 250, 2.5)
+    with pytest.raises(ConfigError, match=r"OTEL_BSP_MAX_EXPORT_BATCH_SIZE \(20\) must not exceed"):
+        Settings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"})
+    with pytest.raises(ConfigError, match="OTEL_BSP_MAX_QUEUE_SIZE must be an integer"):
+        Settings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"})
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_TIMEOUT"):
+        Settings.from_env({"OTEL_EXPORTER_OTLP_TIMEOUT": "0"})
