@@ -98,8 +98,8 @@ class LabelGuard:
 
 MODEL_LABELS = LabelGuard()
 CACHE_TIERS = ("l1", "l2")
-# llm_edge_rate_limited_total{limit}: "requests" (a request-rate limit) or "budget" (a spend budget).
-RATE_LIMIT_KINDS = ("requests", "budget")
+# llm_edge_rate_limited_total{limit}: which limit refused the request (the limiter's names).
+RATE_LIMIT_KINDS = ("requests", "global", "tokens", "budget")
 TIERS = ("free", "pro", "enterprise")
 
 
