@@ -49,7 +49,7 @@ def test_every_line_is_json_and_the_access_line_has_every_field(gateway, upstrea
     assert line["level"] == "info" and line["msg"] == "request"
     assert {k: line[k] for k in ("client_id", "endpoint", "provider", "model", "status", "cache", "stream")} == {
         "client_id": "anonymous", "endpoint": "/v1/chat/completions", "provider": "openai",
-        "model": "gpt-4o-mini", "status": 200, "cache": "bypass", "stream": False}
+        "model": "gpt-4o-mini", "status": 200, "cache": "miss", "stream": False}
     assert line["prompt_tokens"] == usage["prompt_tokens"]
     assert line["completion_tokens"] == usage["completion_tokens"]
     assert line["cost_cents"] > 0 and line["duration_ms"] > 0 and line["attempts"] == 1

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
@@ -109,7 +110,7 @@ def test_streams_are_accounted_with_cost_and_time_to_first_token(gw, upstream):
 def test_provider_errors_are_counted_by_kind(gw, upstream):
     before = scrape(gw.metrics_url)
     upstream.push_faults(Fault(status=500), path="/v1/chat/completions")
-    assert chat(gw, "fails").status == 502
+    assert chat(gw, f"fails {uuid.uuid4()}").status == 502
     after = scrape(gw.metrics_url)
     assert after.total("llm_edge_provider_errors_total", provider="openai", error_type="http_5xx") - before.total(
         "llm_edge_provider_errors_total", provider="openai", error_type="http_5xx") == 1
@@ -178,7 +179,7 @@ def exercise(gw: GatewayProcess, upstream) -> None:
     assert list(client.chat.completions.create(model="claude-3-5-haiku-latest", stream=True,
                                                messages=[{"role": "user", "content": "a b"}]))
     upstream.push_faults(Fault(status=503), path="/v1/chat/completions")
-    assert chat(gw, "fails").status == 502
+    assert chat(gw, f"fails {uuid.uuid4()}").status == 502
 
 
 def test_promtool_check_metrics_accepts_the_live_output(gw, upstream):
@@ -243,32 +244,48 @@ def test_every_metric_in_rules_and_dashboards_is_exported(gw, upstream):
             pytest.fail(f"{name} is a histogram: query {name}_bucket/_sum/_count ({sorted(where[name])})")
 
 
+def cache_lookups(gw: GatewayProcess) -> tuple[float, float]:
+    s = scrape(gw.metrics_url)
+    return s.total("llm_edge_cache_hits_total"), s.total("llm_edge_cache_misses_total")
+
+
 def test_a_real_prometheus_scrapes_the_gateway_and_evaluates_the_shipped_rules(gw, upstream):
     prometheus = PrometheusServer([f"127.0.0.1:{gw.metrics_port}"], [RULES]).start()
     try:
-        wait_until(lambda: prometheus.query('up{job="llm-edge-agent"} == 1'), timeout=20, what="scraped")
-        for i in range(3):
-            assert chat(gw, f"prometheus {i}").status == 200
-        expected = "llm_edge_requests_total"
-        wait_until(lambda: prometheus.query(f'sum({expected}{{endpoint="{CHAT}"}}) > 0'), timeout=20,
-                   what="requests in prometheus")
+        wait_until(lambda: prometheus.query('count_over_time(up{job="llm-edge-agent"}[1m]) >= 2'), timeout=20,
+                   what="two scrapes of the gateway")
+
         def rules() -> list[dict]:
             return [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
 
         assert {r["name"] for r in rules()} >= {"llm_edge_cache_hit_rate", "LLMEdgeGatewayDown"}
         wait_until(lambda: all(r["health"] != "unknown" for r in rules()), timeout=20, what="rules evaluated")
         assert [(r["name"], r.get("lastError")) for r in rules() if r["health"] != "ok"] == []
-        # The recording rule evaluates over the live counters: hits / (hits + misses).
-        wait_until(lambda: prometheus.query("sum(rate(llm_edge_cache_misses_total[5m]))"), timeout=20,
-                   what="two scrapes of the cache counters")
-        hit_rate = prometheus.query("llm_edge_cache_hit_rate")
-        hits = prometheus.query("sum(rate(llm_edge_cache_hits_total[5m]))")
-        misses = prometheus.query("sum(rate(llm_edge_cache_misses_total[5m]))")
-        total = float(hits[0]["value"][1]) + float(misses[0]["value"][1])
-        if total == 0:
-            assert hit_rate == []  # no lookups: no sample instead of NaN, as documented in rules.yml
-        else:
-            assert float(hit_rate[0]["value"][1]) == pytest.approx(float(hits[0]["value"][1]) / total)
+
+        # Misses, then hits: each question asked four times on one keep-alive connection (one worker).
+        hits0, misses0 = cache_lookups(gw)
+        one_worker = urllib3.HTTPConnectionPool("127.0.0.1", gw.port, maxsize=1, block=True, retries=False,
+                                                timeout=urllib3.Timeout(connect=2, read=20))
+        for question in range(3):
+            body = json.dumps({"model": "gpt-4o-mini",
+                               "messages": [{"role": "user", "content": f"hit rate {question} {uuid.uuid4()}"}]})
+            for _ in range(4):
+                resp = one_worker.request("POST", CHAT, body=body, headers={"content-type": "application/json"})
+                assert resp.status == 200
+        hits1, misses1 = cache_lookups(gw)
+        hits, misses = hits1 - hits0, misses1 - misses0
+        assert hits >= 9 and misses >= 3
+        expected = hits / (hits + misses)
+
+        def recorded() -> float | None:
+            result = prometheus.query("llm_edge_cache_hit_rate")
+            return float(result[0]["value"][1]) if result else None
+
+        # The recording rule, evaluated by Prometheus over what it scraped, equals the gateway's own counts.
+        wait_until(lambda: recorded() is not None and abs(recorded() - expected) < 1e-6, timeout=20,
+                   what=f"llm_edge_cache_hit_rate == {expected:.4f} (now {recorded()})")
+        requests = prometheus.query(f'sum(llm_edge_requests_total{{endpoint="{CHAT}"}})')
+        assert float(requests[0]["value"][1]) >= 12
     finally:
         prometheus.stop()
 

@@ -62,9 +62,12 @@ def test_spans_continue_the_callers_trace_and_carry_genai_attributes(http_gw, co
         model="gpt-4o-mini", max_tokens=64, temperature=0.2, messages=[{"role": "user", "content": PROMPT}],
         extra_headers={"traceparent": traceparent})
     completion = raw.parse()
-    spans = collector.wait_for_trace(trace_id, 2)
+    spans = collector.wait_for_trace(trace_id, 3)
     (server,) = by_kind(spans, "server")
     (attempt,) = by_kind(spans, "client")
+    (lookup,) = by_kind(spans, "internal")
+    assert lookup.name == "cache lookup" and lookup.parent_span_id == server.span_id
+    assert lookup.attributes["llm_edge.cache"] == "miss"
     assert server.parent_span_id == parent  # continued from the caller
     assert attempt.parent_span_id == server.span_id
     assert server.name == "POST /v1/chat/completions" and attempt.name == "chat gpt-4o-mini"
@@ -86,6 +89,20 @@ def test_spans_continue_the_callers_trace_and_carry_genai_attributes(http_gw, co
     assert sent == f"00-{trace_id}-{attempt.span_id}-01"
     assert_nothing_secret(spans)
 
+    # The same question again on the same connection (same worker): answered by L1, no attempt span.
+    traceparent, trace_id, _ = new_traceparent()
+    calls = upstream.count("/v1/chat/completions")
+    again = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=64, temperature=0.2, messages=[{"role": "user", "content": PROMPT}],
+        extra_headers={"traceparent": traceparent})
+    assert again.headers["x-llm-edge-cache"] == "hit-l1" and upstream.count("/v1/chat/completions") == calls
+    spans = collector.wait_for_trace(trace_id, 2)
+    assert sorted(s.kind for s in spans) == ["internal", "server"]
+    (lookup,) = by_kind(spans, "internal")
+    assert lookup.attributes["llm_edge.cache"] == "hit-l1"
+    assert by_kind(spans, "server")[0].attributes["llm_edge.cache"] == "hit-l1"
+    assert_nothing_secret(spans)
+
 
 def test_a_stream_and_a_fallback_give_one_span_per_attempt(http_gw, collector, upstream):
     traceparent, trace_id, _ = new_traceparent()
@@ -94,7 +111,7 @@ def test_a_stream_and_a_fallback_give_one_span_per_attempt(http_gw, collector, u
     with client.messages.stream(model="fast", max_tokens=50, messages=[{"role": "user", "content": PROMPT}],
                                 extra_headers={"traceparent": traceparent}) as stream:
         final = stream.get_final_message()
-    spans = collector.wait_for_trace(trace_id, 3)
+    spans = collector.wait_for_trace(trace_id, 4)
     (server,) = by_kind(spans, "server")
     failed, answered = sorted(by_kind(spans, "client"), key=lambda s: s.attributes["llm_edge.attempt"])
     assert failed.attributes["gen_ai.provider.name"] == "anthropic"
@@ -135,7 +152,7 @@ def test_grpc_is_the_default_protocol(emulator, collector, start_gateway, upstre
                         body=json.dumps({"model": "claude-3-5-haiku-latest",
                                          "messages": [{"role": "user", "content": PROMPT}]}))
     assert resp.status == 200
-    spans = collector.wait_for_trace(trace_id, 2)
+    spans = collector.wait_for_trace(trace_id, 3)
     assert collector.requests["grpc"] > before
     (attempt,) = by_kind(spans, "client")
     assert attempt.attributes["gen_ai.provider.name"] == "anthropic"
