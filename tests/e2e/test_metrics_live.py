@@ -8,16 +8,19 @@ import os
 import re
 import signal
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
+import redis
 import urllib3
 import yaml
 
 from app.canonical import Usage
 from app.observability.cost import PriceTable
+from app.spend import period_bucket
 from tests.conftest import Fault, provider_env
 from tests.support.metrics import scrape
 from tests.support.processes import ROOT, GatewayProcess, wait_until
@@ -331,3 +334,44 @@ def test_two_gateways_on_one_host_neither_share_nor_wipe_metrics(start_gateway, 
     b.stop()
     assert chat_total(a) == 3
     assert len(list(tmp_path.glob("llm-edge-multiproc-*"))) == 1
+
+
+def test_a_cache_hit_counts_its_savings_and_costs_nothing(gw, upstream):
+    one_worker = urllib3.HTTPConnectionPool("127.0.0.1", gw.port, maxsize=1, block=True, retries=False)
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"save {uuid.uuid4()}"}]})
+    first = one_worker.request("POST", CHAT, body=body, headers={"content-type": "application/json"})
+    usage = json.loads(first.data)["usage"]
+    price = PRICES.cost_cents("openai", "gpt-4o-mini", Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+    before = scrape(gw.metrics_url)
+    second = one_worker.request("POST", CHAT, body=body, headers={"content-type": "application/json"})
+    assert second.headers["x-llm-edge-cache"] == "hit-l1"
+    after = scrape(gw.metrics_url)
+    labels = {"provider": "openai", "model": "gpt-4o-mini"}
+    saved = after.total("llm_edge_cache_savings_total_cents", **labels) - before.total(
+        "llm_edge_cache_savings_total_cents", **labels)
+    assert price > 0 and saved == pytest.approx(price)
+    assert after.total("llm_edge_cost_total_cents", **labels) == before.total("llm_edge_cost_total_cents", **labels)
+    request_id = second.headers["x-request-id"]
+    wait_until(lambda: request_id in gw.logs(), timeout=5, what="the hit's access line")
+    line = next(e for e in access_lines(gw) if e["request_id"] == request_id)
+    assert line["cost_cents"] == 0 and line["cache"] == "hit-l1" and line["provider"] == "cache"
+
+
+def test_client_spend_reaches_redis_from_every_worker(start_gateway, upstream, redis_server):
+    gw = start_gateway({"REDIS_URL": redis_server.url})
+    usages = []
+    with ThreadPoolExecutor(4) as pool:
+        for resp in pool.map(lambda i: chat(gw, f"spend {i} {uuid.uuid4()}"), range(12)):
+            assert resp.status == 200
+            usage = json.loads(resp.data)["usage"]
+            usages.append(Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+    expected = sum(PRICES.cost_cents("openai", "gpt-4o-mini", u) for u in usages)
+    raw = redis.Redis.from_url(redis_server.url)
+    key = f"llm-edge:spend:{{anonymous}}:month:{period_bucket('month', time.time())}"
+
+    def spent() -> float:
+        value = raw.get(key)
+        return float(value) if value else 0.0
+
+    # Each worker's flusher sends its tally within about a second.
+    wait_until(lambda: abs(spent() - expected) < 1e-9, timeout=10, what=f"{expected} cents in Redis")
