@@ -109,3 +109,17 @@ def test_accounting_counts_tokens_cost_and_spend_once() -> None:
     assert saved == pytest.approx(100.0)
     assert sample("llm_edge_cache_savings_total_cents", {"provider": "p", "model": "acct-model"}) >= 100.0
     assert spend.spent("acme") == pytest.approx(200.0)  # a hit costs the client nothing
+
+
+def test_every_metric_is_documented() -> None:
+    """The README (or its docs/ section) lists every metric the gateway defines."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from tests.support.processes import ROOT
+
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    defined = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    assert len(defined) >= 12
+    for metric in defined:
+        name = metric._name + ("_total" if metric._type == "counter" else "")
+        assert f"`{name}`" in text, f"{name} is not in the README's metrics table"
