@@ -58,16 +58,16 @@ def test_counts_tokens_and_cost_are_summed_across_both_workers(gw, upstream):
     usages: list[Usage] = []
     pids: set[int] = set()
     with ThreadPoolExecutor(8) as pool:
-        for batch in range(30):  # until both workers have served some of them
+        deadline = time.monotonic() + 40  # until both workers have served some (a slow machine boots late)
+        batch = 0
+        while len(pids) < 2 and time.monotonic() < deadline:
+            batch += 1
             contents = [f"batch {batch} request {i}" for i in range(8)]
             for resp in pool.map(lambda content: chat(gw, content), contents):
                 assert resp.status == 200
                 usage = json.loads(resp.data)["usage"]
                 usages.append(Usage(usage["prompt_tokens"], usage["completion_tokens"]))
-            ids = {entry["request_id"] for entry in access_lines(gw) if entry["endpoint"] == CHAT}
-            pids = {e["pid"] for e in access_lines(gw) if e["endpoint"] == CHAT and e["request_id"] in ids}
-            if len(pids) >= 2:
-                break
+            pids = {e["pid"] for e in access_lines(gw) if e["endpoint"] == CHAT}
     assert len(pids) == 2, "every request went to one worker"
     after = scrape(gw.metrics_url)
 
