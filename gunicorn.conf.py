@@ -9,32 +9,26 @@ and marks SIGTERM'd workers as draining so readiness turns 503 at once.
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 
+# multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
+from app.observability import multiproc
 from app.settings import ConfigError, Settings, load_environ
 
 _environ = load_environ()
 os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})  # .env for the workers too
-
-# Private metrics folder, set before prometheus_client is imported anywhere.
-_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _own_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-metrics-")
-_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-os.makedirs(_metrics_dir, exist_ok=True)
-for _name in os.listdir(_metrics_dir):  # counters of a previous run must not leak into this one
-    if _name.endswith(".db"):
-        os.remove(os.path.join(_metrics_dir, _name))
+_metrics_dir = multiproc.prepare_dir()
 
 try:
     _settings = Settings.from_env(_environ)
+    from app.observability.cost import PriceTable
     from app.routing import Router
 
     Router.from_settings(_settings, _environ)  # a broken models.yaml stops start-up here, once
+    PriceTable.load(_settings.pricing_file)  # and so does a broken pricing.yaml
 except ConfigError as _exc:
     print(f"llm-edge-agent: configuration error: {_exc}", file=sys.stderr, flush=True)
     sys.exit(2)
@@ -58,12 +52,12 @@ limit_request_field_size = 16384
 if _settings.tls_cert_path and _settings.tls_key_path:
     certfile = _settings.tls_cert_path
     keyfile = _settings.tls_key_path
-logconfig_dict = logconfig_dict(_settings.log_level)
+logconfig_dict = logconfig_dict(_settings.log_level, _settings.log_file)
+loglevel = _settings.log_level.lower()
 accesslog = None
+logging.captureWarnings(True)  # Python warnings become JSON log lines too
 proc_name = "llm-edge-agent"
 control_socket_disable = True  # gunicorn 27 control socket: one fixed path per $HOME would be shared by instances
-
-_metrics_server = None
 
 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]
@@ -93,20 +87,12 @@ def _redact_url(url: str) -> str:
 
 def when_ready(server) -> None:  # type: ignore[no-untyped-def]
     """Serve /metrics from the master, summed over every live worker's files."""
-    global _metrics_server
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    _metrics_server, _ = start_http_server(_settings.metrics_port, addr=_settings.host, registry=registry)
-    server.log.info("metrics on http://%s:%s/metrics (multiprocess dir %s)",
-                    _settings.host, _metrics_server.server_port, _metrics_dir)
+    multiproc.serve_metrics(_settings.host, _settings.metrics_port, server.log)
 
 
 def post_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
     """Workers must not hold the master's metrics socket open."""
-    if _metrics_server is not None:
-        _metrics_server.socket.close()
+    multiproc.close_in_worker()
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
@@ -123,11 +109,9 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    """A dead worker's live gauges leave the sum; its counters stay."""
+    multiproc.mark_worker_dead(worker.pid)
 
 
 def on_exit(server) -> None:  # type: ignore[no-untyped-def]
-    if _own_metrics_dir:
-        shutil.rmtree(_metrics_dir, ignore_errors=True)
+    multiproc.remove_dir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from app.canonical import Usage
 
@@ -36,6 +36,8 @@ class RequestContext:
     first_token_at: float | None = None
     error_type: str | None = None
     attempts: int = 0
+    span: Any = None  # the request's OpenTelemetry span, when tracing is on
+    prompt: str | None = None  # the prompt's text, only with LOG_PROMPTS=true
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -24,6 +24,10 @@ from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
 from app.lifecycle import Lifecycle
 from app.middleware import RequestContextMiddleware
+from app.observability import cost, metrics
+from app.observability.accounting import Accounting
+from app.observability.cost import PriceTable
+from app.observability.tracing import Tracing
 from app.pipeline import Pipeline
 from app.providers.http import UpstreamHTTP
 from app.redis_guard import RedisGuard, make_redis
@@ -32,6 +36,7 @@ from app.resources.health import Check, HealthResource
 from app.resources.models import ModelsResource
 from app.routing import Router
 from app.settings import Settings, load_environ
+from app.spend import SpendLedger
 from app.upstream import UpstreamCaller
 
 log = logging.getLogger("llm_edge")
@@ -48,6 +53,9 @@ class Gateway:
     http: UpstreamHTTP
     redis: RedisGuard
     cache: CacheStage
+    prices: PriceTable
+    spend: SpendLedger
+    tracing: Tracing
 
 
 def _providers_check(router: Router) -> Check:
@@ -57,12 +65,13 @@ def _providers_check(router: Router) -> Check:
     return Check("ok", {"available": available})
 
 
-def make_cache(settings: Settings, redis_guard: RedisGuard) -> CacheStage:
-    """L1 per worker, Redis L2 when enabled, coalescing unless switched off."""
+def make_cache(settings: Settings, redis_guard: RedisGuard, accounting: Accounting | None = None) -> CacheStage:
+    """L1 per worker, Redis L2 when enabled, coalescing unless switched off; hits counted as savings."""
     l1: L1Cache = L1Cache(settings.l1_cache_size, settings.l1_max_bytes, settings.l1_ttl_seconds)
     l2 = L2Cache(redis_guard, settings.l2_ttl_seconds) if settings.enable_l2_cache else None
     return CacheStage(TieredCache(l1, l2), namespace=settings.cache_namespace,
-                      coalescer=Coalescer() if settings.cache_coalescing else None)
+                      coalescer=Coalescer() if settings.cache_coalescing else None,
+                      savings=accounting.cache_hit if accounting is not None else None)
 
 
 def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> Gateway:
@@ -71,12 +80,20 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     router = Router.from_settings(settings, environ)
     http = UpstreamHTTP(connect_timeout=settings.upstream_connect_timeout,
                         pool_maxsize=max(10, settings.gunicorn_threads))
-    redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache and the limiter
-    cache = make_cache(settings, redis_guard)
-    pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache)
+    redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache, limiter and spend
+    prices = PriceTable.load(settings.pricing_file)
+    cost.install(prices)
+    metrics.initialize(router.providers, [*router.models, *prices.model_names],
+                       [(entry.provider, entry.model or name) for name, entry in router.models.items()])
+    spend = SpendLedger(redis_guard)
+    accounting = Accounting(prices, spend)
+    tracing = Tracing.from_settings(settings)  # here, after fork: its thread and channel are per worker
+    cache = make_cache(settings, redis_guard, accounting)
+    pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache,
+                        accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts)
     lifecycle = Lifecycle()
 
-    app = falcon.App(middleware=[RequestContextMiddleware()])
+    app = falcon.App(middleware=[RequestContextMiddleware(tracing)])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes))
@@ -89,7 +106,7 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     app.add_route("/health/ready", health, suffix="ready")
     error_handlers.install(app)
     return Gateway(app=app, settings=settings, router=router, lifecycle=lifecycle, http=http, redis=redis_guard,
-                   cache=cache)
+                   cache=cache, prices=prices, spend=spend, tracing=tracing)
 
 
 def create_app(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> falcon.App:

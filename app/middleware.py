@@ -13,6 +13,7 @@ import falcon
 
 from app.context import RequestContext
 from app.observability.access import request_finished, request_started
+from app.observability.tracing import Tracing
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -24,6 +25,9 @@ def dialect_for(path: str) -> str:
 
 
 class RequestContextMiddleware:
+    def __init__(self, tracing: Tracing | None = None) -> None:
+        self.tracing = tracing if tracing is not None and tracing.enabled else None
+
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         incoming = req.get_header("x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
@@ -35,6 +39,8 @@ class RequestContextMiddleware:
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
         )
         req.context.gw = ctx
+        if self.tracing is not None and not ctx.endpoint.startswith("/health"):  # probes make no traces
+            self.tracing.start_request(ctx, req.method, ctx.endpoint, req.path)
         request_started(ctx)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,

@@ -2,7 +2,11 @@
 
     route (model -> targets)  ->  cache lookup (L1, L2, in-flight twin) -- hit --> answer
                               ->  upstream attempt per target, in order
-    (fallback on failure)     ->  usage accounting, cache fill (complete answers only)
+    (fallback on failure)     ->  usage accounting (tokens, cost, client spend),
+                                  cache fill (complete answers only)
+
+The cache lookup and each attempt get their own span (when tracing is on);
+an attempt's span context is what goes upstream as ``traceparent``.
 
 Streams are decided before the first byte goes to the client: the provider's
 headers and first event are awaited inside the fallback loop, so a provider
@@ -16,6 +20,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.cache.control import DEFAULT as CACHE_DEFAULT
 from app.cache.control import CacheControl
@@ -24,7 +29,10 @@ from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.context import RequestContext
 from app.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
 from app.formats.stream import StreamAccumulator
-from app.observability import metrics
+from app.observability import cost, metrics
+from app.observability.access import prompt_text
+from app.observability.accounting import Accounting
+from app.observability.tracing import Tracing
 from app.routing import Router, Target
 from app.upstream import UpstreamCaller, deadline_from
 
@@ -61,18 +69,28 @@ class Outcome:
 
 class Pipeline:
     def __init__(self, router: Router, caller: UpstreamCaller, request_timeout: float,
-                 cache: CacheStage | None = None) -> None:
+                 cache: CacheStage | None = None, *, accounting: Accounting | None = None,
+                 tracing: Tracing | None = None, log_prompts: bool = False) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
         self.cache = cache
+        self.accounting = accounting or Accounting(cost.installed())
+        self.tracing = tracing or Tracing()
+        self.log_prompts = log_prompts
 
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT) -> Outcome:
         ctx.requested_model = req.model
+        if self.log_prompts:
+            ctx.prompt = prompt_text(req)
         targets = self.router.resolve(req.model)
         deadline = deadline_from(self.request_timeout)
-        served, ticket = (None, NO_TICKET) if self.cache is None else self.cache.begin(
-            ctx, req, targets[0], cache_control, deadline)
+        served, ticket = None, NO_TICKET
+        if self.cache is not None:
+            with self.tracing.cache_lookup(ctx) as span:
+                served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline)
+                if span is not None:
+                    span.set_attribute("llm_edge.cache", ctx.cache)
         if served is not None:
             return Outcome(response=served.response, events=served.events)
         try:
@@ -83,37 +101,42 @@ class Pipeline:
 
     def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: list[Target], deadline: float,
                        ticket: Ticket) -> Outcome:
-        headers = {"x-request-id": ctx.request_id}
-        if ctx.traceparent:
-            headers["traceparent"] = ctx.traceparent
         failure: GatewayError | None = None
         for target in targets:
             ctx.attempts += 1
+            headers = {"x-request-id": ctx.request_id}
+            span = self.tracing.start_attempt(ctx, target, req, headers)
             started = time.monotonic()
             try:
-                outcome = self._attempt(ctx, target, req, headers, deadline, ticket)
+                outcome = self._attempt(ctx, target, req, headers, deadline, ticket, span)
             except GatewayError as err:
-                metrics.PROVIDER_ERRORS.labels(target.provider.name, error_kind(err)).inc()
-                metrics.PROVIDER_DURATION.labels(target.provider.name, target.model).observe(
+                kind = error_kind(err)
+                metrics.PROVIDER_ERRORS.labels(target.provider.name, kind).inc()
+                metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
                     time.monotonic() - started)
+                Tracing.end_attempt(span, target, error=kind)
                 if not should_fall_back(err):
                     raise
                 failure = err
                 continue
+            except BaseException:
+                Tracing.end_attempt(span, target, error="internal")
+                raise
             if target is not targets[0]:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
             ctx.provider, ctx.model = target.provider.name, target.model
             if outcome.response is not None:
-                metrics.PROVIDER_DURATION.labels(target.provider.name, target.model).observe(
+                metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
                     time.monotonic() - started)
-                self._account(ctx, target, outcome.response)
+                self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage)
+                Tracing.end_attempt(span, target, outcome.response)
                 ticket.store(target, outcome.response)
             return outcome
         assert failure is not None
         raise failure
 
     def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float, ticket: Ticket) -> Outcome:
+                 deadline: float, ticket: Ticket, span: Any) -> Outcome:
         if not req.stream:
             resp = self.caller.complete(target, req, headers, deadline)
             return Outcome(response=resp)
@@ -126,40 +149,64 @@ class Pipeline:
         except BaseException:
             stream.close()
             raise
-        events = self._watch(ctx, target, itertools.chain([first], stream), ticket)
+        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span)
+        return Outcome(events=watched, close=watched.close)
 
-        def close() -> None:
-            stream.close()
-            ticket.abandon()
 
-        return Outcome(events=events, close=close)
+class WatchedStream:
+    """A committed upstream stream: passes events through (and on to coalesced followers), accounts
+    and caches a complete answer before its last event goes out, and ends the attempt exactly once.
 
-    def _watch(self, ctx: RequestContext, target: Target, events: Iterator[StreamEvent],
-               ticket: Ticket) -> Iterator[StreamEvent]:
-        """Pass events through (and on to coalesced followers), assembling the answer so a
-        complete stream is accounted and cached before its last event goes out; a cut one is not."""
-        acc = StreamAccumulator()
-        started = time.monotonic()
+    ``close()`` (called by the resource when the response is done, whether the
+    stream finished, failed or the client left) stops the upstream connection,
+    gives up the cache ticket if nothing was stored (a cut stream is never
+    cached), records the attempt's duration and ends its span, even if
+    iteration never started.
+    """
+
+    def __init__(self, accounting: Accounting, ctx: RequestContext, target: Target, first: StreamEvent,
+                 stream: Any, ticket: Ticket, span: Any) -> None:
+        self._accounting = accounting
+        self._ctx = ctx
+        self._target = target
+        self._events = itertools.chain([first], stream)
+        self._stream = stream
+        self._ticket = ticket
+        self._span = span
+        self._acc = StreamAccumulator()
+        self._started = time.monotonic()
+        self._complete: ChatResponse | None = None
+        self._error: str | None = None
+        self._closed = False
         ticket.streaming_from(target)
-        try:
-            for ev in events:
-                acc.feed(ev)
-                whole = acc.response() if isinstance(ev, StreamEnd) else None
-                ticket.publish(ev)
-                if whole is not None:
-                    self._account(ctx, target, whole)
-                    ticket.store(target, whole)
-                yield ev
-        except GatewayError as err:
-            metrics.PROVIDER_ERRORS.labels(target.provider.name, error_kind(err)).inc()
-            raise
-        finally:
-            ticket.abandon()
-            metrics.PROVIDER_DURATION.labels(target.provider.name, target.model).observe(
-                time.monotonic() - started)
 
-    def _account(self, ctx: RequestContext, target: Target, resp: ChatResponse) -> None:
-        ctx.usage = resp.usage
-        name, model = target.provider.name, target.model
-        metrics.TOKENS.labels(name, model, "prompt").inc(resp.usage.input_tokens)
-        metrics.TOKENS.labels(name, model, "completion").inc(resp.usage.output_tokens)
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        try:
+            ev = next(self._events)
+        except GatewayError as err:
+            self._error = error_kind(err)
+            metrics.PROVIDER_ERRORS.labels(self._target.provider.name, self._error).inc()
+            raise
+        self._acc.feed(ev)
+        whole = self._acc.response() if isinstance(ev, StreamEnd) else None
+        self._ticket.publish(ev)
+        if whole is not None:  # before the client sees the end: a client gone now still pays
+            self._complete = whole
+            self._accounting.upstream(self._ctx, self._target.provider.name, self._target.model, whole.usage)
+            self._ticket.store(self._target, whole)
+        return ev
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stream.close()
+        self._ticket.abandon()
+        target = self._target
+        metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
+            time.monotonic() - self._started)
+        error = None if self._complete is not None else (self._error or "incomplete")
+        Tracing.end_attempt(self._span, target, self._complete, error=error)

@@ -146,7 +146,12 @@ class Settings:
     enable_tracing: bool = True
     otlp_endpoint: str = "http://jaeger:4317"
     otlp_protocol: str = "grpc"
+    otel_queue_size: int = 2048
+    otel_batch_size: int = 512
+    otel_schedule_delay_ms: int = 5000
+    otel_export_timeout: float = 10.0
     log_level: str = "INFO"
+    log_file: str | None = None
     log_prompts: bool = False
 
     @classmethod
@@ -167,6 +172,14 @@ class Settings:
         for name, path in (("TLS_CERT_PATH", tls_cert), ("TLS_KEY_PATH", tls_key)):
             if path and not os.access(path, os.R_OK):
                 raise ConfigError(f"{name}: cannot read {path!r}")
+        queue_size = r.int("OTEL_BSP_MAX_QUEUE_SIZE", d.otel_queue_size, 1, 10_000_000)
+        batch_size = r.int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", min(d.otel_batch_size, queue_size), 1, 10_000_000)
+        if batch_size > queue_size:
+            raise ConfigError(f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch_size}) must not exceed "
+                              f"OTEL_BSP_MAX_QUEUE_SIZE ({queue_size})")
+        log_file = environ.get("LOG_FILE") or None
+        if log_file and not os.access(os.path.dirname(os.path.abspath(log_file)), os.W_OK):
+            raise ConfigError(f"LOG_FILE: cannot write in the folder of {log_file!r}")
         if bool(tls_cert) != bool(tls_key):
             raise ConfigError("TLS_CERT_PATH and TLS_KEY_PATH must be set together")
         settings = cls(
@@ -206,7 +219,12 @@ class Settings:
             enable_tracing=r.bool("ENABLE_TRACING", d.enable_tracing),
             otlp_endpoint=r.url("OTLP_ENDPOINT", d.otlp_endpoint, ("http", "https")),
             otlp_protocol=protocol,
+            otel_queue_size=queue_size,
+            otel_batch_size=batch_size,
+            otel_schedule_delay_ms=r.int("OTEL_BSP_SCHEDULE_DELAY", d.otel_schedule_delay_ms, 1, 3_600_000),
+            otel_export_timeout=r.float("OTEL_EXPORTER_OTLP_TIMEOUT", d.otel_export_timeout, 0, 600),
             log_level=_LOG_LEVELS[log_word],
+            log_file=log_file,
             log_prompts=r.bool("LOG_PROMPTS", d.log_prompts),
         )
         return settings

@@ -1,4 +1,4 @@
-"""The end of every request: one access log line and the request metrics.
+"""The end of every request: one access log line, the request metrics, the request span.
 
 Called exactly once per request: by the middleware for plain answers, or by
 the stream generator's ``finally`` for SSE (Falcon runs ``process_response``
@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import logging
 
+from app.canonical import ChatRequest, TextBlock, ToolResultBlock
 from app.context import RequestContext
 from app.observability import metrics
+from app.observability.logging import redact
+from app.observability.tracing import Tracing
 
 log = logging.getLogger("llm_edge.access")
+
+# LOG_PROMPTS is for debugging; a log line is no place for a whole document.
+PROMPT_LOG_LIMIT = 8192
 
 
 def request_started(ctx: RequestContext) -> None:
@@ -23,14 +29,16 @@ def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     metrics.IN_FLIGHT.dec()
     provider = ctx.provider or "none"
-    metrics.REQUESTS.labels(ctx.endpoint, provider, ctx.model or ctx.requested_model or "none",
+    metrics.REQUESTS.labels(ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
                             str(ctx.status)).inc()
     metrics.REQUEST_DURATION.labels(ctx.endpoint, provider, ctx.cache).observe(duration)
     if ctx.first_token_at is not None:
         metrics.TIME_TO_FIRST_TOKEN.labels(provider).observe(ctx.first_token_at - ctx.started)
+    if ctx.span is not None:
+        Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):
         usage = ctx.usage
-        log.info("request", extra={"fields": {
+        fields = {
             "request_id": ctx.request_id,
             "client_id": ctx.client_id,
             "endpoint": ctx.endpoint,
@@ -45,4 +53,19 @@ def request_finished(ctx: RequestContext) -> None:
             "cost_cents": round(ctx.cost_cents, 6),
             "attempts": ctx.attempts,
             "error_type": ctx.error_type,
-        }})
+        }
+        if ctx.prompt is not None:
+            fields["prompt"] = ctx.prompt
+        log.info("request", extra={"fields": fields})
+
+
+def prompt_text(req: ChatRequest) -> str:
+    """The prompt's text for the access line (LOG_PROMPTS=true): role-prefixed, redacted, capped."""
+    parts = [f"system: {block.text}" for block in req.system]
+    for message in req.messages:
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                parts.append(f"{message.role}: {block.text}")
+            elif isinstance(block, ToolResultBlock):
+                parts.extend(f"tool: {b.text}" for b in block.content if isinstance(b, TextBlock))
+    return redact("\n".join(parts)[:PROMPT_LOG_LIMIT])

@@ -1,9 +1,14 @@
 """JSON log lines for the gateway and for gunicorn's own loggers.
 
-Every record becomes one JSON object: time, level, logger, message, plus the
-``fields`` dict a caller passes in ``extra``. Secrets never reach a log line
-because nothing logs headers or bodies; ``redact`` is the last guard for
+Every record becomes one JSON object: time, level, logger, pid, message, plus
+the ``fields`` dict a caller passes in ``extra``. Secrets never reach a log
+line because nothing logs headers or bodies; ``redact`` is the last guard for
 messages that might quote a key (e.g. an exception text).
+
+With ``LOG_FILE`` every logger writes through one shared ``FileHandler``;
+gunicorn's SIGUSR1 handling reopens the file handlers of its own loggers in
+the master and every worker, and because the handler is the same object for
+the app's loggers too, one signal reopens the file for all of them (logrotate).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
@@ -40,25 +46,29 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def logconfig_dict(level: str) -> dict[str, Any]:
-    """dictConfig for the app and gunicorn (error and access logs) alike, to stderr."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+def logconfig_dict(level: str, log_file: str | None = None) -> dict[str, Any]:
+    """dictConfig for the app and gunicorn (error and access logs) alike: stderr, or ``log_file``."""
+    if log_file:
+        handler: dict[str, Any] = {"class": "logging.FileHandler", "formatter": "json", "filename": log_file,
+                                   "encoding": "utf-8"}
+    else:
+        handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "app.observability.logging.JsonFormatter"}},
-        "handlers": {"stderr": handler},
-        "root": {"level": level, "handlers": ["stderr"]},
+        "handlers": {"main": handler},
+        "root": {"level": level, "handlers": ["main"]},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            "gunicorn.error": {"level": level, "handlers": ["main"], "propagate": False},
             # Our own access line (llm_edge.access) has more detail than gunicorn's.
-            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["main"], "propagate": False},
         },
     }
 
 
-def configure(level: str) -> None:
+def configure(level: str, log_file: str | None = None) -> None:
     """For processes not started by gunicorn (tests, scripts)."""
     import logging.config
 
-    logging.config.dictConfig(logconfig_dict(level))
+    logging.config.dictConfig(logconfig_dict(level, log_file))

@@ -10,6 +10,9 @@ error kinds; never a request id or a key.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # From a cache hit in well under a millisecond to a long generation of minutes.
@@ -34,9 +37,15 @@ CACHE_MISSES = Counter("llm_edge_cache_misses_total", "Cache misses by tier (l1,
 CACHE_COALESCED = Counter("llm_edge_cache_coalesced_total",
                           "Requests answered by an identical request already in progress in the worker")
 TOKENS = Counter("llm_edge_tokens_total", "Tokens processed upstream", ["provider", "model", "type"])
-COST_CENTS = Counter("llm_edge_cost_total_cents", "Upstream spend in US cents", ["provider", "model"])
-CACHE_SAVINGS_CENTS = Counter("llm_edge_cache_savings_total_cents",
-                              "Spend avoided by answering from the cache, in US cents", ["provider", "model"])
+# The contract fixes these two names, which do not end in _total. prometheus_client would export a
+# Counter as <name>_total, and Prometheus's linter (promtool check metrics) rejects a counter without
+# that suffix, so they are gauges that only ever grow: summed over every worker, dead ones included
+# (multiprocess "sum"), exactly like a counter. rate() and increase() work on them as on counters.
+COST_CENTS = Gauge("llm_edge_cost_total_cents", "Upstream spend in US cents (only grows; use rate/increase)",
+                   ["provider", "model"], multiprocess_mode="sum")
+CACHE_SAVINGS_CENTS = Gauge("llm_edge_cache_savings_total_cents",
+                            "Spend avoided by answering from the cache, in US cents (only grows; use "
+                            "rate/increase)", ["provider", "model"], multiprocess_mode="sum")
 CIRCUIT_BREAKER_STATE = Gauge("llm_edge_circuit_breaker_state",
                               "Provider breaker: 0 closed, 1 half-open, 2 open (worst worker)", ["provider"],
                               multiprocess_mode="livemax")
@@ -50,3 +59,70 @@ FALLBACKS = Counter("llm_edge_fallbacks_total", "Requests answered by a fallback
 RETRIES = Counter("llm_edge_retries_total", "Upstream attempts retried", ["provider"])
 CLIENT_DISCONNECTS = Counter("llm_edge_client_disconnects_total", "Streams abandoned by the client",
                              ["endpoint"])
+
+
+class LabelGuard:
+    """Keeps one label's values bounded when callers can choose them (model names).
+
+    Known values (configured models, priced models) pass; other values pass
+    once ``admit``ted (a provider really answered with that model), up to
+    ``limit`` of them; everything else is reported as ``other``.
+    """
+
+    OTHER = "other"
+
+    def __init__(self, limit: int = 100) -> None:
+        self.limit = limit
+        self._known: set[str] = set()
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    def allow(self, values: Iterable[str]) -> None:
+        with self._lock:
+            self._known.update(values)
+
+    def admit(self, value: str) -> str:
+        if value in self._known:
+            return value
+        with self._lock:
+            if value not in self._known and self._admitted < self.limit:
+                self._known.add(value)
+                self._admitted += 1
+        return value if value in self._known else self.OTHER
+
+    def __call__(self, value: str | None) -> str:
+        if value is None:
+            return "none"
+        return value if value in self._known else self.OTHER
+
+
+MODEL_LABELS = LabelGuard()
+CACHE_TIERS = ("l1", "l2")
+# llm_edge_rate_limited_total{limit}: which limit refused the request (the limiter's names).
+RATE_LIMIT_KINDS = ("requests", "global", "tokens", "budget")
+TIERS = ("free", "pro", "enterprise")
+
+
+def initialize(providers: Iterable[str], models: Iterable[str], routes: Iterable[tuple[str, str]] = ()) -> None:
+    """Export every bounded series at 0 from the start, so rates, dashboards and alerts see them before traffic.
+
+    ``routes`` are the configured (provider, upstream model) pairs: their token, cost and savings
+    series exist from the start.
+    """
+    MODEL_LABELS.allow(models)
+    for provider, model in routes:
+        MODEL_LABELS.allow([model])
+        COST_CENTS.labels(provider, model)
+        CACHE_SAVINGS_CENTS.labels(provider, model)
+        for kind in ("prompt", "completion"):
+            TOKENS.labels(provider, model, kind)
+    for tier in CACHE_TIERS:
+        CACHE_HITS.labels(tier)
+        CACHE_MISSES.labels(tier)
+    for tier in TIERS:
+        for kind in RATE_LIMIT_KINDS:
+            RATE_LIMITED.labels(tier, kind)
+    for provider in providers:
+        CIRCUIT_BREAKER_STATE.labels(provider)
+        RETRIES.labels(provider)
+    IN_FLIGHT.inc(0)

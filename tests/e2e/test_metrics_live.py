@@ -1,0 +1,380 @@
+"""Live metrics of a real 2-worker gunicorn gateway: sums over workers, worker deaths, promtool,
+a real Prometheus server with the shipped rules, and the names the rules and dashboards use."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+import redis
+import urllib3
+import yaml
+
+from app.canonical import Usage
+from app.observability.cost import PriceTable
+from app.spend import period_bucket
+from tests.conftest import Fault, provider_env
+from tests.support.metrics import scrape
+from tests.support.processes import ROOT, GatewayProcess, wait_until
+from tests.support.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.timeout(120)
+
+http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=20))
+CHAT = "/v1/chat/completions"
+RULES = ROOT / "docker" / "prometheus" / "rules.yml"
+DASHBOARDS = ROOT / "docker" / "grafana" / "dashboards"
+PRICES = PriceTable.load(str(ROOT / "config" / "pricing.yaml"))
+
+
+@pytest.fixture(scope="module")
+def gw(emulator):
+    gateway = GatewayProcess({**provider_env(emulator), "REQUEST_TIMEOUT": "20"}).start()
+    yield gateway
+    gateway.stop()
+
+
+def chat(gw: GatewayProcess, content: str = "hello there", model: str = "gpt-4o-mini", **headers: str):
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    return http.request("POST", gw.url + CHAT, body=json.dumps(body).encode(),
+                        headers={"content-type": "application/json", "connection": "close", **headers})
+
+
+def access_lines(gw: GatewayProcess) -> list[dict]:
+    lines = [json.loads(line) for line in gw.logs().splitlines() if line.startswith("{")]
+    return [entry for entry in lines if entry["logger"] == "llm_edge.access"]
+
+
+def test_counts_tokens_and_cost_are_summed_across_both_workers(gw, upstream):
+    before = scrape(gw.metrics_url)
+    usages: list[Usage] = []
+    pids: set[int] = set()
+    with ThreadPoolExecutor(8) as pool:
+        deadline = time.monotonic() + 40  # until both workers have served some (a slow machine boots late)
+        batch = 0
+        while len(pids) < 2 and time.monotonic() < deadline:
+            batch += 1
+            contents = [f"batch {batch} request {i}" for i in range(8)]
+            for resp in pool.map(lambda content: chat(gw, content), contents):
+                assert resp.status == 200
+                usage = json.loads(resp.data)["usage"]
+                usages.append(Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+            pids = {e["pid"] for e in access_lines(gw) if e["endpoint"] == CHAT}
+    assert len(pids) == 2, "every request went to one worker"
+    after = scrape(gw.metrics_url)
+
+    labels = {"endpoint": CHAT, "provider": "openai", "model": "gpt-4o-mini", "status": "200"}
+    assert after.total("llm_edge_requests_total", **labels) - before.total("llm_edge_requests_total", **labels) \
+        == len(usages)
+    for kind, counted in (("prompt", sum(u.input_tokens for u in usages)),
+                          ("completion", sum(u.output_tokens for u in usages))):
+        delta = (after.total("llm_edge_tokens_total", provider="openai", model="gpt-4o-mini", type=kind)
+                 - before.total("llm_edge_tokens_total", provider="openai", model="gpt-4o-mini", type=kind))
+        assert delta == counted
+    expected_cents = sum(PRICES.cost_cents("openai", "gpt-4o-mini", u) for u in usages)
+    cost = (after.total("llm_edge_cost_total_cents", provider="openai", model="gpt-4o-mini")
+            - before.total("llm_edge_cost_total_cents", provider="openai", model="gpt-4o-mini"))
+    assert expected_cents > 0 and cost == pytest.approx(expected_cents)
+    duration = (after.total("llm_edge_request_duration_seconds_count", endpoint=CHAT, provider="openai")
+                - before.total("llm_edge_request_duration_seconds_count", endpoint=CHAT, provider="openai"))
+    assert duration == len(usages)
+    assert after.total("llm_edge_provider_duration_seconds_count", provider="openai") - before.total(
+        "llm_edge_provider_duration_seconds_count", provider="openai") == len(usages)
+
+
+def test_streams_are_accounted_with_cost_and_time_to_first_token(gw, upstream):
+    before = scrape(gw.metrics_url)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=10)
+    for model, provider in (("gpt-4o-mini", "openai"), ("claude-3-5-haiku-latest", "anthropic")):
+        chunks = list(client.chat.completions.create(
+            model=model, stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "one two three four"}]))
+        usage = chunks[-1].usage
+        expected = PRICES.cost_cents(provider, model, Usage(usage.prompt_tokens, usage.completion_tokens))
+        after = scrape(gw.metrics_url)
+        cost = (after.total("llm_edge_cost_total_cents", provider=provider, model=model)
+                - before.total("llm_edge_cost_total_cents", provider=provider, model=model))
+        assert expected > 0 and cost == pytest.approx(expected)
+        assert after.total("llm_edge_time_to_first_token_seconds_count", provider=provider) - before.total(
+            "llm_edge_time_to_first_token_seconds_count", provider=provider) == 1
+        line = next(e for e in reversed(access_lines(gw)) if e["model"] == model and e["stream"])
+        assert line["completion_tokens"] == usage.completion_tokens
+        assert line["cost_cents"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_provider_errors_are_counted_by_kind(gw, upstream):
+    before = scrape(gw.metrics_url)
+    upstream.push_faults(Fault(status=500), path="/v1/chat/completions")
+    assert chat(gw, f"fails {uuid.uuid4()}").status == 502
+    after = scrape(gw.metrics_url)
+    assert after.total("llm_edge_provider_errors_total", provider="openai", error_type="http_5xx") - before.total(
+        "llm_edge_provider_errors_total", provider="openai", error_type="http_5xx") == 1
+    assert after.total("llm_edge_requests_total", endpoint=CHAT, status="502") - before.total(
+        "llm_edge_requests_total", endpoint=CHAT, status="502") == 1
+
+
+def test_client_chosen_model_names_do_not_become_labels(gw, upstream):
+    assert chat(gw, model="no-such-model-xyz").status == 404
+    upstream.push_faults(Fault(status=500), path="/v1/chat/completions")
+    assert chat(gw, model="gpt-made-up-by-a-client").status == 502  # routed by prefix, never answered
+    text = scrape(gw.metrics_url).text
+    assert "no-such-model-xyz" not in text and "gpt-made-up-by-a-client" not in text
+    assert 'model="other"' in text
+
+
+def live_values(gw: GatewayProcess) -> dict[tuple[str, tuple], float]:
+    """Every counter-like sample (what must survive worker deaths)."""
+    s = scrape(gw.metrics_url)
+    keep = {}
+    for name, labels, value in s.samples:
+        if name == "llm_edge_in_flight_requests" or name.startswith("llm_edge_circuit_breaker"):
+            continue
+        if name.startswith("llm_edge_requests_total") and labels.get("endpoint", "").startswith("/health"):
+            continue  # the readiness polling below adds to these
+        keep[(name, tuple(sorted(labels.items())))] = value
+    return keep
+
+
+def test_counters_survive_killed_workers_and_their_in_flight_requests_leave_the_gauge(gw, upstream):
+    for i in range(6):
+        assert chat(gw, f"warm {i}").status == 200
+    upstream.set_default_fault(Fault(hang=True), path="/v1/chat/completions")
+    pool = ThreadPoolExecutor(2)
+    hanging = [pool.submit(chat, gw, f"hang {i}") for i in range(2)]
+    wait_until(lambda: scrape(gw.metrics_url).total("llm_edge_in_flight_requests") >= 2, timeout=10,
+               what="two requests in flight")
+    before = live_values(gw)
+    old = set(gw.worker_pids())
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: len(set(gw.worker_pids()) - old) == 2, timeout=30, what="two new workers")
+    for f in hanging:
+        with pytest.raises(Exception):  # noqa: B017 (their worker died: the connection drops)
+            f.result(timeout=10)
+    pool.shutdown()
+    upstream.clear_faults()
+    wait_until(lambda: http.request("GET", gw.url + "/health/ready").status == 200, timeout=30, what="ready")
+    after_kill = scrape(gw.metrics_url)
+    assert after_kill.total("llm_edge_in_flight_requests") == 0  # livesum: dead workers' gauges are gone
+    after = live_values(gw)
+    for key, value in before.items():
+        assert after.get(key, 0.0) >= value, key
+    chat_key = ("llm_edge_requests_total", tuple(sorted({"endpoint": CHAT, "provider": "openai",
+                                                         "model": "gpt-4o-mini", "status": "200"}.items())))
+    assert after[chat_key] == before[chat_key]
+    for i in range(3):
+        assert chat(gw, f"after {i}").status == 200
+    assert live_values(gw)[chat_key] == before[chat_key] + 3
+
+
+def exercise(gw: GatewayProcess, upstream) -> None:
+    """A plain answer, a stream and a provider failure: every kind of series gets a sample."""
+    assert chat(gw).status == 200
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=10)
+    assert list(client.chat.completions.create(model="claude-3-5-haiku-latest", stream=True,
+                                               messages=[{"role": "user", "content": "a b"}]))
+    upstream.push_faults(Fault(status=503), path="/v1/chat/completions")
+    assert chat(gw, f"fails {uuid.uuid4()}").status == 502
+
+
+def test_promtool_check_metrics_accepts_the_live_output(gw, upstream):
+    exercise(gw, upstream)
+    text = scrape(gw.metrics_url).text
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_gauge_says_how_workers_combine():
+    from app.observability import metrics
+
+    gauges = [m for m in vars(metrics).values() if type(m).__name__ == "Gauge"]
+    assert gauges
+    for gauge in gauges:
+        assert gauge._multiprocess_mode in {"livesum", "livemax", "sum", "max", "liveall", "mostrecent"}, gauge
+
+
+def _expr_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bllm_edge_[a-z0-9_]+\b", expr))
+
+
+def referenced_names() -> tuple[dict[str, set[str]], set[str]]:
+    """Metric names used by the rules and dashboards (by where), and the names the rules record."""
+    where: dict[str, set[str]] = {}
+    rules = yaml.safe_load(RULES.read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for name in _expr_names(rule["expr"]):
+                where.setdefault(name, set()).add(f"rules.yml:{rule.get('record') or rule.get('alert')}")
+
+    def walk(node, source):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("expr", "query") and isinstance(value, str):
+                    for name in _expr_names(value):
+                        where.setdefault(name, set()).add(source)
+                else:
+                    walk(value, source)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, source)
+
+    dashboards = sorted(DASHBOARDS.glob("*.json"))
+    assert len(dashboards) >= 4
+    for path in dashboards:
+        walk(json.loads(path.read_text()), path.name)
+    return where, recorded
+
+
+def test_every_metric_in_rules_and_dashboards_is_exported(gw, upstream):
+    exercise(gw, upstream)
+    where, recorded = referenced_names()
+    assert "llm_edge_cache_hit_rate" in recorded and len(where) >= 10
+    live = scrape(gw.metrics_url)
+    missing = {name: sorted(src) for name, src in where.items() if name not in recorded and name not in live.names}
+    assert not missing, f"named in rules/dashboards but not exported: {missing}"
+    for name in where:  # histograms are read through their series, never by the bare family name
+        if live.types.get(name) == "histogram":
+            pytest.fail(f"{name} is a histogram: query {name}_bucket/_sum/_count ({sorted(where[name])})")
+
+
+def cache_lookups(gw: GatewayProcess) -> tuple[float, float]:
+    s = scrape(gw.metrics_url)
+    return s.total("llm_edge_cache_hits_total"), s.total("llm_edge_cache_misses_total")
+
+
+def test_a_real_prometheus_scrapes_the_gateway_and_evaluates_the_shipped_rules(start_gateway, upstream):
+    # A fresh gateway: its cache counters are 0 at Prometheus's first scrape, so rate() extrapolates the
+    # hit and miss series alike and the recorded ratio is exactly the ratio of the increases.
+    gw = start_gateway()
+    prometheus = PrometheusServer([f"127.0.0.1:{gw.metrics_port}"], [RULES]).start()
+    try:
+        wait_until(lambda: prometheus.query('count_over_time(up{job="llm-edge-agent"}[1m]) >= 2'), timeout=20,
+                   what="two scrapes of the gateway")
+
+        def rules() -> list[dict]:
+            return [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
+
+        assert {r["name"] for r in rules()} >= {"llm_edge_cache_hit_rate", "LLMEdgeGatewayDown"}
+        wait_until(lambda: all(r["health"] != "unknown" for r in rules()), timeout=20, what="rules evaluated")
+        assert [(r["name"], r.get("lastError")) for r in rules() if r["health"] != "ok"] == []
+
+        # Misses, then hits: each question asked four times on one keep-alive connection (one worker).
+        hits0, misses0 = cache_lookups(gw)
+        one_worker = urllib3.HTTPConnectionPool("127.0.0.1", gw.port, maxsize=1, block=True, retries=False,
+                                                timeout=urllib3.Timeout(connect=2, read=20))
+        for question in range(3):
+            body = json.dumps({"model": "gpt-4o-mini",
+                               "messages": [{"role": "user", "content": f"hit rate {question} {uuid.uuid4()}"}]})
+            for _ in range(4):
+                resp = one_worker.request("POST", CHAT, body=body, headers={"content-type": "application/json"})
+                assert resp.status == 200
+        hits1, misses1 = cache_lookups(gw)
+        hits, misses = hits1 - hits0, misses1 - misses0
+        assert hits >= 9 and misses >= 3
+        expected = hits / (hits + misses)
+
+        def recorded() -> float | None:
+            result = prometheus.query("llm_edge_cache_hit_rate")
+            return float(result[0]["value"][1]) if result else None
+
+        # The recording rule, evaluated by Prometheus over what it scraped, equals the gateway's own counts.
+        wait_until(lambda: recorded() is not None and abs(recorded() - expected) < 1e-6, timeout=20,
+                   what=f"llm_edge_cache_hit_rate == {expected:.4f}")
+        requests = prometheus.query(f'sum(llm_edge_requests_total{{endpoint="{CHAT}"}})')
+        assert float(requests[0]["value"][1]) >= 12
+    finally:
+        prometheus.stop()
+
+
+def test_metrics_port_is_separate_and_serves_only_metrics(gw):
+    assert http.request("GET", gw.url + "/metrics").status == 404
+    assert http.request("GET", f"http://127.0.0.1:{gw.metrics_port}/metrics").status == 200
+
+
+
+
+def chat_total(gw: GatewayProcess) -> float:
+    return scrape(gw.metrics_url).total("llm_edge_requests_total", endpoint=CHAT, status="200")
+
+
+def test_sighup_reload_keeps_counters_and_the_metrics_folder(start_gateway, upstream):
+    gw = start_gateway()
+    for i in range(4):
+        assert chat(gw, f"before reload {i}").status == 200
+    before = chat_total(gw)
+    assert before == 4
+    old = set(gw.worker_pids())
+    gw.signal(signal.SIGHUP)  # gunicorn re-reads gunicorn.conf.py and replaces every worker
+    wait_until(lambda: not old & set(gw.worker_pids()) and len(gw.worker_pids()) == 2, timeout=30,
+               what="new workers after SIGHUP")
+    assert chat_total(gw) == before
+    assert chat(gw, "after reload").status == 200
+    assert chat_total(gw) == before + 1
+    served = [line for line in gw.logs().splitlines() if '"metrics on http' in line]
+    assert len(served) == 1  # one metrics server, one folder, for the master's whole life
+
+
+def test_two_gateways_on_one_host_neither_share_nor_wipe_metrics(start_gateway, upstream, tmp_path):
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    a = start_gateway(env)
+    for i in range(3):
+        assert chat(a, f"to a {i}").status == 200
+    b = start_gateway(env)
+    assert len(list(tmp_path.glob("llm-edge-multiproc-*"))) == 2
+    assert chat_total(a) == 3 and chat_total(b) == 0
+    assert chat(b, "to b").status == 200
+    assert chat_total(a) == 3 and chat_total(b) == 1
+    b.stop()
+    assert chat_total(a) == 3
+    assert len(list(tmp_path.glob("llm-edge-multiproc-*"))) == 1
+
+
+def test_a_cache_hit_counts_its_savings_and_costs_nothing(gw, upstream):
+    one_worker = urllib3.HTTPConnectionPool("127.0.0.1", gw.port, maxsize=1, block=True, retries=False)
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"save {uuid.uuid4()}"}]})
+    first = one_worker.request("POST", CHAT, body=body, headers={"content-type": "application/json"})
+    usage = json.loads(first.data)["usage"]
+    price = PRICES.cost_cents("openai", "gpt-4o-mini", Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+    before = scrape(gw.metrics_url)
+    second = one_worker.request("POST", CHAT, body=body, headers={"content-type": "application/json"})
+    assert second.headers["x-llm-edge-cache"] == "hit-l1"
+    after = scrape(gw.metrics_url)
+    labels = {"provider": "openai", "model": "gpt-4o-mini"}
+    saved = after.total("llm_edge_cache_savings_total_cents", **labels) - before.total(
+        "llm_edge_cache_savings_total_cents", **labels)
+    assert price > 0 and saved == pytest.approx(price)
+    assert after.total("llm_edge_cost_total_cents", **labels) == before.total("llm_edge_cost_total_cents", **labels)
+    request_id = second.headers["x-request-id"]
+    wait_until(lambda: request_id in gw.logs(), timeout=5, what="the hit's access line")
+    line = next(e for e in access_lines(gw) if e["request_id"] == request_id)
+    assert line["cost_cents"] == 0 and line["cache"] == "hit-l1" and line["provider"] == "cache"
+
+
+def test_client_spend_reaches_redis_from_every_worker(start_gateway, upstream, redis_server):
+    gw = start_gateway({"REDIS_URL": redis_server.url})
+    usages = []
+    with ThreadPoolExecutor(4) as pool:
+        for resp in pool.map(lambda i: chat(gw, f"spend {i} {uuid.uuid4()}"), range(12)):
+            assert resp.status == 200
+            usage = json.loads(resp.data)["usage"]
+            usages.append(Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+    expected = sum(PRICES.cost_cents("openai", "gpt-4o-mini", u) for u in usages)
+    raw = redis.Redis.from_url(redis_server.url)
+    key = f"llm-edge:spend:{{anonymous}}:month:{period_bucket('month', time.time())}"
+
+    def spent() -> float:
+        value = raw.get(key)
+        return float(value) if value else 0.0
+
+    # Each worker's flusher sends its tally within about a second.
+    wait_until(lambda: abs(spent() - expected) < 1e-9, timeout=10, what=f"{expected} cents in Redis")

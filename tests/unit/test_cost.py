@@ -1,0 +1,139 @@
+"""Prices from PRICING_FILE: lookup rules, the arithmetic, unknown models and bad files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.canonical import Usage
+from app.observability import cost
+from app.observability.cost import Price, PriceTable
+from app.settings import ConfigError
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> PriceTable:
+    return PriceTable.load(str(ROOT / "config" / "pricing.yaml"))
+
+
+def write(tmp_path: Path, data: object) -> str:
+    path = tmp_path / "pricing.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_every_model_routed_by_default_has_a_price(shipped: PriceTable, caplog) -> None:
+    routed = yaml.safe_load((ROOT / "config" / "models.yaml").read_text())["models"]
+    names = {spec.get("model") or name for name, spec in routed.items()}
+    names |= {fb for spec in routed.values() for fb in spec.get("fallbacks", [])}
+    for name in sorted(names):
+        provider = "anthropic" if name.startswith("claude") else "openai"
+        assert shipped.price(provider, name) is not None, name
+        assert shipped.cost_cents(provider, name, Usage(1000, 1000)) > 0, name
+
+
+def test_cents_from_input_cached_and_output_tokens(shipped: PriceTable) -> None:
+    usage = Usage(input_tokens=1000, output_tokens=500, cached_input_tokens=200)
+    # gpt-4o: $2.50 input, $1.25 cached input, $10 output per million tokens.
+    expected_dollars = (800 * 2.50 + 200 * 1.25 + 500 * 10.00) / 1_000_000
+    assert shipped.cost_cents("openai", "gpt-4o", usage) == pytest.approx(expected_dollars * 100)
+    # claude-sonnet-4: $3 input, $0.30 cache hits, $15 output.
+    assert shipped.cost_cents("anthropic", "claude-sonnet-4-20250514", usage) == pytest.approx(
+        (800 * 3.0 + 200 * 0.30 + 500 * 15.0) / 1_000_000 * 100)
+
+
+def test_cached_tokens_never_exceed_input_tokens() -> None:
+    price = Price(input=1.0, output=0.0, cached_input=0.5)
+    assert price.cents(Usage(input_tokens=10, cached_input_tokens=50)) == pytest.approx(10 * 0.5 / 1e6 * 100)
+
+
+def test_dated_and_latest_names_cost_like_the_bare_name(shipped: PriceTable) -> None:
+    usage = Usage(1_000_000, 1_000_000)
+    bare = shipped.cost_cents("openai", "gpt-4o-mini", usage)
+    assert shipped.cost_cents("openai", "gpt-4o-mini-2024-07-18", usage) == bare == pytest.approx(75.0)
+    assert shipped.cost_cents("anthropic", "claude-3-5-haiku-20241022", usage) == pytest.approx(480.0)
+    assert shipped.cost_cents("anthropic", "claude-3-5-haiku-latest", usage) == pytest.approx(480.0)
+    assert shipped.cost_cents("openai", "gpt-4.1-2025-04-14", usage) == pytest.approx(1000.0)
+
+
+def test_no_guessing_from_a_prefix(shipped: PriceTable) -> None:
+    assert shipped.price("openai", "gpt-4o-audio-preview") is None
+    assert shipped.price("anthropic", "claude-opus-4-9") is None
+
+
+def test_provider_default_prices_every_model_of_that_provider(shipped: PriceTable, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="llm_edge.cost"):
+        assert shipped.cost_cents("local", "llama3.1:8b", Usage(5000, 5000)) == 0.0
+    assert not caplog.records
+
+
+def test_unknown_model_costs_zero_and_warns_once_per_model(tmp_path, caplog) -> None:
+    table = PriceTable.load(write(tmp_path, {"models": {"gpt-4o": {"input": 1, "output": 2}}}))
+    with caplog.at_level(logging.WARNING, logger="llm_edge.cost"):
+        for _ in range(3):
+            assert table.cost_cents("openai", "gpt-9", Usage(100, 100)) == 0.0
+        assert table.cost_cents("anthropic", "claude-9", Usage(100, 100)) == 0.0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert "'gpt-9'" in warnings[0] and "'claude-9'" in warnings[1]
+
+
+def test_client_chosen_names_do_not_grow_memory_without_bound(tmp_path, caplog) -> None:
+    table = PriceTable.load(write(tmp_path, {"models": {}}))
+    with caplog.at_level(logging.WARNING, logger="llm_edge.cost"):
+        for i in range(3000):
+            table.cost_cents("openai", f"gpt-junk-{i}", Usage(1, 1))
+    assert len(table._memo) <= cost._MEMO_LIMIT
+    assert len(table._warned) <= cost._MEMO_LIMIT
+    assert len(caplog.records) <= cost._MEMO_LIMIT
+
+
+def test_cached_input_defaults_to_the_input_price_and_aliases_share_it(tmp_path) -> None:
+    table = PriceTable.load(write(tmp_path, {"models": {"m": {"input": 4, "output": 8, "aliases": ["m-alias"]}}}))
+    assert table.price("x", "m") == Price(4.0, 8.0, 4.0)
+    assert table.price("x", "m-alias") == Price(4.0, 8.0, 4.0)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"models": {"m": {"input": 1}}}, "models.m.output is missing"),
+    ({"models": {"m": {"input": -1, "output": 1}}}, "models.m.input must be a number"),
+    ({"models": {"m": {"input": "cheap", "output": 1}}}, "models.m.input must be a number"),
+    ({"models": {"m": {"input": True, "output": 1}}}, "models.m.input must be a number"),
+    ({"models": {"m": 3}}, "models.m must be a mapping"),
+    ({"models": {"m": {"input": 1, "output": 1, "aliases": "x"}}}, "models.m.aliases must be a list"),
+    ({"providers": {"local": {"output": 1}}}, "providers.local.input is missing"),
+])
+def test_bad_entries_stop_start_up_naming_the_field(tmp_path, data, message) -> None:
+    with pytest.raises(ConfigError, match="PRICING_FILE: " + message.replace(".", r"\.")):
+        PriceTable.load(write(tmp_path, data))
+
+
+def test_unparsable_file_is_a_config_error(tmp_path) -> None:
+    path = tmp_path / "pricing.yaml"
+    path.write_text("models: [unclosed")
+    with pytest.raises(ConfigError, match="PRICING_FILE"):
+        PriceTable.load(str(path))
+
+
+def test_missing_file_prices_nothing_and_says_so(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="llm_edge.cost"):
+        table = PriceTable.load(str(tmp_path / "absent.yaml"))
+    assert "every request counts as costing 0" in caplog.text
+    assert table.cost_cents("openai", "gpt-4o", Usage(10, 10)) == 0.0
+
+
+def test_module_functions_use_the_installed_table(tmp_path) -> None:
+    previous = cost._installed
+    try:
+        cost.install(PriceTable.load(write(tmp_path, {"models": {"m": {"input": 1, "output": 1}}})))
+        usage = Usage(1_000_000, 0)
+        assert cost.cost_cents("p", "m", usage) == pytest.approx(100.0)
+        assert cost.cache_savings_cents("p", "m", usage) == pytest.approx(100.0)
+    finally:
+        cost._installed = previous

@@ -1,0 +1,125 @@
+"""Small pieces of observability: bounded model labels, JSON log lines, prompt text, accounting."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from app.canonical import ChatRequest, Message, TextBlock, ToolResultBlock, Usage
+from app.context import RequestContext
+from app.observability import metrics
+from app.observability.access import PROMPT_LOG_LIMIT, prompt_text
+from app.observability.accounting import Accounting
+from app.observability.cost import Price, PriceTable
+from app.observability.logging import JsonFormatter, logconfig_dict
+from app.redis_guard import RedisGuard
+from app.spend import SpendLedger
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_label_guard_passes_known_values_admits_a_few_and_folds_the_rest() -> None:
+    guard = metrics.LabelGuard(limit=2)
+    guard.allow(["gpt-4o", "fast"])
+    assert guard("gpt-4o") == "gpt-4o"
+    assert guard(None) == "none"
+    assert guard("gpt-unknown") == "other"  # never answered upstream: not admitted
+    assert guard.admit("gpt-new-1") == "gpt-new-1"
+    assert guard.admit("gpt-new-2") == "gpt-new-2"
+    assert guard.admit("gpt-new-3") == "other"
+    assert guard("gpt-new-1") == "gpt-new-1"
+    assert guard.admit("gpt-4o") == "gpt-4o"  # known values never use up the allowance
+
+
+def record(msg: str, **fields: object) -> logging.LogRecord:
+    rec = logging.LogRecord("llm_edge.test", logging.WARNING, __file__, 1, msg, (), None)
+    if fields:
+        rec.fields = fields  # type: ignore[attr-defined]
+    return rec
+
+
+def test_json_lines_carry_fields_and_never_a_key() -> None:
+    line = JsonFormatter().format(record("using sk-abcdefghijklmnop and Bearer tok123", request_id="r1", n=2))
+    entry = orjson.loads(line)
+    assert entry["level"] == "warning" and entry["logger"] == "llm_edge.test"
+    assert entry["request_id"] == "r1" and entry["n"] == 2 and isinstance(entry["pid"], int)
+    assert "sk-abcdefghijklmnop" not in line and "tok123" not in line
+    assert entry["ts"].endswith("Z")
+
+
+def test_exceptions_are_inside_the_json_line() -> None:
+    try:
+        raise RuntimeError("upstream said sk-abcdefghijklmnopq")
+    except RuntimeError:
+        import sys
+
+        rec = record("failed")
+        rec.exc_info = sys.exc_info()
+    line = JsonFormatter().format(rec)
+    assert "\n" not in line
+    assert "RuntimeError" in orjson.loads(line)["exc"] and "sk-abcdefghijklmnopq" not in line
+
+
+def test_one_shared_handler_for_app_and_gunicorn_logs(tmp_path) -> None:
+    stderr = logconfig_dict("INFO")
+    assert stderr["handlers"]["main"]["class"] == "logging.StreamHandler"
+    to_file = logconfig_dict("DEBUG", str(tmp_path / "gw.log"))
+    assert to_file["handlers"]["main"]["class"] == "logging.FileHandler"
+    assert to_file["handlers"]["main"]["filename"] == str(tmp_path / "gw.log")
+    for name in ("gunicorn.error", "gunicorn.access"):
+        assert to_file["loggers"][name]["handlers"] == ["main"]
+    assert to_file["root"] == {"level": "DEBUG", "handlers": ["main"]}
+
+
+def test_prompt_text_is_role_prefixed_redacted_and_capped() -> None:
+    req = ChatRequest(
+        model="m", system=(TextBlock("be brief"),),
+        messages=(Message("user", (TextBlock("my key is sk-abcdefghijklmnopqrs"),)),
+                  Message("user", (ToolResultBlock("t1", (TextBlock("72F"),)),))))
+    text = prompt_text(req)
+    assert text == "system: be brief\nuser: my key is [redacted]\ntool: 72F"
+    long = ChatRequest(model="m", messages=(Message("user", (TextBlock("x" * 50_000),)),))
+    assert len(prompt_text(long)) == PROMPT_LOG_LIMIT
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_accounting_counts_tokens_cost_and_spend_once() -> None:
+    prices = PriceTable({"acct-model": Price(1.0, 2.0, 0.5)})
+    metrics.MODEL_LABELS.allow(["acct-model"])
+    spend = SpendLedger(RedisGuard(None))
+    accounting = Accounting(prices, spend)
+    ctx = RequestContext("r", "/v1/chat/completions", "openai", client_id="acme")
+    before = sample("llm_edge_cost_total_cents", {"provider": "p", "model": "acct-model"})
+    cents = accounting.upstream(ctx, "p", "acct-model", Usage(1_000_000, 500_000))
+    assert cents == pytest.approx(200.0) and ctx.cost_cents == cents
+    assert ctx.usage == Usage(1_000_000, 500_000)
+    assert sample("llm_edge_cost_total_cents", {"provider": "p", "model": "acct-model"}) - before == \
+        pytest.approx(200.0)
+    assert sample("llm_edge_tokens_total", {"provider": "p", "model": "acct-model", "type": "completion"}) >= 500_000
+    assert spend.spent("acme") == pytest.approx(200.0)
+
+    saved = accounting.cache_hit(ctx, "p", "acct-model", Usage(1_000_000, 0))
+    assert saved == pytest.approx(100.0)
+    assert sample("llm_edge_cache_savings_total_cents", {"provider": "p", "model": "acct-model"}) >= 100.0
+    assert spend.spent("acme") == pytest.approx(200.0)  # a hit costs the client nothing
+
+
+def test_every_metric_is_documented() -> None:
+    """The README (or its docs/ section) lists every metric the gateway defines."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from tests.support.processes import ROOT
+
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    defined = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    assert len(defined) >= 12
+    for metric in defined:
+        name = metric._name + ("_total" if metric._type == "counter" else "")
+        assert f"`{name}`" in text, f"{name} is not in the README's metrics table"
