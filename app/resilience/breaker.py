@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from app.resources.health import Check
+from app.settings import Settings
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2  # the gauge's values
 STATE_NAMES = ("closed", "half-open", "open")
@@ -44,6 +45,11 @@ class BreakerPolicy:
     min_requests: int = 20  # attempts the window must hold before the rate counts
     window: float = 60.0  # seconds of history for the rate
     cooldown: float = 30.0  # seconds open before one probe is let through
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> BreakerPolicy:
+        return cls(failure_threshold=s.breaker_failure_threshold, failure_rate=s.breaker_failure_rate,
+                   min_requests=s.breaker_min_requests, window=s.breaker_window, cooldown=s.breaker_cooldown)
 
 
 class CircuitBreaker:

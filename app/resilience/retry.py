@@ -17,8 +17,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.errors import GatewayError, UpstreamRejected
+
+if TYPE_CHECKING:  # settings imports this module for RETRY_ON
+    from app.settings import Settings
 
 CONNECT_FAILURE = "connect-failure"  # no connection (refused, DNS, TLS handshake, connect timeout): never sent
 RESET = "reset"  # the connection broke before the answer was complete (or before a stream's first event)
@@ -67,6 +71,11 @@ class RetryPolicy:
     backoff_base: float = 0.2  # seconds; the n-th retry waits uniform(0, min(max, base * 2**(n-1)))
     backoff_max: float = 2.0
     retry_after_max: float = 5.0  # a provider's retry-after up to this is waited out; above it we stop
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> RetryPolicy:
+        return cls(attempts=s.retry_attempts, retry_on=s.retry_on, backoff_base=s.retry_backoff_base,
+                   backoff_max=s.retry_backoff_max, retry_after_max=s.retry_after_max)
 
     def pause(self, attempt: int, err: GatewayError, time_left: float,
               rng: Callable[[], float] = random.random) -> float | None:
