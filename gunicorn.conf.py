@@ -57,7 +57,8 @@ preload_app = False  # pools, Redis clients and L1 are built after fork, per wor
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))  # worker heartbeat, not a request limit
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# Peers whose X-Forwarded-Proto gunicorn believes; the app applies the same list to X-Forwarded-For.
+forwarded_allow_ips = _environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 16384

@@ -22,6 +22,7 @@ from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
+from app.forwarded import ClientAddress
 from app.lifecycle import Lifecycle
 from app.middleware import RequestContextMiddleware
 from app.observability import cost, metrics
@@ -101,7 +102,8 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
     lifecycle = Lifecycle()
 
-    app = falcon.App(middleware=[RequestContextMiddleware(tracing)])
+    app = falcon.App(middleware=[RequestContextMiddleware(
+        tracing, client_address=ClientAddress(settings.forwarded_allow_ips))])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes, watcher))

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
+from app.forwarded import Network, parse_allow_list
 from app.resilience.retry import DEFAULT_RETRY_ON, parse_retry_on
 
 T = TypeVar("T")
@@ -158,6 +159,8 @@ class Settings:
     breaker_min_requests: int = 20
     breaker_window: float = 60.0
     breaker_cooldown: float = 30.0
+    # Proxies whose X-Forwarded-For (and X-Forwarded-Proto, for gunicorn) is believed; None trusts all ("*").
+    forwarded_allow_ips: tuple[Network, ...] | None = parse_allow_list("127.0.0.1,::1")
     models_file: str = "config/models.yaml"
     pricing_file: str = "config/pricing.yaml"
     rate_limits_file: str = "config/rate-limits.yaml"
@@ -242,6 +245,8 @@ class Settings:
             breaker_min_requests=r.int("BREAKER_MIN_REQUESTS", d.breaker_min_requests, 1, 10**6),
             breaker_window=r.float("BREAKER_WINDOW", d.breaker_window, 0, 86400),
             breaker_cooldown=r.float("BREAKER_COOLDOWN", d.breaker_cooldown, 0, 86400),
+            forwarded_allow_ips=r._get("FORWARDED_ALLOW_IPS", d.forwarded_allow_ips, parse_allow_list,
+                                       "a comma-separated list of IP addresses or networks, or *"),
             models_file=r.str("MODELS_FILE", d.models_file),
             pricing_file=r.str("PRICING_FILE", d.pricing_file),
             rate_limits_file=r.str("RATE_LIMITS_FILE", d.rate_limits_file),
