@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import Fault
+from tests.conftest import UNCACHED, Fault
 from tests.support.metrics import scrape
 from tests.support.workers import pinned_connections
 
@@ -35,7 +35,7 @@ def breaker_detail(conn) -> dict:
 
 
 def test_a_dead_provider_opens_its_breaker_the_other_keeps_working_and_it_recovers(start_gateway, upstream):
-    gw = start_gateway({"BREAKER_FAILURE_THRESHOLD": "3", "BREAKER_FAILURE_RATE": "0",
+    gw = start_gateway({**UNCACHED, "BREAKER_FAILURE_THRESHOLD": "3", "BREAKER_FAILURE_RATE": "0",
                         "BREAKER_COOLDOWN": str(COOLDOWN), "RETRY_BACKOFF_BASE": "0.01", "RETRY_BACKOFF_MAX": "0.02"})
     workers = pinned_connections(gw.port)
     upstream.set_default_fault(Fault(status=500), path=ANTHROPIC_PATH)
@@ -91,8 +91,8 @@ def test_a_dead_provider_opens_its_breaker_the_other_keeps_working_and_it_recove
 
 
 def test_a_failed_probe_opens_it_again(start_gateway, upstream):
-    gw = start_gateway({"BREAKER_FAILURE_THRESHOLD": "2", "BREAKER_FAILURE_RATE": "0", "BREAKER_COOLDOWN": "1",
-                        "RETRY_ATTEMPTS": "1", "WEB_CONCURRENCY": "1"}, workers=1)
+    gw = start_gateway({**UNCACHED, "BREAKER_FAILURE_THRESHOLD": "2", "BREAKER_FAILURE_RATE": "0",
+                        "BREAKER_COOLDOWN": "1", "RETRY_ATTEMPTS": "1", "WEB_CONCURRENCY": "1"}, workers=1)
     (conn,) = pinned_connections(gw.port, workers=1).values()
     upstream.set_default_fault(Fault(status=503), path=OPENAI_PATH)
     assert chat(conn, "gpt-4o-mini")[0].status == 502

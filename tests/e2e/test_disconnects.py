@@ -15,7 +15,7 @@ import time
 import pytest
 import urllib3
 
-from tests.conftest import Fault
+from tests.conftest import UNCACHED, Fault
 from tests.support.metrics import scrape
 from tests.support.processes import wait_until
 from tests.support.tcp import CLOSE_WAIT, connections_to, far_ends
@@ -44,7 +44,7 @@ def start_stream(gateway, path: str, model: str) -> socket.socket:
 
 
 def test_repeated_disconnects_free_threads_and_close_upstream(start_gateway, upstream):
-    gw = start_gateway({"GUNICORN_THREADS": "2"}, threads=2)
+    gw = start_gateway({**UNCACHED, "GUNICORN_THREADS": "2"}, threads=2)
     workers = gw.worker_pids()
     errors_before = scrape(gw.metrics_url).total("llm_edge_provider_errors_total")
     rounds = 6  # more than the 4 threads of 2 workers x 2 threads

@@ -14,7 +14,7 @@ import openai
 import pytest
 import urllib3
 
-from tests.conftest import Fault
+from tests.conftest import UNCACHED, Fault
 from tests.support.processes import ROOT, wait_until
 from tests.support.workers import pinned_connections
 
@@ -56,7 +56,7 @@ class StreamInFlight(threading.Thread):
 
 
 def test_sigterm_turns_readiness_503_at_once_and_a_long_stream_finishes(start_gateway, upstream):
-    gw = start_gateway({"GUNICORN_GRACEFUL_TIMEOUT": "20"})
+    gw = start_gateway({**UNCACHED, "GUNICORN_GRACEFUL_TIMEOUT": "20"})
     workers = pinned_connections(gw.port)
     for conn in workers.values():
         assert conn.request("GET", "/health/ready").status == 200
@@ -84,7 +84,7 @@ def test_sigterm_turns_readiness_503_at_once_and_a_long_stream_finishes(start_ga
 def test_sighup_reloads_models_without_dropping_a_request(start_gateway, upstream, tmp_path):
     models = tmp_path / "models.yaml"
     shutil.copyfile(ROOT / "config" / "models.yaml", models)
-    gw = start_gateway({"MODELS_FILE": str(models), "GUNICORN_GRACEFUL_TIMEOUT": "20"})
+    gw = start_gateway({**UNCACHED, "MODELS_FILE": str(models), "GUNICORN_GRACEFUL_TIMEOUT": "20"})
     http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=2, read=10))
 
     def ask(model: str):

@@ -15,7 +15,7 @@ import openai
 import pytest
 import urllib3
 
-from tests.conftest import Fault, provider_env
+from tests.conftest import UNCACHED, Fault, provider_env
 from tests.support.metrics import scrape
 from tests.support.processes import GatewayProcess
 
@@ -27,12 +27,14 @@ LONG_TEXT = " ".join(f"word{i}" for i in range(30))
 http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=15))
 
 
+SETTINGS = {"RETRY_BACKOFF_BASE": "0.01", "RETRY_BACKOFF_MAX": "0.05", "RETRY_AFTER_MAX": "2",
+            "STREAM_FIRST_BYTE_TIMEOUT": "0.5", "STREAM_IDLE_TIMEOUT": "1", "REQUEST_TIMEOUT": "8",
+            "BREAKER_FAILURE_THRESHOLD": "0", "BREAKER_FAILURE_RATE": "0"}
+
+
 @pytest.fixture(scope="module")
 def gateway(emulator) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess({**provider_env(emulator), "RETRY_BACKOFF_BASE": "0.01", "RETRY_BACKOFF_MAX": "0.05",
-                         "RETRY_AFTER_MAX": "2", "STREAM_FIRST_BYTE_TIMEOUT": "0.5", "STREAM_IDLE_TIMEOUT": "1",
-                         "REQUEST_TIMEOUT": "8", "BREAKER_FAILURE_THRESHOLD": "0",
-                         "BREAKER_FAILURE_RATE": "0"}).start()
+    gw = GatewayProcess({**provider_env(emulator), **UNCACHED, **SETTINGS}).start()
     yield gw
     gw.stop()
 

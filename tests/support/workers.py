@@ -8,6 +8,7 @@ test could never be sure it had reached both.
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import urllib3
@@ -21,14 +22,16 @@ def worker_pid(conn: urllib3.HTTPConnectionPool) -> int:
     return json.loads(resp.data)["checks"]["circuit_breakers"]["detail"]["worker_pid"]
 
 
-def pinned_connections(port: int, workers: int = 2, rounds: int = 20) -> dict[int, urllib3.HTTPConnectionPool]:
+def pinned_connections(port: int, workers: int = 2, within: float = 20.0) -> dict[int, urllib3.HTTPConnectionPool]:
     """One single-connection pool per worker pid.
 
     Connections are opened in concurrent bursts: one at a time, the same idle
-    worker tends to win every accept.
+    worker tends to win every accept. A worker still booting takes none, so
+    bursts go on for a while.
     """
     found: dict[int, urllib3.HTTPConnectionPool] = {}
-    for _ in range(rounds):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         pools = [urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1, block=True, retries=False, timeout=TIMEOUT)
                  for _ in range(8)]
         with ThreadPoolExecutor(len(pools)) as ex:
@@ -40,4 +43,5 @@ def pinned_connections(port: int, workers: int = 2, rounds: int = 20) -> dict[in
                 found[pid] = pool
         if len(found) == workers:
             return found
-    raise AssertionError(f"reached only workers {sorted(found)} in {rounds} bursts of connections")
+        time.sleep(0.1)
+    raise AssertionError(f"reached only workers {sorted(found)} in {within:g} s of connection bursts")
