@@ -30,20 +30,32 @@ def parse_allow_list(raw: str) -> tuple[Network, ...] | None:
     return tuple(networks)
 
 
+_MEMO_SIZE = 4096  # addresses whose trust is remembered; parsing one costs microseconds
+
+
 class ClientAddress:
-    """Callable: (peer address, X-Forwarded-For header) -> the client's address."""
+    """Callable: (peer address, X-Forwarded-For header) -> the client's address. Thread-safe."""
 
     def __init__(self, allow: tuple[Network, ...] | None) -> None:
         self.allow = allow
+        self._memo: dict[str, bool] = {}
 
     def trusted(self, address: str) -> bool:
         if self.allow is None:
             return True
+        known = self._memo.get(address)
+        if known is not None:
+            return known
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return False
-        return any(ip in net for net in self.allow)
+            trusted = False
+        else:
+            trusted = any(ip in net for net in self.allow)
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()  # crude but bounded; the balancers' few addresses come straight back
+        self._memo[address] = trusted
+        return trusted
 
     def __call__(self, peer: str | None, forwarded_for: str | None) -> str | None:
         if not forwarded_for or not peer or not self.trusted(peer):

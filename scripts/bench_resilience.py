@@ -7,7 +7,7 @@
    streamed requests from concurrent clients; with ``--compare DIR`` the same
    load runs against another checkout (e.g. main) for a before/after table.
 
-    .venv/bin/python scripts/bench_resilience.py [--seconds 5] [--clients 8] [--compare /work/main]
+    .venv/bin/python scripts/bench_resilience.py [--seconds 5] [--clients 8] [--rounds 3] [--compare /work/main]
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def load(gw: GatewayProcess, stream: bool, seconds: float, clients: int) -> tupl
         mine, bad = [], 0
         while time.monotonic() < stop:
             started = time.monotonic()
-            resp = http.request("POST", gw.url + "/v1/chat/completions", body=body,
-                                headers={"content-type": "application/json"})
+            resp = http.request("POST", gw.url + "/v1/chat/completions", body=body,  # every request upstream
+                                headers={"content-type": "application/json", "cache-control": "no-store"})
             if resp.status == 200:
                 mine.append(time.monotonic() - started)
             else:
@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--compare", type=Path, help="another checkout to run the same load against")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     print("| per-request work | µs |\n|---|---:|")
@@ -104,20 +105,25 @@ def main() -> int:
         print(f"| {name} | {us:.2f} |")
 
     emu = emulator_module.Emulator(openai_key=OPENAI_KEY, anthropic_key=ANTHROPIC_KEY).start()
-    print("\n| checkout | request | req/s | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|")
+    roots = [ROOT, *([args.compare] if args.compare else [])]
+    results: dict[tuple[Path, bool], list[tuple[float, float, float, int]]] = {}
     try:
-        for root in [ROOT, *([args.compare] if args.compare else [])]:
-            gw = GatewayProcess({**provider_env(emu), "LOG_LEVEL": "warning"}, cwd=root).start()
-            try:
-                load(gw, False, 1.0, args.clients)  # warm up pools and imports
-                for stream in (False, True):
-                    rps, p50, p99, errors = load(gw, stream, args.seconds, args.clients)
-                    kind = "stream" if stream else "json"
-                    print(f"| {root} | {kind} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
-            finally:
-                gw.stop()
+        for _ in range(args.rounds):  # interleaved rounds: a busy moment hurts every checkout alike
+            for root in roots:
+                gw = GatewayProcess({**provider_env(emu), "LOG_LEVEL": "warning"}, cwd=root).start()
+                try:
+                    load(gw, False, 0.5, args.clients)  # warm up pools and imports
+                    for stream in (False, True):
+                        results.setdefault((root, stream), []).append(load(gw, stream, args.seconds, args.clients))
+                finally:
+                    gw.stop()
     finally:
         emu.stop()
+    print(f"\n{args.rounds} interleaved rounds of {args.seconds:g} s, {args.clients} clients; median round by req/s\n")
+    print("| checkout | request | req/s | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|")
+    for (root, stream), rounds in results.items():
+        rps, p50, p99, errors = sorted(rounds)[len(rounds) // 2]
+        print(f"| {root} | {'stream' if stream else 'json'} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
     return 0
 
 

@@ -10,41 +10,45 @@ and its stream's ``on_gone`` callback aborts the upstream read (nginx does
 the same check, ``recv(MSG_PEEK)``, for ``proxy_ignore_client_abort off``).
 A socket that turns readable with data (a pipelined request, TLS records) is
 simply no longer watched; the write path still catches that client.
+
+Streams register their socket straight into the watcher's epoll set (the
+kernel makes that safe across threads), so a stream costs two ``epoll_ctl``
+calls and the watcher thread wakes only when a client actually does
+something. Without epoll (not Linux) nothing is watched and a hang-up is
+noticed at the next write, as before.
 """
 
 from __future__ import annotations
 
 import logging
-import selectors
+import select
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 log = logging.getLogger("llm_edge.disconnects")
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+_GONE, _DATA, _NOTHING = "gone", "data", "nothing"
 
 
 class ClientGone(Exception):
     """The client hung up mid-stream; not an upstream failure, nothing to answer."""
 
 
-@dataclass(eq=False, slots=True)
-class _Watch:
-    sock: socket.socket
-    on_gone: Callable[[], None]
-    fd: int = field(default=-1)
-
-
-def _hung_up(sock: socket.socket) -> bool:
-    """True when the peer closed: readable and the next byte is end-of-file (TLS: the raw socket's)."""
+def _peek(sock: socket.socket) -> str:
+    """What a readable client socket holds: end-of-file (gone), bytes (data), or nothing after all."""
     try:
-        return socket.socket.recv(sock, 1, _PEEK) == b""  # bypasses SSLSocket.recv, which refuses flags
+        # socket.socket.recv on an SSLSocket reads the raw TCP stream (SSLSocket.recv refuses flags).
+        return _GONE if socket.socket.recv(sock, 1, _PEEK) == b"" else _DATA
     except (BlockingIOError, InterruptedError):
-        return False
+        return _NOTHING
     except OSError:
-        return True  # reset by peer, or closed under us
+        return _GONE  # reset by the peer, or closed under us
+
+
+def _nothing() -> None:
+    return None
 
 
 class DisconnectWatcher:
@@ -52,14 +56,13 @@ class DisconnectWatcher:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: list[tuple[bool, _Watch]] = []  # (add?, watch), applied by the watcher thread
+        self._watched: dict[int, tuple[socket.socket, Callable[[], None]]] = {}
+        self._epoll: select.epoll | None = None
         self._thread: threading.Thread | None = None
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
 
     def watch(self, sock: socket.socket | None, on_gone: Callable[[], None]) -> Callable[[], None]:
         """Call ``on_gone`` (from the watcher thread) if the client hangs up; returns the function to stop."""
-        if sock is None:
+        if sock is None or not hasattr(select, "epoll"):
             return _nothing
         try:
             fd = sock.fileno()
@@ -67,76 +70,54 @@ class DisconnectWatcher:
             return _nothing
         if fd < 0:
             return _nothing
-        w = _Watch(sock, on_gone, fd)
-        self._submit(True, w)
-        return lambda: self._submit(False, w)
-
-    def _submit(self, add: bool, w: _Watch) -> None:
+        entry = (sock, on_gone)
         with self._lock:
-            if self._thread is None:
+            if self._epoll is None:
                 self._start()
-            self._pending.append((add, w))
-            wake = self._wake_w
-        assert wake is not None
-        try:
-            wake.send(b"\0")
-        except BlockingIOError:
-            pass  # a wake-up is already pending
+            assert self._epoll is not None
+            if fd in self._watched:  # a stale entry (its socket closed unwatched): replace it
+                self._forget(fd)
+            try:
+                self._epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+            except OSError:
+                return _nothing
+            self._watched[fd] = entry
+
+        def stop() -> None:
+            with self._lock:
+                if self._watched.get(fd) is entry:
+                    self._forget(fd)
+
+        return stop
 
     def _start(self) -> None:
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._epoll = select.epoll()
         self._thread = threading.Thread(target=self._run, name="disconnect-watcher", daemon=True)
         self._thread.start()
 
+    def _forget(self, fd: int) -> None:
+        """Lock held."""
+        del self._watched[fd]
+        assert self._epoll is not None
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass  # the socket was closed already, which removed it
+
     def _run(self) -> None:
-        sel = selectors.DefaultSelector()
-        assert self._wake_r is not None
-        sel.register(self._wake_r, selectors.EVENT_READ, None)
-        watched: dict[int, _Watch] = {}
+        assert self._epoll is not None
         while True:
-            for key, _ in sel.select():
-                w = key.data
-                if w is None:
-                    self._drain_wake()
-                    continue
-                if watched.get(w.fd) is not w:
-                    continue
-                sel.unregister(w.fd)
-                del watched[w.fd]
-                if _hung_up(w.sock):
+            for fd, _ in self._epoll.poll():
+                with self._lock:
+                    entry = self._watched.get(fd)
+                    if entry is None:
+                        continue
+                    what = _peek(entry[0])
+                    if what == _NOTHING:
+                        continue  # an event for a socket since replaced at this fd, or spurious
+                    self._forget(fd)
+                if what == _GONE:
                     try:
-                        w.on_gone()
+                        entry[1]()
                     except Exception:
                         log.exception("aborting a stream whose client left failed")
-            with self._lock:
-                pending, self._pending = self._pending, []
-            for add, w in pending:
-                current = watched.get(w.fd)
-                if add:
-                    if current is not None:  # fd reused: the old owner is gone already
-                        sel.unregister(w.fd)
-                    try:
-                        sel.register(w.fd, selectors.EVENT_READ, w)
-                    except (OSError, ValueError):
-                        continue  # closed before we got to it
-                    watched[w.fd] = w
-                elif current is w:
-                    del watched[w.fd]
-                    try:
-                        sel.unregister(w.fd)
-                    except (OSError, KeyError, ValueError):
-                        pass
-
-    def _drain_wake(self) -> None:
-        assert self._wake_r is not None
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-
-
-def _nothing() -> None:
-    return None
