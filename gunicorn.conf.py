@@ -25,7 +25,7 @@ _metrics_dir = multiproc.prepare_dir()
 
 # Workers load the master's validated copies of the YAML files (app/config_snapshot.py): a broken edit
 # stops the first start here, once, but a SIGHUP with a broken file keeps the last good configuration.
-_config = ConfigSnapshot()
+_config = ConfigSnapshot.for_this_master()
 try:
     _staged = _config.stage(_environ)
     _settings = Settings.from_env({**_environ, **_staged})

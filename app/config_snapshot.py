@@ -29,15 +29,27 @@ DEFAULTS = {"MODELS_FILE": "config/models.yaml", "PRICING_FILE": "config/pricing
             "RATE_LIMITS_FILE": "config/rate-limits.yaml", "CLIENTS_FILE": "config/clients.yaml"}
 
 
-class ConfigSnapshot:
-    """``stage`` copies the files, ``promote`` makes the staged copies current; one folder per master."""
+_OWNER = "LLM_EDGE_CONFIG_SNAPSHOT"  # "<master pid>:<folder>", so a reload finds the folder of its master
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        base = Path(root) if root is not None else Path(tempfile.gettempdir()) / f"llm-edge-config-{os.getpid()}"
-        self.root = base
-        self.staged = base / "staged"
-        self.current = base / "current"
+
+class ConfigSnapshot:
+    """``stage`` copies the files, ``promote`` makes the staged copies current; one private folder per master."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.staged = self.root / "staged"
+        self.current = self.root / "current"
         self._sources: dict[str, str] = {}  # staged copy -> the user's file, for messages
+
+    @classmethod
+    def for_this_master(cls) -> ConfigSnapshot:
+        """The folder this master made at start (found again on SIGHUP), or a new private one (mode 0700)."""
+        pid = str(os.getpid())
+        owner, _, folder = os.environ.get(_OWNER, "").partition(":")
+        if owner != pid or not os.path.isdir(folder):
+            folder = tempfile.mkdtemp(prefix="llm-edge-config-")
+            os.environ[_OWNER] = f"{pid}:{folder}"
+        return cls(folder)
 
     @property
     def has_current(self) -> bool:

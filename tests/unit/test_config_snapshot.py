@@ -40,6 +40,20 @@ def test_stage_promote_and_fall_back(tmp_path):
     assert not (tmp_path / "snap").exists()
 
 
+def test_one_private_folder_per_master_found_again_on_reload(monkeypatch):
+    monkeypatch.delenv("LLM_EDGE_CONFIG_SNAPSHOT", raising=False)
+    first = ConfigSnapshot.for_this_master()
+    try:
+        assert first.root.is_dir() and (first.root.stat().st_mode & 0o777) == 0o700
+        assert ConfigSnapshot.for_this_master().root == first.root  # gunicorn.conf.py run again on SIGHUP
+        monkeypatch.setenv("LLM_EDGE_CONFIG_SNAPSHOT", f"1:{first.root}")  # inherited from another master
+        other = ConfigSnapshot.for_this_master()
+        assert other.root != first.root
+        other.remove()
+    finally:
+        first.remove()
+
+
 def test_an_unreadable_file_is_a_config_error(tmp_path, monkeypatch):
     models = tmp_path / "models.yaml"
     models.write_text("models: {}\n")
