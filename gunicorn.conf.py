@@ -15,6 +15,7 @@ import signal
 import sys
 
 # multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
+from app.config_snapshot import ConfigSnapshot
 from app.observability import multiproc
 from app.settings import ConfigError, Settings, load_environ
 
@@ -22,16 +23,27 @@ _environ = load_environ()
 os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})  # .env for the workers too
 _metrics_dir = multiproc.prepare_dir()
 
+# Workers load the master's validated copies of the YAML files (app/config_snapshot.py): a broken edit
+# stops the first start here, once, but a SIGHUP with a broken file keeps the last good configuration.
+_config = ConfigSnapshot.for_this_master()
 try:
-    _settings = Settings.from_env(_environ)
+    _staged = _config.stage(_environ)
+    _settings = Settings.from_env({**_environ, **_staged})
     from app.observability.cost import PriceTable
     from app.routing import Router
 
-    Router.from_settings(_settings, _environ)  # a broken models.yaml stops start-up here, once
-    PriceTable.load(_settings.pricing_file)  # and so does a broken pricing.yaml
+    Router.from_settings(_settings, {**_environ, **_staged})
+    PriceTable.load(_settings.pricing_file)
+    _config_files = _config.promote(_staged)
 except ConfigError as _exc:
-    print(f"llm-edge-agent: configuration error: {_exc}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    if not _config.has_current:
+        print(f"llm-edge-agent: configuration error: {_config.explain(str(_exc))}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    print("llm-edge-agent: configuration error on reload, keeping the running configuration: "
+          f"{_config.explain(str(_exc))}", file=sys.stderr, flush=True)
+    _config_files = _config.current_overrides()
+    _settings = Settings.from_env({**_environ, **_config_files})
+raw_env = [f"{_name}={_path}" for _name, _path in _config_files.items()]
 
 from app.observability.logging import logconfig_dict  # noqa: E402
 
@@ -45,7 +57,8 @@ preload_app = False  # pools, Redis clients and L1 are built after fork, per wor
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))  # worker heartbeat, not a request limit
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# Peers whose X-Forwarded-Proto gunicorn believes; the app applies the same list to X-Forwarded-For.
+forwarded_allow_ips = _environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 16384
@@ -114,4 +127,5 @@ def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def on_exit(server) -> None:  # type: ignore[no-untyped-def]
+    _config.remove()
     multiproc.remove_dir()

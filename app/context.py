@@ -23,6 +23,7 @@ class RequestContext:
     dialect: Dialect
     started: float = field(default_factory=time.monotonic)
     client_id: str = "anonymous"
+    client_addr: str | None = None  # the caller's IP (X-Forwarded-For only from FORWARDED_ALLOW_IPS peers)
     tier: str = "free"
     traceparent: str | None = None
     requested_model: str | None = None

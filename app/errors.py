@@ -142,6 +142,8 @@ class UpstreamError(GatewayError):
     openai_type = "server_error"
     code = "upstream_error"
     upstream_status: int | None = None  # the provider's HTTP status, when it sent one
+    # How the exchange failed when no status says it (a RETRY_ON word): connect-failure, reset, bad-response.
+    failure: str | None = None
 
 
 class UpstreamRejected(UpstreamError):
@@ -171,3 +173,5 @@ class UpstreamTimeout(GatewayError):
     status = 504
     openai_type = "server_error"
     code = "upstream_timeout"
+    # timeout (a read limit), connect-failure (connecting timed out) or deadline (REQUEST_TIMEOUT ran out).
+    failure: str | None = "timeout"

@@ -22,6 +22,7 @@ from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
+from app.forwarded import ClientAddress
 from app.lifecycle import Lifecycle
 from app.middleware import RequestContextMiddleware
 from app.observability import cost, metrics
@@ -31,6 +32,9 @@ from app.observability.tracing import Tracing
 from app.pipeline import Pipeline
 from app.providers.http import UpstreamHTTP
 from app.redis_guard import RedisGuard, make_redis
+from app.resilience.breaker import BreakerPolicy, Breakers
+from app.resilience.disconnects import DisconnectWatcher
+from app.resilience.retry import RetryPolicy
 from app.resources.chat import ChatResource
 from app.resources.health import Check, HealthResource
 from app.resources.models import ModelsResource
@@ -56,6 +60,7 @@ class Gateway:
     prices: PriceTable
     spend: SpendLedger
     tracing: Tracing
+    breakers: Breakers
 
 
 def _providers_check(router: Router) -> Check:
@@ -89,24 +94,30 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     accounting = Accounting(prices, spend)
     tracing = Tracing.from_settings(settings)  # here, after fork: its thread and channel are per worker
     cache = make_cache(settings, redis_guard, accounting)
+    breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
+                        publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))
     pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache,
-                        accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts)
+                        accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts,
+                        retry=RetryPolicy.from_settings(settings), breakers=breakers)
+    watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
     lifecycle = Lifecycle()
 
-    app = falcon.App(middleware=[RequestContextMiddleware(tracing)])
+    app = falcon.App(middleware=[RequestContextMiddleware(
+        tracing, client_address=ClientAddress(settings.forwarded_allow_ips))])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
-    app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes))
-    app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes))
+    app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes, watcher))
+    app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes, watcher))
     app.add_route("/v1/models", ModelsResource(router))
-    health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health},
+    health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health,
+                             "circuit_breakers": breakers.health},
                             lifecycle)
     app.add_route("/health", health)
     app.add_route("/health/live", health, suffix="live")
     app.add_route("/health/ready", health, suffix="ready")
     error_handlers.install(app)
     return Gateway(app=app, settings=settings, router=router, lifecycle=lifecycle, http=http, redis=redis_guard,
-                   cache=cache, prices=prices, spend=spend, tracing=tracing)
+                   cache=cache, prices=prices, spend=spend, tracing=tracing, breakers=breakers)
 
 
 def create_app(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> falcon.App:

@@ -12,6 +12,7 @@ import uuid
 import falcon
 
 from app.context import RequestContext
+from app.forwarded import ClientAddress
 from app.observability.access import request_finished, request_started
 from app.observability.tracing import Tracing
 
@@ -25,8 +26,9 @@ def dialect_for(path: str) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, tracing: Tracing | None = None) -> None:
+    def __init__(self, tracing: Tracing | None = None, *, client_address: ClientAddress | None = None) -> None:
         self.tracing = tracing if tracing is not None and tracing.enabled else None
+        self.client_address = client_address or ClientAddress(())  # trust no proxy unless told
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         incoming = req.get_header("x-request-id")
@@ -37,6 +39,7 @@ class RequestContextMiddleware:
             endpoint=req.path if req.path in _ENDPOINTS else "other",
             dialect=dialect_for(req.path),  # type: ignore[arg-type]
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
+            client_addr=self.client_address(req.remote_addr, req.get_header("x-forwarded-for")),
         )
         req.context.gw = ctx
         if self.tracing is not None and not ctx.endpoint.startswith("/health"):  # probes make no traces

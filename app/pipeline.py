@@ -1,17 +1,23 @@
 """The ordered stages every chat request goes through, whatever its dialect.
 
     route (model -> targets)  ->  cache lookup (L1, L2, in-flight twin) -- hit --> answer
-                              ->  upstream attempt per target, in order
-    (fallback on failure)     ->  usage accounting (tokens, cost, client spend),
+                              ->  upstream attempts per target, in order
+    (retries, then fallback)  ->  usage accounting (tokens, cost, client spend),
                                   cache fill (complete answers only)
+
+Each target is tried while its provider's circuit breaker lets attempts
+through; a failed attempt is retried on the same target as the retry policy
+says (backoff, ``retry-after``, all inside ``REQUEST_TIMEOUT``), then the next
+target takes over. A request whose every target is behind an open breaker is
+answered 503 at once, with ``retry-after``.
 
 The cache lookup and each attempt get their own span (when tracing is on);
 an attempt's span context is what goes upstream as ``traceparent``.
 
 Streams are decided before the first byte goes to the client: the provider's
-headers and first event are awaited inside the fallback loop, so a provider
-that fails early is replaced silently; after that, a failure becomes an error
-event in the stream. The caller (a resource) only renders what comes back.
+headers and first event are awaited inside the attempt, so a provider that
+fails early is retried or replaced silently; after that, a failure becomes an
+error event in the stream. The caller (a resource) only renders what comes back.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from app.cache.control import CacheControl
 from app.cache.stage import NO_TICKET, CacheStage, Ticket
 from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.context import RequestContext
-from app.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from app.errors import GatewayError, NoHealthyProvider, UpstreamError, UpstreamRejected, UpstreamTimeout
 from app.formats.stream import StreamAccumulator
 from app.observability import cost, metrics
 from app.observability.access import prompt_text
 from app.observability.accounting import Accounting
 from app.observability.tracing import Tracing
+from app.resilience.breaker import BreakerPolicy, Breakers, CircuitBreaker, Permit
+from app.resilience.retry import CONNECT_FAILURE, RESET, RetryPolicy
 from app.routing import Router, Target
 from app.upstream import UpstreamCaller, deadline_from
 
@@ -42,6 +50,21 @@ def should_fall_back(err: GatewayError) -> bool:
     if isinstance(err, UpstreamRejected):
         return err.status == 429
     return isinstance(err, (UpstreamError, UpstreamTimeout)) or err.status == 503
+
+
+def breaker_verdict(err: GatewayError) -> bool | None:
+    """What a failed attempt says about the provider's health: False unhealthy, True healthy, None nothing.
+
+    A 4xx is the caller's mistake from a healthy provider; a 429 or a rejected
+    key says nothing about whether the provider is up.
+    """
+    if isinstance(err, UpstreamRejected):
+        return None if err.status == 429 else True
+    if err.code == "upstream_auth_failed":
+        return None
+    if isinstance(err, (UpstreamError, UpstreamTimeout)):
+        return False
+    return None
 
 
 def error_kind(err: GatewayError) -> str:
@@ -55,7 +78,7 @@ def error_kind(err: GatewayError) -> str:
         return "auth"
     if status and status >= 500 and getattr(err, "upstream_status", None):
         return f"http_{status // 100}xx"
-    return "bad_response" if "answered" in err.message or "cut" in err.message else "connection"
+    return "connection" if getattr(err, "failure", None) in (CONNECT_FAILURE, RESET) else "bad_response"
 
 
 @dataclass(slots=True)
@@ -65,12 +88,14 @@ class Outcome:
     response: ChatResponse | None = None
     events: Iterator[StreamEvent] | None = None
     close: Callable[[], None] = field(default=lambda: None)
+    abort: Callable[[], None] = field(default=lambda: None)  # any thread: stop the upstream read now
 
 
 class Pipeline:
     def __init__(self, router: Router, caller: UpstreamCaller, request_timeout: float,
                  cache: CacheStage | None = None, *, accounting: Accounting | None = None,
-                 tracing: Tracing | None = None, log_prompts: bool = False) -> None:
+                 tracing: Tracing | None = None, log_prompts: bool = False, retry: RetryPolicy | None = None,
+                 breakers: Breakers | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
@@ -78,6 +103,9 @@ class Pipeline:
         self.accounting = accounting or Accounting(cost.installed())
         self.tracing = tracing or Tracing()
         self.log_prompts = log_prompts
+        self.retry = retry or RetryPolicy()
+        self.breakers = breakers or Breakers(router.providers, BreakerPolicy())
+        self.sleep = sleep
 
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT) -> Outcome:
         ctx.requested_model = req.model
@@ -103,40 +131,59 @@ class Pipeline:
                        ticket: Ticket) -> Outcome:
         failure: GatewayError | None = None
         for target in targets:
-            ctx.attempts += 1
-            headers = {"x-request-id": ctx.request_id}
-            span = self.tracing.start_attempt(ctx, target, req, headers)
-            started = time.monotonic()
-            try:
-                outcome = self._attempt(ctx, target, req, headers, deadline, ticket, span)
-            except GatewayError as err:
-                kind = error_kind(err)
-                metrics.PROVIDER_ERRORS.labels(target.provider.name, kind).inc()
-                metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
-                    time.monotonic() - started)
-                Tracing.end_attempt(span, target, error=kind)
-                if not should_fall_back(err):
+            breaker = self.breakers[target.provider.name]
+            attempt = 0
+            while time.monotonic() < deadline and (permit := breaker.allow()) is not None:
+                attempt += 1
+                ctx.attempts += 1
+                headers = {"x-request-id": ctx.request_id}
+                span = self.tracing.start_attempt(ctx, target, req, headers)
+                started = time.monotonic()
+                try:
+                    outcome = self._attempt(ctx, target, req, headers, deadline, ticket, span, breaker, permit)
+                except GatewayError as err:
+                    breaker.record(permit, breaker_verdict(err))
+                    kind = error_kind(err)
+                    metrics.PROVIDER_ERRORS.labels(target.provider.name, kind).inc()
+                    metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
+                        time.monotonic() - started)
+                    Tracing.end_attempt(span, target, error=kind)
+                    if not should_fall_back(err):
+                        raise
+                    failure = err
+                    pause = self.retry.pause(attempt, err, deadline - time.monotonic())
+                    if pause is None:
+                        break  # on to the next target
+                    metrics.RETRIES.labels(target.provider.name).inc()
+                    self.sleep(pause)
+                    continue
+                except BaseException:
+                    breaker.record(permit, None)
+                    Tracing.end_attempt(span, target, error="internal")
                     raise
-                failure = err
-                continue
-            except BaseException:
-                Tracing.end_attempt(span, target, error="internal")
-                raise
-            if target is not targets[0]:
-                metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
-            if outcome.response is not None:
-                metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
-                    time.monotonic() - started)
-                self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage)
-                Tracing.end_attempt(span, target, outcome.response)
-                ticket.store(target, outcome.response)
-            return outcome
-        assert failure is not None
-        raise failure
+                breaker.record(permit, True)
+                if target is not targets[0]:
+                    metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
+                ctx.provider, ctx.model = target.provider.name, target.model
+                if outcome.response is not None:
+                    metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
+                        time.monotonic() - started)
+                    self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage)
+                    Tracing.end_attempt(span, target, outcome.response)
+                    ticket.store(target, outcome.response)
+                return outcome
+        if failure is not None:
+            raise failure
+        if time.monotonic() >= deadline:
+            raise UpstreamTimeout(f"No provider answered for model '{req.model}' within REQUEST_TIMEOUT")
+        wait = min(self.breakers[t.provider.name].retry_after() for t in targets)
+        providers = ", ".join(dict.fromkeys(t.provider.name for t in targets))
+        raise NoHealthyProvider(f"Every provider for model '{req.model}' is failing and paused by its circuit "
+                                f"breaker ({providers}); try again in {max(1, round(wait))}s",
+                                retry_after=max(1.0, wait))
 
     def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float, ticket: Ticket, span: Any) -> Outcome:
+                 deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit) -> Outcome:
         if not req.stream:
             resp = self.caller.complete(target, req, headers, deadline)
             return Outcome(response=resp)
@@ -145,12 +192,14 @@ class Pipeline:
             first = next(stream)  # headers and first event in: from here on we are committed
         except StopIteration:
             stream.close()
-            raise UpstreamError(f"Provider {target.provider.name} sent an empty stream") from None
+            err = UpstreamError(f"Provider {target.provider.name} sent an empty stream")
+            err.failure = RESET
+            raise err from None
         except BaseException:
             stream.close()
             raise
-        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span)
-        return Outcome(events=watched, close=watched.close)
+        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span, breaker, permit)
+        return Outcome(events=watched, close=watched.close, abort=stream.abort)
 
 
 class WatchedStream:
@@ -161,11 +210,12 @@ class WatchedStream:
     stream finished, failed or the client left) stops the upstream connection,
     gives up the cache ticket if nothing was stored (a cut stream is never
     cached), records the attempt's duration and ends its span, even if
-    iteration never started.
+    iteration never started. A provider that breaks the stream counts against
+    its breaker.
     """
 
     def __init__(self, accounting: Accounting, ctx: RequestContext, target: Target, first: StreamEvent,
-                 stream: Any, ticket: Ticket, span: Any) -> None:
+                 stream: Any, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit) -> None:
         self._accounting = accounting
         self._ctx = ctx
         self._target = target
@@ -173,6 +223,8 @@ class WatchedStream:
         self._stream = stream
         self._ticket = ticket
         self._span = span
+        self._breaker = breaker
+        self._permit = permit
         self._acc = StreamAccumulator()
         self._started = time.monotonic()
         self._complete: ChatResponse | None = None
@@ -187,6 +239,7 @@ class WatchedStream:
         try:
             ev = next(self._events)
         except GatewayError as err:
+            self._breaker.record(self._permit, breaker_verdict(err))
             self._error = error_kind(err)
             metrics.PROVIDER_ERRORS.labels(self._target.provider.name, self._error).inc()
             raise

@@ -9,14 +9,15 @@ skipped or fails, so they degrade (L1 only, local limits) instead of failing.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import redis
 
 from app.observability import metrics
+from app.resilience.breaker import CLOSED, BreakerPolicy, CircuitBreaker
 from app.resources.health import Check
 from app.settings import Settings
 
@@ -36,65 +37,52 @@ def make_redis(settings: Settings) -> redis.Redis:
 
 
 class RedisGuard:
+    """The Redis client behind a ``CircuitBreaker`` (the same one providers have, with its own policy)."""
+
     def __init__(self, client: redis.Redis | None, *, failure_threshold: int = 3, cooldown: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
-        self.failure_threshold = failure_threshold
-        self.cooldown = cooldown
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._open_until = 0.0
-        self._probing = False
+        self._breaker = CircuitBreaker("redis", BreakerPolicy(failure_threshold=failure_threshold, failure_rate=0.0,
+                                                              cooldown=cooldown), clock=clock)
         self.last_error: str | None = None
 
     @property
     def enabled(self) -> bool:
         return self.client is not None
 
-    def _allow(self) -> bool:
-        """Closed: yes. Open: no, until the cooldown ends; then exactly one probe at a time."""
-        with self._lock:
-            if self._failures < self.failure_threshold:
-                return True
-            if self._clock() < self._open_until or self._probing:
-                return False
-            self._probing = True
-            return True
+    @property
+    def cooldown(self) -> float:
+        return self._breaker.policy.cooldown
 
-    def _succeeded(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._probing = False
-            self.last_error = None
-
-    def _failed(self, exc: Exception) -> None:
-        with self._lock:
-            self._failures += 1
-            self._probing = False
-            self.last_error = f"{type(exc).__name__}: {exc}"[:200]
-            if self._failures >= self.failure_threshold:
-                self._open_until = self._clock() + self.cooldown
+    @cooldown.setter
+    def cooldown(self, seconds: float) -> None:
+        self._breaker.policy = replace(self._breaker.policy, cooldown=seconds)
 
     @property
     def open(self) -> bool:
-        with self._lock:
-            return self._failures >= self.failure_threshold
+        """Skipping Redis: open, or half-open with the probe to be (or being) made."""
+        return self._breaker.state != CLOSED
 
     def call(self, operation: str, fn: Callable[[redis.Redis], T], fallback: T) -> T:
         """``fn(client)``, or ``fallback`` when Redis is disabled, skipped or failing."""
         if self.client is None:
             return fallback
-        if not self._allow():
+        permit = self._breaker.allow()
+        if permit is None:
             metrics.REDIS_ERRORS.labels(operation, "skipped").inc()
             return fallback
         try:
             result = fn(self.client)
         except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
+            self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            self._breaker.record(permit, False)
             metrics.REDIS_ERRORS.labels(operation, "failed").inc()
             return fallback
-        self._succeeded()
+        except BaseException:
+            self._breaker.record(permit, None)
+            raise
+        self._breaker.record(permit, True)
+        self.last_error = None
         return result
 
     def health(self) -> Check:

@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 
 from dotenv import dotenv_values
 
+from app.forwarded import Network, parse_allow_list
+from app.resilience.retry import DEFAULT_RETRY_ON, parse_retry_on
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -88,6 +91,14 @@ class _Reader:
             return value
         return self._get(name, default, parse, f"a number of seconds above {lo:g} and at most {hi:g}")
 
+    def fraction(self, name: str, default: float) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError
+            return value
+        return self._get(name, default, parse, "a fraction from 0 to 1")
+
     def bool(self, name: str, default: bool) -> bool:
         def parse(raw: str) -> bool:
             low = raw.lower()
@@ -137,6 +148,19 @@ class Settings:
     stream_first_byte_timeout: float = 60.0
     stream_idle_timeout: float = 60.0
     default_max_tokens: int = 4096
+    # Resilience (docs/README-resilience.md): retries per target, then the breaker per provider.
+    retry_attempts: int = 3
+    retry_on: frozenset[str | int] = DEFAULT_RETRY_ON
+    retry_backoff_base: float = 0.2
+    retry_backoff_max: float = 2.0
+    retry_after_max: float = 5.0
+    breaker_failure_threshold: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_min_requests: int = 20
+    breaker_window: float = 60.0
+    breaker_cooldown: float = 30.0
+    # Proxies whose X-Forwarded-For (and X-Forwarded-Proto, for gunicorn) is believed; None trusts all ("*").
+    forwarded_allow_ips: tuple[Network, ...] | None = parse_allow_list("127.0.0.1,::1")
     models_file: str = "config/models.yaml"
     pricing_file: str = "config/pricing.yaml"
     rate_limits_file: str = "config/rate-limits.yaml"
@@ -210,6 +234,19 @@ class Settings:
             stream_first_byte_timeout=r.float("STREAM_FIRST_BYTE_TIMEOUT", d.stream_first_byte_timeout),
             stream_idle_timeout=r.float("STREAM_IDLE_TIMEOUT", d.stream_idle_timeout),
             default_max_tokens=r.int("DEFAULT_MAX_TOKENS", d.default_max_tokens, 1, 10_000_000),
+            retry_attempts=r.int("RETRY_ATTEMPTS", d.retry_attempts, 1, 10),
+            retry_on=r._get("RETRY_ON", d.retry_on, parse_retry_on,
+                            "a comma-separated list of connect-failure, reset, timeout, 5xx or statuses 400-599"),
+            retry_backoff_base=r.float("RETRY_BACKOFF_BASE", d.retry_backoff_base, 0, 60),
+            retry_backoff_max=r.float("RETRY_BACKOFF_MAX", d.retry_backoff_max, 0, 600),
+            retry_after_max=r.float("RETRY_AFTER_MAX", d.retry_after_max, 0, 3600),
+            breaker_failure_threshold=r.int("BREAKER_FAILURE_THRESHOLD", d.breaker_failure_threshold, 0, 10**6),
+            breaker_failure_rate=r.fraction("BREAKER_FAILURE_RATE", d.breaker_failure_rate),
+            breaker_min_requests=r.int("BREAKER_MIN_REQUESTS", d.breaker_min_requests, 1, 10**6),
+            breaker_window=r.float("BREAKER_WINDOW", d.breaker_window, 0, 86400),
+            breaker_cooldown=r.float("BREAKER_COOLDOWN", d.breaker_cooldown, 0, 86400),
+            forwarded_allow_ips=r._get("FORWARDED_ALLOW_IPS", d.forwarded_allow_ips, parse_allow_list,
+                                       "a comma-separated list of IP addresses or networks, or *"),
             models_file=r.str("MODELS_FILE", d.models_file),
             pricing_file=r.str("PRICING_FILE", d.pricing_file),
             rate_limits_file=r.str("RATE_LIMITS_FILE", d.rate_limits_file),

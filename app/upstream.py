@@ -18,8 +18,10 @@ import urllib3
 from app.canonical import ChatRequest, ChatResponse, StreamEvent
 from app.errors import GatewayError, UpstreamError, UpstreamRejected
 from app.formats.sse import SSEParser
-from app.providers.http import UpstreamHTTP
+from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamHTTP
 from app.providers.wire import WIRE_FORMATS
+from app.resilience.disconnects import ClientGone
+from app.resilience.retry import BAD_RESPONSE
 from app.routing import Target
 from app.settings import Settings
 
@@ -36,13 +38,21 @@ def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
 
 
 class EventStream:
-    """Canonical events from a provider's SSE body; ``close()`` drops the connection."""
+    """Canonical events from a provider's SSE body; ``close()`` drops the connection.
 
-    def __init__(self, target: Target, chunks: Iterator[bytes], decoder: Any) -> None:
+    ``abort()`` may be called from another thread (the disconnect watcher): it
+    shuts the socket so the read blocked in this stream returns at once, and
+    the stream then ends with ``ClientGone`` instead of an upstream error.
+    """
+
+    def __init__(self, target: Target, resp: urllib3.BaseHTTPResponse, chunks: Iterator[bytes],
+                 decoder: Any) -> None:
         self.target = target
+        self._resp = resp
         self._chunks = chunks
         self._decoder = decoder
         self._events = self._decode()
+        self._aborted = False
 
     def _decode(self) -> Iterator[StreamEvent]:
         parser = SSEParser()
@@ -54,10 +64,22 @@ class EventStream:
         yield from self._decoder.finish()
 
     def __iter__(self) -> Iterator[StreamEvent]:
-        return self._events
+        return self
 
     def __next__(self) -> StreamEvent:
-        return next(self._events)
+        try:
+            return next(self._events)
+        except GatewayError:
+            if self._aborted:
+                raise ClientGone() from None
+            raise
+
+    def abort(self) -> None:
+        self._aborted = True
+        try:
+            self._resp.shutdown()
+        except (OSError, RuntimeError, ValueError):
+            pass  # already finished or released: nothing left to stop
 
     def close(self) -> None:
         self._events.close()
@@ -74,7 +96,7 @@ class UpstreamCaller:
         self.settings = settings
 
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
-              read_timeout: float) -> tuple[Any, urllib3.BaseHTTPResponse]:
+              read_timeout: float, limit: str = READ_LIMIT) -> tuple[Any, urllib3.BaseHTTPResponse]:
         wire = WIRE_FORMATS[target.provider.type]
         body = wire.codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
         all_headers = wire.headers(target.provider, self.settings.anthropic_version)
@@ -82,7 +104,7 @@ class UpstreamCaller:
         if req.stream:
             all_headers["accept"] = "text/event-stream"
         resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
-                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline)
+                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline, limit=limit)
         if resp.status >= 300:
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
@@ -98,9 +120,9 @@ class UpstreamCaller:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamError(f"Provider {target.provider.name} answered a body that is not JSON") from None
+            raise _bad_response(f"Provider {target.provider.name} answered a body that is not JSON") from None
         if not isinstance(body, dict):
-            raise UpstreamError(f"Provider {target.provider.name} answered an unreadable body")
+            raise _bad_response(f"Provider {target.provider.name} answered an unreadable body")
         return wire.codec.parse_response(body)
 
     def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
@@ -108,10 +130,11 @@ class UpstreamCaller:
         """One streamed attempt; returns once the provider's response headers are in."""
         s = self.settings
         first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
-        wire, resp = self._send(target, req, headers, deadline, first)
-        chunks = self.http.iter_body(target.provider.name, resp, first_timeout=first,
+        first_byte_by = time.monotonic() + first  # headers and first chunk share it
+        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT)
+        chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
-        return EventStream(target, chunks, wire.codec.StreamDecoder())
+        return EventStream(target, resp, chunks, wire.codec.StreamDecoder())
 
     @staticmethod
     def _status_error(target: Target, resp: urllib3.BaseHTTPResponse, message: str) -> GatewayError:
@@ -127,6 +150,12 @@ class UpstreamCaller:
         err.upstream_status = status
         err.retry_after = _retry_after(resp)
         return err
+
+
+def _bad_response(message: str) -> UpstreamError:
+    err = UpstreamError(message)
+    err.failure = BAD_RESPONSE
+    return err
 
 
 def deadline_from(timeout: float) -> float:

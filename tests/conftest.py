@@ -49,6 +49,10 @@ def upstream(emulator):
     emulator.reset()
 
 
+# For gateways whose tests count upstream calls: no cache answers a repeated request instead.
+UNCACHED = {"L1_CACHE_SIZE": "0", "ENABLE_L2_CACHE": "false", "CACHE_COALESCING": "false"}
+
+
 def provider_env(emu) -> dict[str, str]:
     return {
         "OPENAI_API_KEY": OPENAI_KEY,

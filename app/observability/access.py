@@ -41,6 +41,7 @@ def request_finished(ctx: RequestContext) -> None:
         fields = {
             "request_id": ctx.request_id,
             "client_id": ctx.client_id,
+            "client_addr": ctx.client_addr,
             "endpoint": ctx.endpoint,
             "provider": ctx.provider,
             "model": ctx.model or ctx.requested_model,

@@ -4,7 +4,12 @@ One ``UpstreamHTTP`` per worker process (built after fork): a urllib3
 ``PoolManager`` whose pools keep at least as many keep-alive connections as
 the worker has threads, so no socket is thrown away under load. urllib3's read
 timeout is per socket read, so the total deadline is enforced here, between
-reads, and every read is given at most the time that is left.
+reads, and every read is given at most the time that is left. Streams have
+two more limits: the first body byte must come within
+``STREAM_FIRST_BYTE_TIMEOUT`` of sending the request (headers included, so a
+provider cannot spend it twice), and then no gap between chunks may exceed
+``STREAM_IDLE_TIMEOUT``. Each error says which limit ran out, and carries a
+``failure`` word that the retry policy reads.
 """
 
 from __future__ import annotations
@@ -24,9 +29,22 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from app.errors import UpstreamError, UpstreamTimeout
+from app.errors import GatewayError, UpstreamError, UpstreamTimeout
+from app.resilience.retry import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET
 
 READ_SIZE = 64 * 1024
+
+# Which limit a timed-out read was under, for the error message.
+READ_LIMIT = "UPSTREAM_READ_TIMEOUT"
+FIRST_BYTE_LIMIT = "STREAM_FIRST_BYTE_TIMEOUT"
+IDLE_LIMIT = "STREAM_IDLE_TIMEOUT"
+DEADLINE_LIMIT = "REQUEST_TIMEOUT"
+_TIMED_OUT = {
+    READ_LIMIT: "timed out while answering",
+    FIRST_BYTE_LIMIT: "did not start its stream in time",
+    IDLE_LIMIT: "went silent mid-stream",
+    DEADLINE_LIMIT: "did not answer within the request deadline",
+}
 
 
 class UpstreamHTTP:
@@ -35,61 +53,77 @@ class UpstreamHTTP:
         self.pool = urllib3.PoolManager(num_pools=32, maxsize=pool_maxsize, block=False, retries=False)
 
     def post(self, provider: str, url: str, headers: Mapping[str, str], body: bytes, *,
-             read_timeout: float, deadline: float) -> urllib3.BaseHTTPResponse:
-        """Send the request and return once the response headers are in (body unread)."""
+             read_timeout: float, deadline: float, limit: str = READ_LIMIT) -> urllib3.BaseHTTPResponse:
+        """Send the request and return once the response headers are in (body unread).
+
+        ``limit`` names the setting behind ``read_timeout``, for the message if it runs out.
+        """
         remaining = _remaining(provider, deadline)
-        timeout = urllib3.Timeout(connect=min(self.connect_timeout, remaining), read=min(read_timeout, remaining))
+        if remaining <= read_timeout:
+            read_timeout, limit = remaining, DEADLINE_LIMIT
+        timeout = urllib3.Timeout(connect=min(self.connect_timeout, remaining), read=read_timeout)
         try:
             return self.pool.urlopen("POST", url, body=body, headers=dict(headers), timeout=timeout,
                                      preload_content=False, retries=False, redirect=False)
         except BaseException as exc:
-            raise _translate(provider, exc) from exc
+            raise _translate(provider, exc, limit) from exc
 
     def read_all(self, provider: str, resp: urllib3.BaseHTTPResponse, *, read_timeout: float,
                  deadline: float, limit: int = 64 * 1024 * 1024) -> bytes:
         """The whole body, each read bounded by what is left of the deadline."""
         parts: list[bytes] = []
         size = 0
+        which = READ_LIMIT
         try:
             while True:
-                _set_read_timeout(resp, min(read_timeout, _remaining(provider, deadline)))
+                wait, which = _bounded(provider, read_timeout, READ_LIMIT, deadline)
+                _set_read_timeout(resp, wait)
                 chunk = resp.read1(READ_SIZE)
                 if not chunk:
                     break
                 parts.append(chunk)
                 size += len(chunk)
                 if size > limit:
-                    raise UpstreamError(f"Provider {provider} answered a body over {limit} bytes")
-        except (UpstreamError, UpstreamTimeout):
+                    err = UpstreamError(f"Provider {provider} answered a body over {limit} bytes")
+                    err.failure = BAD_RESPONSE
+                    raise err
+        except GatewayError:
             resp.close()
             raise
         except BaseException as exc:
             resp.close()
-            raise _translate(provider, exc) from exc
+            raise _translate(provider, exc, which) from exc
         finally:
             resp.release_conn()
         return b"".join(parts)
 
-    def iter_body(self, provider: str, resp: urllib3.BaseHTTPResponse, *, first_timeout: float,
+    def iter_body(self, provider: str, resp: urllib3.BaseHTTPResponse, *, first_byte_by: float,
                   idle_timeout: float, deadline: float) -> Iterator[bytes]:
-        """Body chunks as they arrive, with a first-byte limit, an idle limit and the deadline.
+        """Body chunks as they arrive: the first by ``first_byte_by``, then at most ``idle_timeout`` apart.
 
         Closing the generator early (client gone, error) closes the socket so the
         provider stops generating; a fully read body returns its connection to the pool.
         """
-        limit = first_timeout
         finished = False
+        first = True
         try:
             while True:
-                _set_read_timeout(resp, min(limit, _remaining(provider, deadline)))
+                if first:
+                    wait, which = first_byte_by - time.monotonic(), FIRST_BYTE_LIMIT
+                    if wait <= 0:
+                        raise _timed_out(provider, FIRST_BYTE_LIMIT)
+                    wait, which = _bounded(provider, wait, which, deadline)
+                else:
+                    wait, which = _bounded(provider, idle_timeout, IDLE_LIMIT, deadline)
+                _set_read_timeout(resp, wait)
                 try:
                     chunk = resp.read1(READ_SIZE)
                 except BaseException as exc:
-                    raise _translate(provider, exc) from exc
+                    raise _translate(provider, exc, which) from exc
                 if not chunk:
                     finished = True
                     return
-                limit = idle_timeout
+                first = False
                 yield chunk
         finally:
             if not finished:
@@ -100,8 +134,21 @@ class UpstreamHTTP:
 def _remaining(provider: str, deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise UpstreamTimeout(f"Provider {provider} did not answer within the request deadline")
+        raise _timed_out(provider, DEADLINE_LIMIT)
     return left
+
+
+def _bounded(provider: str, wait: float, limit: str, deadline: float) -> tuple[float, str]:
+    """``wait``, or what is left of the deadline when that is shorter, and the limit that binds."""
+    left = _remaining(provider, deadline)
+    return (wait, limit) if wait < left else (left, DEADLINE_LIMIT)
+
+
+def _timed_out(provider: str, limit: str) -> UpstreamTimeout:
+    err = UpstreamTimeout(f"Provider {provider} {_TIMED_OUT[limit]} ({limit})")
+    if limit == DEADLINE_LIMIT:
+        err.failure = DEADLINE
+    return err
 
 
 def _set_read_timeout(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
@@ -112,20 +159,27 @@ def _set_read_timeout(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
         sock.settimeout(seconds)
 
 
-def _translate(provider: str, exc: BaseException) -> BaseException:
-    """urllib3 / socket errors as gateway errors; anything else unchanged."""
-    if isinstance(exc, (UpstreamError, UpstreamTimeout)):
+def _translate(provider: str, exc: BaseException, limit: str = READ_LIMIT) -> BaseException:
+    """urllib3 / socket errors as gateway errors, tagged with their failure word; anything else unchanged."""
+    if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
-    if isinstance(exc, (ConnectTimeoutError,)):
-        return UpstreamTimeout(f"Connecting to provider {provider} timed out")
-    if isinstance(exc, (ReadTimeoutError, socket.timeout, TimeoutError)):
-        return UpstreamTimeout(f"Provider {provider} timed out while answering")
-    if isinstance(exc, NewConnectionError):
-        return UpstreamError(f"Could not connect to provider {provider}")
-    if isinstance(exc, SSLError):
-        return UpstreamError(f"TLS handshake with provider {provider} failed")
-    if isinstance(exc, (ProtocolError, HTTPError, OSError)):
-        return UpstreamError(f"The connection to provider {provider} failed mid-answer")
-    return exc
+    err: GatewayError
+    if isinstance(exc, NewConnectionError):  # first: urllib3 makes it a ConnectTimeoutError subclass
+        err = UpstreamError(f"Could not connect to provider {provider}")
+        err.failure = CONNECT_FAILURE
+    elif isinstance(exc, ConnectTimeoutError):
+        err = UpstreamTimeout(f"Connecting to provider {provider} timed out (UPSTREAM_CONNECT_TIMEOUT)")
+        err.failure = CONNECT_FAILURE
+    elif isinstance(exc, (ReadTimeoutError, socket.timeout, TimeoutError)):
+        err = _timed_out(provider, limit)
+    elif isinstance(exc, SSLError):
+        err = UpstreamError(f"TLS handshake with provider {provider} failed")
+        err.failure = CONNECT_FAILURE
+    elif isinstance(exc, (ProtocolError, HTTPError, OSError)):
+        err = UpstreamError(f"The connection to provider {provider} failed mid-answer")
+        err.failure = RESET
+    else:
+        return exc
+    return err

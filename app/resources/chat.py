@@ -23,6 +23,7 @@ from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, Unsupporte
 from app.observability import metrics
 from app.observability.access import request_finished
 from app.pipeline import Outcome, Pipeline
+from app.resilience.disconnects import ClientGone, DisconnectWatcher
 
 log = logging.getLogger("llm_edge.chat")
 
@@ -64,10 +65,12 @@ def _discard(req: falcon.Request, length: int) -> None:
 
 
 class ChatResource:
-    def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int) -> None:
+    def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
+                 watcher: DisconnectWatcher | None = None) -> None:
         self.codec = codec
         self.pipeline = pipeline
         self.max_request_bytes = max_request_bytes
+        self.watcher = watcher or DisconnectWatcher()
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx: RequestContext = req.context.gw
@@ -82,11 +85,17 @@ class ChatResource:
         resp.content_type = "text/event-stream"
         resp.set_header("cache-control", "no-cache")
         resp.set_header("x-accel-buffering", "no")
-        resp.stream = self._sse(ctx, outcome, self.codec.StreamEncoder(include_usage=creq.include_usage))
+        resp.stream = self._sse(ctx, outcome, self.codec.StreamEncoder(include_usage=creq.include_usage),
+                                req.env.get("gunicorn.socket"))
 
-    def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any) -> Iterator[bytes]:
-        """The caller's SSE, translated event by event; a late failure ends it with an error event."""
+    def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any, client: Any) -> Iterator[bytes]:
+        """The caller's SSE, translated event by event; a late failure ends it with an error event.
+
+        While it runs, the client's socket is watched: a client that hangs up
+        aborts the upstream read at once, freeing this thread.
+        """
         completed = False
+        stop_watching = self.watcher.watch(client, outcome.abort)
         try:
             assert outcome.events is not None
             for ev in outcome.events:
@@ -96,6 +105,8 @@ class ChatResource:
                 if chunk:
                     yield chunk
             completed = True
+        except ClientGone:
+            pass  # recorded as a disconnect below
         except GatewayError as err:
             ctx.status, ctx.error_type = err.status, err.code
             yield encoder.error(err)
@@ -106,8 +117,9 @@ class ChatResource:
             yield encoder.error(UpstreamError("The gateway failed while streaming the answer"))
             completed = True
         finally:
+            stop_watching()
             outcome.close()
-            if not completed:  # GeneratorExit: the client went away mid-stream
+            if not completed:  # the client went away mid-stream (GeneratorExit or ClientGone)
                 ctx.status, ctx.error_type = 499, "client_disconnected"
                 metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
             request_finished(ctx)

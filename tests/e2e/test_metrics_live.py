@@ -37,7 +37,8 @@ PRICES = PriceTable.load(str(ROOT / "config" / "pricing.yaml"))
 
 @pytest.fixture(scope="module")
 def gw(emulator):
-    gateway = GatewayProcess({**provider_env(emulator), "REQUEST_TIMEOUT": "20"}).start()
+    # RETRY_ATTEMPTS=1: the tests count one failed attempt per injected fault.
+    gateway = GatewayProcess({**provider_env(emulator), "REQUEST_TIMEOUT": "20", "RETRY_ATTEMPTS": "1"}).start()
     yield gateway
     gateway.stop()
 

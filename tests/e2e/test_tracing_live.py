@@ -34,8 +34,9 @@ def collector():
 
 @pytest.fixture(scope="module")
 def http_gw(emulator, collector):
+    # RETRY_ATTEMPTS=1: one failed attempt, one span, then the fallback's.
     gw = GatewayProcess({**provider_env(emulator), **FAST_EXPORT, "OTLP_ENDPOINT": collector.http_endpoint,
-                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}).start()
+                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "RETRY_ATTEMPTS": "1"}).start()
     yield gw
     gw.stop()
 

@@ -20,8 +20,9 @@ CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
 
 @pytest.fixture
 def client(upstream) -> TestClient:
+    # RETRY_ATTEMPTS=1: these tests count upstream calls of failures, which retries would repeat.
     gw = create_gateway(environ={**provider_env(upstream), "ENABLE_L2_CACHE": "false", "ENABLE_TRACING": "false",
-                                 "REQUEST_TIMEOUT": "10"})
+                                 "REQUEST_TIMEOUT": "10", "RETRY_ATTEMPTS": "1"})
     return TestClient(gw.app)
 
 
