@@ -118,9 +118,6 @@ def _client(entry: Any, index: int, tiers: Iterable[str]) -> Client:
 def parse_clients(data: Mapping[str, Any], tiers: Iterable[str], anonymous_tier: str) -> ClientRegistry:
     """The registry from the file's parsed YAML; a ``ConfigError`` names the bad entry."""
     tiers = set(tiers)
-    if anonymous_tier not in tiers:
-        raise ConfigError(f"ANONYMOUS_TIER: tier {anonymous_tier!r} is not in RATE_LIMITS_FILE "
-                          f"(tiers: {', '.join(sorted(tiers))})")
     entries = data.get("clients")
     if entries is None:
         entries = []
@@ -136,4 +133,7 @@ def parse_clients(data: Mapping[str, Any], tiers: Iterable[str], anonymous_tier:
             raise ConfigError(f"{_SETTING}: client {c.id!r} has the same key as another client")
         seen_ids.add(c.id)
         seen_digests.add(c.digest)
+    if not clients and anonymous_tier not in tiers:  # only the open gateway has an anonymous caller
+        raise ConfigError(f"ANONYMOUS_TIER: tier {anonymous_tier!r} is not in RATE_LIMITS_FILE "
+                          f"(tiers: {', '.join(sorted(tiers))})")
     return ClientRegistry(clients, anonymous_tier)

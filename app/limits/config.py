@@ -67,3 +67,11 @@ def current(settings: Settings) -> AccessConfig:
     if _current is not None and _current.source == _source(settings):
         return _current
     return load_access_config(settings)
+
+
+def startup_warnings(config: AccessConfig) -> list[str]:
+    """What the master says at start and after each reload (it imports nothing of the metrics here)."""
+    if config.clients.open:
+        return [f"no clients in CLIENTS_FILE: the gateway is OPEN (development mode); every caller is "
+                f"'anonymous' in tier '{config.clients.anonymous.tier}'. Add a client with scripts/add-client"]
+    return []
