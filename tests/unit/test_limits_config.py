@@ -144,10 +144,10 @@ def _settings(tmp_path: Path, clients: object, limits: object = SEED) -> Setting
 
 def test_a_missing_file_stops_start_up_rather_than_opening_the_gateway(tmp_path):
     settings = Settings.from_env({"CLIENTS_FILE": str(tmp_path / "nope.yaml")})
-    with pytest.raises(ConfigError, match="CLIENTS_FILE: .* does not exist"):
+    with pytest.raises(ConfigError, match=r"CLIENTS_FILE: .* does not exist"):
         access_config.load_access_config(settings)
     settings = Settings.from_env({"RATE_LIMITS_FILE": str(tmp_path / "nope.yaml")})
-    with pytest.raises(ConfigError, match="RATE_LIMITS_FILE: .* does not exist"):
+    with pytest.raises(ConfigError, match=r"RATE_LIMITS_FILE: .* does not exist"):
         access_config.load_access_config(settings)
 
 

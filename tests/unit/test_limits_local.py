@@ -59,7 +59,7 @@ def test_clients_are_limited_separately_and_globally_together():
 
 
 def test_the_share_divides_every_limit():
-    lim, clock = limiter({"tier_t": {"requests_per_second": 8, "tokens_per_minute": 600}}, parts=4)
+    lim, _ = limiter({"tier_t": {"requests_per_second": 8, "tokens_per_minute": 600}}, parts=4)
     decisions = [lim.check("c", "t") for _ in range(3)]
     assert [d.allowed for d in decisions] == [True, True, False]
     assert decisions[0].limit == 2 and decisions[0].token_limit == 150

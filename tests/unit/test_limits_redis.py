@@ -33,7 +33,7 @@ def make(server, policy=POLICY, parts: int = 2, cooldown: float = 5.0) -> tuple[
 
 
 def test_burst_then_refusal_with_the_redis_clock(redis_server):
-    lim, r = make(redis_server)
+    lim, _ = make(redis_server)
     tier = POLICY.tier("t")
     decisions = [lim.check("acme", tier) for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
@@ -111,7 +111,7 @@ def test_the_script_is_called_by_sha(redis_server):
 
 
 def test_redis_down_means_local_limits_at_the_workers_share_and_quickly(redis_server):
-    lim, r = make(redis_server, parts=5, cooldown=0.2)
+    lim, _ = make(redis_server, parts=5, cooldown=0.2)
     tier = POLICY.tier("t")
     assert lim.health().status == "ok"
     redis_server.stop()
