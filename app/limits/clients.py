@@ -10,7 +10,7 @@ The file holds only SHA-256 digests of keys, never keys::
         budget_cents_per_month: 10000
 
 With no clients the gateway is open (development mode): every caller is the
-one ``anonymous`` client, in ``ANONYMOUS_TIER``.
+one ``anonymous`` client, in ``ANONYMOUS_TIER`` (default: the most generous tier).
 
 Why a dict lookup by digest is a constant-time comparison in the sense that
 matters: a timing attack learns how long a comparison ran, i.e. how much of

@@ -24,10 +24,10 @@ from app.settings import ConfigError, Settings
 class AccessConfig:
     clients: ClientRegistry
     policy: LimitPolicy
-    source: tuple[str, str, str]  # (clients file, rate limit file, anonymous tier) it was loaded from
+    source: tuple[str, str, str | None]  # (clients file, rate limit file, ANONYMOUS_TIER) it was loaded from
 
 
-def _source(settings: Settings) -> tuple[str, str, str]:
+def _source(settings: Settings) -> tuple[str, str, str | None]:
     return (settings.clients_file, settings.rate_limits_file, settings.anonymous_tier)
 
 
@@ -40,7 +40,9 @@ def _read(path: str, setting: str) -> dict:
 def load_access_config(settings: Settings) -> AccessConfig:
     """Both files, validated together (a client's tier must exist in the rate limit file)."""
     policy = parse_policy(_read(settings.rate_limits_file, "RATE_LIMITS_FILE"))
-    clients = parse_clients(_read(settings.clients_file, "CLIENTS_FILE"), policy.tiers, settings.anonymous_tier)
+    # Development mode is for developing: the open gateway's one caller gets the most generous tier.
+    anonymous = settings.anonymous_tier or max(policy.tiers.values(), key=lambda t: t.requests.per_second).name
+    clients = parse_clients(_read(settings.clients_file, "CLIENTS_FILE"), policy.tiers, anonymous)
     return AccessConfig(clients, policy, _source(settings))
 
 

@@ -24,6 +24,11 @@ from app.limits.policy import LimitPolicy, Tier
 from app.limits.ratelimit import RateLimiter
 from app.observability import metrics
 
+
+def _per(amount: float, unit: str) -> str:
+    return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
+
+
 PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 
 
@@ -69,13 +74,13 @@ class AccessMiddleware:
         if d.refused_by == GLOBAL:
             g = self.policy.global_requests
             rate = g.per_second if g else 0
-            return f"Rate limit reached: the gateway's global limit of {rate:g} requests per second. {wait}"
+            return f"Rate limit reached: the gateway's global limit of {_per(rate, 'request')} per second. {wait}"
         where = f"for client '{client.id}' (tier {tier.name})"
         if not d.shared:
             where += ", counted per worker while Redis is unreachable"
         if d.refused_by == TOKENS and tier.tokens:
-            return f"Rate limit reached {where}: {tier.tokens.per_minute} tokens per minute. {wait}"
-        return f"Rate limit reached {where}: {tier.requests.per_second:g} requests per second. {wait}"
+            return f"Rate limit reached {where}: {_per(tier.tokens.per_minute, 'token')} per minute. {wait}"
+        return f"Rate limit reached {where}: {_per(tier.requests.per_second, 'request')} per second. {wait}"
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:

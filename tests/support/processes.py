@@ -100,8 +100,6 @@ class GatewayProcess:
             "ENABLE_L2_CACHE": "false",
             "LOG_LEVEL": "info",
             "GUNICORN_GRACEFUL_TIMEOUT": "10",
-            # Open (no clients) test gateways share the machine's Redis: a tier no test run reaches.
-            "ANONYMOUS_TIER": "enterprise",
             **env,
         }
         self.cwd = cwd

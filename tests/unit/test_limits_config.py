@@ -24,7 +24,10 @@ def digest(key: str) -> str:
 
 def test_the_shipped_files_load_open_with_the_seed_limits():
     cfg = access_config.load_access_config(Settings.from_env({}))
-    assert cfg.clients.open and cfg.clients.anonymous.id == ANONYMOUS and cfg.clients.anonymous.tier == "free"
+    assert cfg.clients.open and cfg.clients.anonymous.id == ANONYMOUS
+    assert cfg.clients.anonymous.tier == "enterprise", "development mode: the most generous tier"
+    chosen = access_config.load_access_config(Settings.from_env({"ANONYMOUS_TIER": "free"}))
+    assert chosen.clients.anonymous.tier == "free"
     assert cfg.policy.global_requests == Rate(10000, 10000)
     assert {n: t.requests.per_second for n, t in cfg.policy.tiers.items()} == {
         "free": 10, "pro": 100, "enterprise": 1000}
@@ -189,3 +192,10 @@ def test_a_process_with_other_files_reads_its_own(tmp_path, fresh_master_copy):
     mine = access_config.current(_settings(other, {"clients": [
         {"id": "z", "tier": "pro", "key_sha256": digest("z")}]}))
     assert mine is not master and mine.clients.find("z").id == "z"
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_rate_limit_replicas_must_be_a_positive_count(value):
+    with pytest.raises(ConfigError, match="RATE_LIMIT_REPLICAS must be an integer from 1"):
+        Settings.from_env({"RATE_LIMIT_REPLICAS": value})
+    assert Settings.from_env({"RATE_LIMIT_REPLICAS": "3"}).rate_limit_replicas == 3
