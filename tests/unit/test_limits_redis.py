@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -130,3 +132,22 @@ def test_redis_down_means_local_limits_at_the_workers_share_and_quickly(redis_se
     assert lim.check("acme", tier).shared
     assert lim.health().status == "ok"
 
+
+
+def test_a_hanging_redis_costs_one_socket_timeout_then_nothing(redis_server):
+    lim, _ = make(redis_server, parts=1)
+    tier = POLICY.tier("t")
+    assert lim.check("acme", tier).shared
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)  # accepts nothing, answers nothing
+    try:
+        times = []
+        for _ in range(10):
+            started = time.monotonic()
+            decision = lim.check("acme", tier)
+            times.append(time.monotonic() - started)
+            assert not decision.shared
+        assert max(times) < 0.5, times
+        assert sum(t > 0.02 for t in times) <= 3, "after the breaker opens Redis is not waited for at all"
+        assert lim.health().status == "degraded"
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
