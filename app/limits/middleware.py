@@ -19,7 +19,7 @@ from app.context import RequestContext
 from app.errors import RateLimited, Unauthorized
 from app.limits.budgets import Budgets
 from app.limits.clients import Client, ClientRegistry, presented_key
-from app.limits.decision import GLOBAL, TOKENS, Decision
+from app.limits.decision import BUDGET, GLOBAL, TOKENS, Decision
 from app.limits.policy import LimitPolicy, Tier
 from app.limits.ratelimit import RateLimiter
 from app.observability import metrics
@@ -55,7 +55,7 @@ class AccessMiddleware:
         try:
             self.budgets.check(client)
         except RateLimited:
-            metrics.RATE_LIMITED.labels(client.tier, "budget").inc()
+            metrics.RATE_LIMITED.labels(client.tier, BUDGET).inc()
             raise
 
     def _identify(self, req: falcon.Request) -> Client:
