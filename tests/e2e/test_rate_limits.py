@@ -77,7 +77,7 @@ def test_two_gateways_hold_five_per_second_together(setup):
     in_window = [status for at, status, _ in results if window_start <= at < window_end]
     admitted = in_window.count(200)
     assert set(in_window) <= {200, 429}
-    assert len(in_window) > 20 * admitted, "the gateways were offered far more than the limit"
+    assert len(in_window) > 4 * admitted, "the gateways were offered far more than the limit"
     expected = RATE * (window_end - window_start)
     assert abs(admitted - expected) <= 0.2 * expected, (admitted, expected)
 
