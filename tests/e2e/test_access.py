@@ -29,14 +29,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
     clients = d / "clients.yaml"
     clients.write_text("# test clients\nclients:\n  - id: acme\n    tier: pro\n    key_sha256: "
                        + hashlib.sha256(ACME_KEY.encode()).hexdigest() + "\n")
-    return {"clients": clients, "limits": ROOT / "config" / "rate-limits.yaml"}
+    limits = d / "rate-limits.yaml"
+    limits.write_text((ROOT / "config" / "rate-limits.yaml").read_text())
+    return {"clients": clients, "limits": limits}
 
 
 @pytest.fixture(scope="module")
 def gw(emulator, files):
     redis_server = RedisServer().start()
     gateway = GatewayProcess({**provider_env(emulator), "REDIS_URL": redis_server.url,
-                              "CLIENTS_FILE": str(files["clients"])}).start()
+                              "CLIENTS_FILE": str(files["clients"]), "RATE_LIMITS_FILE": str(files["limits"])}).start()
     yield gateway
     gateway.stop()
     redis_server.close()
@@ -99,19 +101,25 @@ def _replace_workers(gateway: GatewayProcess) -> None:
     wait_until(lambda: http.request("GET", gateway.url + "/health/live").status == 200, what="new workers")
 
 
+def _models(gateway: GatewayProcess, key: str) -> urllib3.BaseHTTPResponse:
+    return http.request("GET", gateway.url + "/v1/models", headers={"authorization": f"Bearer {key}"})
+
+
 def _status(gateway: GatewayProcess, key: str) -> int:
-    return http.request("GET", gateway.url + "/v1/models", headers={"authorization": f"Bearer {key}"}).status
+    return _models(gateway, key).status
 
 
 def test_sighup_loads_new_clients_and_a_broken_file_keeps_the_last_good_ones(gw, files):
-    original = files["clients"].read_text()
+    original, original_limits = files["clients"].read_text(), files["limits"].read_text()
     try:
         added = subprocess.run([str(ROOT / "scripts" / "add-client"), "newco", "free", "--file", str(files["clients"])],
                                capture_output=True, text=True, timeout=30, check=True)
         new_key = added.stdout.strip()
         assert _status(gw, new_key) == 401, "not loaded before the reload"
+        files["limits"].write_text(original_limits.replace("tier_pro: 100", "tier_pro: 7"))
         _replace_workers(gw)
-        assert _status(gw, new_key) == 200 and _status(gw, ACME_KEY) == 200
+        assert _status(gw, new_key) == 200
+        assert _models(gw, ACME_KEY).headers["x-ratelimit-limit-requests"] == "7", "the rate limit file is reloaded too"
 
         files["clients"].write_text("clients: [ {id: broken, tier: nope, key_sha256: zz} ]\n")
         _replace_workers(gw)
@@ -126,6 +134,7 @@ def test_sighup_loads_new_clients_and_a_broken_file_keeps_the_last_good_ones(gw,
         assert http.request("GET", gw.url + "/v1/models").status == 200
     finally:
         files["clients"].write_text(original)
+        files["limits"].write_text(original_limits)
         _replace_workers(gw)
     assert _status(gw, ACME_KEY) == 200 and _status(gw, "anything") == 401
 
