@@ -6,7 +6,8 @@ interface, ``spent_cents(client_id, period) -> float`` (period ``"day"`` or
 keeps the total across workers and replicas; tests pass a plain function.
 Spend is known only after an answer, so a request that starts under budget
 runs to its end: a budget can be overrun by the requests in flight when it
-ran out, never by a request started after.
+ran out, and by those other workers start before the ledger's total (about a
+second behind) reaches them; never by a request started after that.
 """
 
 from __future__ import annotations
