@@ -21,9 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -78,23 +78,20 @@ def timed(fn: Callable[[], object], n: int) -> list[float]:
 
 
 def threaded(fn: Callable[[], object], n: int, threads: int) -> tuple[float, list[float]]:
-    samples: list[list[float]] = [[] for _ in range(threads)]
+    """Calls per second over all threads, and every call's time."""
 
-    def run(i: int) -> None:
-        clock = time.perf_counter
+    def run(_: int) -> list[float]:
+        clock, out = time.perf_counter, []
         for _ in range(n // threads):
             t = clock()
             fn()
-            samples[i].append(clock() - t)
+            out.append(clock() - t)
+        return out
 
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    started = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - started
-    flat = [x for s in samples for x in s]
+    with ThreadPoolExecutor(threads) as pool:
+        started = time.perf_counter()
+        flat = [x for chunk in pool.map(run, range(threads)) for x in chunk]
+        elapsed = time.perf_counter() - started
     return len(flat) / elapsed, flat
 
 
