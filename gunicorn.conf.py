@@ -109,10 +109,11 @@ def on_reload(server) -> None:  # type: ignore[no-untyped-def]
 
 
 def _access_report(log) -> None:  # type: ignore[no-untyped-def]
-    """Warn when the configuration in force leaves the gateway open."""
+    """Warn when the configuration in force (the current copies of the files) leaves the gateway open."""
     from app.limits.config import load_access_config, startup_warnings
 
-    for line in startup_warnings(load_access_config(_settings)):
+    in_force = Settings.from_env({**_environ, **_config_files})
+    for line in startup_warnings(load_access_config(in_force)):
         log.warning(line)
 
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from app.limits.budgets import Budgets, SpentCents
-from app.limits.config import AccessConfig, current
+from app.limits.config import AccessConfig, load_access_config
 from app.limits.middleware import AccessMiddleware
 from app.limits.ratelimit import RateLimiter
 from app.redis_guard import RedisGuard
@@ -24,7 +24,7 @@ class Access:
 
 def build_access(settings: Settings, guard: RedisGuard, spent_cents: SpentCents | None = None) -> Access:
     """``spent_cents`` feeds spend budgets; without it budgets in the clients file are not enforced."""
-    config = current(settings)
+    config = load_access_config(settings)
     # Redis away: each worker of each replica limits alone, at its share of every limit.
     limiter = RateLimiter(config.policy, guard, settings.web_concurrency * settings.rate_limit_replicas)
     limiter.load_scripts()

@@ -1,12 +1,9 @@
-"""The access configuration (clients file + rate limit file), loaded once and reloaded on SIGHUP.
+"""The access configuration: the clients file and the rate limit file, validated together.
 
-On SIGHUP gunicorn re-executes gunicorn.conf.py in the master and replaces
-every worker. The master therefore loads and validates the files
-(``refresh``) and the workers, forked from it, take the master's copy
-(``current``) instead of reading the files again. That makes a bad edit safe:
-at start it stops the gateway with one clear line, but on a reload the master
-keeps the previous copy and reports the error (``reload_error``), so the new
-workers keep serving the last good keys and limits instead of failing to boot.
+The master validates both (gunicorn.conf.py) before it makes its copies of
+the config files current (``app/config_snapshot.py``): a bad file stops the
+first start with one line, and a SIGHUP with a bad file keeps the last good
+keys and limits. Each worker then loads the validated copies once.
 """
 
 from __future__ import annotations
@@ -24,11 +21,6 @@ from app.settings import ConfigError, Settings
 class AccessConfig:
     clients: ClientRegistry
     policy: LimitPolicy
-    source: tuple[str, str, str | None]  # (clients file, rate limit file, ANONYMOUS_TIER) it was loaded from
-
-
-def _source(settings: Settings) -> tuple[str, str, str | None]:
-    return (settings.clients_file, settings.rate_limits_file, settings.anonymous_tier)
 
 
 def _read(path: str, setting: str) -> dict:
@@ -43,32 +35,7 @@ def load_access_config(settings: Settings) -> AccessConfig:
     # Development mode is for developing: the open gateway's one caller gets the most generous tier.
     anonymous = settings.anonymous_tier or max(policy.tiers.values(), key=lambda t: t.requests.per_second).name
     clients = parse_clients(_read(settings.clients_file, "CLIENTS_FILE"), policy.tiers, anonymous)
-    return AccessConfig(clients, policy, _source(settings))
-
-
-_current: AccessConfig | None = None
-reload_error: str | None = None
-
-
-def refresh(settings: Settings) -> AccessConfig:
-    """Load the files in the master: at start an error raises; on reload it keeps the last good copy."""
-    global _current, reload_error
-    try:
-        config = load_access_config(settings)
-    except ConfigError as exc:
-        if _current is None or _current.source != _source(settings):
-            raise
-        reload_error = str(exc)
-        return _current
-    _current, reload_error = config, None
-    return config
-
-
-def current(settings: Settings) -> AccessConfig:
-    """The master's copy when this process was forked from one with the same files, else the files."""
-    if _current is not None and _current.source == _source(settings):
-        return _current
-    return load_access_config(settings)
+    return AccessConfig(clients, policy)
 
 
 def startup_warnings(config: AccessConfig) -> list[str]:

@@ -125,7 +125,7 @@ def test_sighup_loads_new_clients_and_a_broken_file_keeps_the_last_good_ones(gw,
         _replace_workers(gw)
         assert gw.proc.poll() is None, "a bad file on reload must not stop the gateway"
         assert _status(gw, new_key) == 200 and _status(gw, ACME_KEY) == 200
-        assert "configuration reload failed, keeping the previous clients" in gw.logs()
+        assert "configuration error on reload, keeping the running configuration: CLIENTS_FILE" in gw.logs()
 
         files["clients"].write_text("clients: []\n")
         _replace_workers(gw)

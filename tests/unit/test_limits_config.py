@@ -154,44 +154,18 @@ def test_a_missing_file_stops_start_up_rather_than_opening_the_gateway(tmp_path)
         access_config.load_access_config(settings)
 
 
-@pytest.fixture
-def fresh_master_copy(monkeypatch):
-    monkeypatch.setattr(access_config, "_current", None)
-    monkeypatch.setattr(access_config, "reload_error", None)
+def test_the_open_gateway_is_the_one_thing_the_master_warns_about(tmp_path):
+    closed = access_config.load_access_config(_settings(tmp_path, {"clients": [
+        {"id": "a", "tier": "free", "key_sha256": digest("k")}]}))
+    assert access_config.startup_warnings(closed) == []
+    opened = access_config.load_access_config(_settings(tmp_path, {"clients": []}))
+    (warning,) = access_config.startup_warnings(opened)
+    assert warning.startswith("no clients in CLIENTS_FILE: the gateway is OPEN") and "'enterprise'" in warning
 
 
-def test_refresh_fails_at_start_but_keeps_the_last_good_copy_on_reload(tmp_path, fresh_master_copy):
-    good = {"clients": [{"id": "a", "tier": "free", "key_sha256": digest("k")}]}
-    settings = _settings(tmp_path, good)
-    first = access_config.refresh(settings)
-    assert access_config.current(settings) is first and access_config.reload_error is None
-
-    (tmp_path / "clients.yaml").write_text("clients: [ {id: a, tier: gold, key_sha256: nope} ]")
-    kept = access_config.refresh(settings)
-    assert kept is first and access_config.current(settings) is first
-    assert "CLIENTS_FILE" in access_config.reload_error
-
-    (tmp_path / "clients.yaml").write_text(yaml.safe_dump({"clients": []}))
-    reloaded = access_config.refresh(settings)
-    assert reloaded is not first and reloaded.clients.open and access_config.reload_error is None
-    assert access_config.startup_warnings(reloaded)[0].startswith("no clients in CLIENTS_FILE")
-    assert access_config.startup_warnings(first) == []
-
-
-def test_refresh_of_a_bad_file_at_start_raises(tmp_path, fresh_master_copy):
-    settings = _settings(tmp_path, {"clients": "everyone"})
+def test_a_bad_clients_list_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="'clients' must be a list"):
-        access_config.refresh(settings)
-
-
-def test_a_process_with_other_files_reads_its_own(tmp_path, fresh_master_copy):
-    (tmp_path / "master").mkdir()
-    (tmp_path / "other").mkdir()
-    master = access_config.refresh(_settings(tmp_path / "master", {"clients": []}))
-    other = tmp_path / "other"
-    mine = access_config.current(_settings(other, {"clients": [
-        {"id": "z", "tier": "pro", "key_sha256": digest("z")}]}))
-    assert mine is not master and mine.clients.find("z").id == "z"
+        access_config.load_access_config(_settings(tmp_path, {"clients": "everyone"}))
 
 
 @pytest.mark.parametrize("value", ["0", "many", "-2"])
