@@ -34,6 +34,11 @@ try:
 
     Router.from_settings(_settings, {**_environ, **_staged})
     PriceTable.load(_settings.pricing_file)
+    from app.limits.config import load_access_config
+    from app.tls import check_tls
+
+    load_access_config(_settings)  # clients + rate limits, validated together (a client's tier must exist)
+    check_tls(_settings)  # a certificate gunicorn could not use stops start-up here, not at each handshake
     _config_files = _config.promote(_staged)
 except ConfigError as _exc:
     if not _config.has_current:
@@ -81,21 +86,35 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     if missing:
         log.warning("no key for %s: requests to that provider answer 503 until it is set "
                     "(scripts/serve starts a local emulator instead)", ", ".join(missing))
-    if _settings.enable_l2_cache:
-        import redis
+    _access_report(log)
+    import redis  # the rate limiter uses Redis even without the L2 cache
 
-        try:
-            redis.Redis.from_url(_settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
-        except (redis.RedisError, OSError) as exc:
-            log.warning("Redis at %s is unreachable (%s): running with the per-worker L1 cache and local "
-                        "rate limits; /health says degraded until it answers", _redact_url(_settings.redis_url),
-                        type(exc).__name__)
+    try:
+        redis.Redis.from_url(_settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("Redis at %s is unreachable (%s): running with the per-worker L1 cache and local "
+                    "rate limits; /health says degraded until it answers", _redact_url(_settings.redis_url),
+                    type(exc).__name__)
 
 
 def _redact_url(url: str) -> str:
     """A Redis URL without its password."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+
+
+def on_reload(server) -> None:  # type: ignore[no-untyped-def]
+    """SIGHUP: the config above was read again; the new workers take it, or the last good one."""
+    _access_report(server.log)
+
+
+def _access_report(log) -> None:  # type: ignore[no-untyped-def]
+    """Warn when the configuration in force (the current copies of the files) leaves the gateway open."""
+    from app.limits.config import load_access_config, startup_warnings
+
+    in_force = Settings.from_env({**_environ, **_config_files})
+    for line in startup_warnings(load_access_config(in_force)):
+        log.warning(line)
 
 
 def when_ready(server) -> None:  # type: ignore[no-untyped-def]

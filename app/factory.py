@@ -24,6 +24,7 @@ from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
 from app.forwarded import ClientAddress
 from app.lifecycle import Lifecycle
+from app.limits.access import build_access
 from app.middleware import RequestContextMiddleware
 from app.observability import cost, metrics
 from app.observability.accounting import Accounting
@@ -101,16 +102,17 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
                         retry=RetryPolicy.from_settings(settings), breakers=breakers)
     watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
     lifecycle = Lifecycle()
+    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
 
     app = falcon.App(middleware=[RequestContextMiddleware(
-        tracing, client_address=ClientAddress(settings.forwarded_allow_ips))])
+        tracing, client_address=ClientAddress(settings.forwarded_allow_ips)), access.middleware])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes, watcher))
     app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes, watcher))
     app.add_route("/v1/models", ModelsResource(router))
     health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health,
-                             "circuit_breakers": breakers.health},
+                             "circuit_breakers": breakers.health, "rate_limits": access.limiter.health},
                             lifecycle)
     app.add_route("/health", health)
     app.add_route("/health/live", health, suffix="live")

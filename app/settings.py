@@ -165,6 +165,8 @@ class Settings:
     pricing_file: str = "config/pricing.yaml"
     rate_limits_file: str = "config/rate-limits.yaml"
     clients_file: str = "config/clients.yaml"
+    anonymous_tier: str | None = None  # None: the rate limit file's most generous tier
+    rate_limit_replicas: int = 1
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     enable_tracing: bool = True
@@ -251,6 +253,8 @@ class Settings:
             pricing_file=r.str("PRICING_FILE", d.pricing_file),
             rate_limits_file=r.str("RATE_LIMITS_FILE", d.rate_limits_file),
             clients_file=r.str("CLIENTS_FILE", d.clients_file),
+            anonymous_tier=environ.get("ANONYMOUS_TIER") or None,
+            rate_limit_replicas=r.int("RATE_LIMIT_REPLICAS", d.rate_limit_replicas, 1, 10_000),
             tls_cert_path=tls_cert,
             tls_key_path=tls_key,
             enable_tracing=r.bool("ENABLE_TRACING", d.enable_tracing),

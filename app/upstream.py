@@ -29,6 +29,15 @@ from app.settings import Settings
 _PASS_BACK = {400, 404, 409, 413, 422, 429}
 
 
+def without_key(err: GatewayError, target: Target) -> GatewayError:
+    """Providers may quote the key they were sent in an error; it never travels on to a caller or a log."""
+    key = target.provider.api_key
+    if key and key in err.message:
+        err.message = err.message.replace(key, "[redacted]")
+        err.args = (err.message,)
+    return err
+
+
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
     raw = resp.headers.get("retry-after")
     try:
@@ -56,12 +65,15 @@ class EventStream:
 
     def _decode(self) -> Iterator[StreamEvent]:
         parser = SSEParser()
-        for chunk in self._chunks:
-            for sse in parser.feed(chunk):
+        try:
+            for chunk in self._chunks:
+                for sse in parser.feed(chunk):
+                    yield from self._decoder.feed(sse)
+            for sse in parser.flush():
                 yield from self._decoder.feed(sse)
-        for sse in parser.flush():
-            yield from self._decoder.feed(sse)
-        yield from self._decoder.finish()
+            yield from self._decoder.finish()
+        except GatewayError as err:
+            raise without_key(err, self.target) from None
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self
@@ -108,7 +120,7 @@ class UpstreamCaller:
         if resp.status >= 300:
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
-            raise self._status_error(target, resp, wire.codec.error_message(resp.status, raw))
+            raise without_key(self._status_error(target, resp, wire.codec.error_message(resp.status, raw)), target)
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
@@ -123,7 +135,10 @@ class UpstreamCaller:
             raise _bad_response(f"Provider {target.provider.name} answered a body that is not JSON") from None
         if not isinstance(body, dict):
             raise _bad_response(f"Provider {target.provider.name} answered an unreadable body")
-        return wire.codec.parse_response(body)
+        try:
+            return wire.codec.parse_response(body)
+        except GatewayError as err:
+            raise without_key(err, target) from None
 
     def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
                deadline: float) -> EventStream:

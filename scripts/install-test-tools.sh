@@ -2,8 +2,10 @@
 # Install the system tools the test suite needs, when they are missing:
 #   promtool      (Debian package "prometheus")   tests/deploy: rules and config checks
 #   redis-server  (Debian package "redis-server") tests that start their own Redis
+#   openssl       (Debian package "openssl")      tests/e2e/test_tls.py: a self-signed certificate
+#   setpriv       (Debian package "util-linux")   tests/e2e/test_tls.py: root without its file capabilities
 #
-# Idempotent and non-interactive: does nothing when both are on PATH; runs
+# Idempotent and non-interactive: does nothing when all are on PATH; runs
 # `apt-get update` only when a package is missing from the local index.
 # Needs root (or sudo) on a Debian/Ubuntu machine. The Python tools
 # (hadolint, docker compose, kubernetes-validate, shellcheck) come from
@@ -22,6 +24,8 @@ export DEBIAN_FRONTEND=noninteractive
 declare -A packages=(
     [promtool]=prometheus
     [redis-server]=redis-server
+    [openssl]=openssl
+    [setpriv]=util-linux
 )
 
 missing=()
@@ -32,7 +36,7 @@ for tool in "${!packages[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-tools: promtool and redis-server already installed"
+    echo "install-test-tools: promtool, redis-server, openssl and setpriv already installed"
     exit 0
 fi
 

@@ -131,8 +131,11 @@ class GatewayProcess:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.logs()}")
-        url = f"http://127.0.0.1:{self.port}/health/live"
-        return _http.request("GET", url).status == 200 and self._metrics_up()
+        pool = _http
+        if self.env.get("TLS_CERT_PATH"):  # trust the test's own self-signed certificate
+            pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=5),
+                                       ca_certs=self.env["TLS_CERT_PATH"], assert_hostname=False)
+        return pool.request("GET", self.url + "/health/live").status == 200 and self._metrics_up()
 
     def _metrics_up(self) -> bool:
         return _http.request("GET", self.metrics_url).status == 200

@@ -1,0 +1,1 @@
+"""Access control and limits: client keys, request and token rate limits, spend budgets."""

@@ -1,0 +1,117 @@
+"""Request and token rate limits, exact across every worker and replica that shares one Redis.
+
+Each request costs one atomic Lua script (``lua/check.lua``, GCRA on Redis
+``TIME``), which checks and counts the client's request limit, its
+tokens-per-minute allowance and the global limit together. Scripts are
+loaded once per worker and called by SHA (``EVALSHA``; redis-py's ``Script``
+loads them again on ``NOSCRIPT``, e.g. after a Redis restart).
+
+Redis Cluster: a script may only touch keys of one hash slot, and every
+request touches the one global key anyway, so all limiter keys share the
+hash tag ``{llm-edge-limits}`` and live on one shard. Spreading client keys
+over shards would not move load off that shard; it would only make the
+single atomic check impossible.
+
+All Redis calls go through the worker's ``RedisGuard``: when Redis is slow,
+down or its breaker is open, the same check runs in this worker's memory
+(``LocalLimiter``) at its share of each limit, and the guard's failures turn
+``/health`` to degraded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.limits.decision import GLOBAL, REQUESTS, TOKENS, Decision
+from app.limits.local import LocalLimiter
+from app.limits.policy import LimitPolicy, Tier
+from app.redis_guard import RedisGuard
+from app.resources.health import Check
+
+_LUA = Path(__file__).with_name("lua")
+CHECK_SCRIPT = (_LUA / "check.lua").read_text(encoding="utf-8")
+DEBIT_SCRIPT = (_LUA / "debit_tokens.lua").read_text(encoding="utf-8")
+KEY_PREFIX = "llm-edge:ratelimit:{llm-edge-limits}:"
+_REFUSED = {1: REQUESTS, 2: TOKENS, 3: GLOBAL}
+_US = 1_000_000
+
+
+def _us(seconds: float) -> str:
+    return repr(seconds * _US)
+
+
+class RateLimiter:
+    def __init__(self, policy: LimitPolicy, guard: RedisGuard, local_parts: int,
+                 local: LocalLimiter | None = None, prefix: str = KEY_PREFIX) -> None:
+        self.policy = policy
+        self.guard = guard
+        self.prefix = prefix
+        self.local = local or LocalLimiter(policy, local_parts)
+        g = policy.global_requests
+        global_args = (_us(g.interval), _us(g.period)) if g else ("0", "0")
+        # Script arguments per tier, as strings once, so the request path formats nothing.
+        self._args = {name: (_us(t.requests.interval), _us(t.requests.period),
+                             _us(t.tokens.interval) if t.tokens else "0",
+                             _us(t.tokens.window) if t.tokens else "0", *global_args)
+                      for name, t in policy.tiers.items()}
+        self._global_key = prefix + "global"
+        self._keys: dict[str, list[str]] = {}  # per client id; bounded by the clients file
+        client = guard.client
+        self._check = client.register_script(CHECK_SCRIPT) if client is not None else None
+        self._debit = client.register_script(DEBIT_SCRIPT) if client is not None else None
+
+    def load_scripts(self) -> None:
+        """Load both scripts now (at worker start), so the first request pays no ``NOSCRIPT`` round trip."""
+        if self._check is None or self._debit is None:
+            return
+        scripts = (self._check, self._debit)
+        self.guard.call("ratelimit_load", lambda r: [r.script_load(s.script) for s in scripts], None)
+
+    def keys(self, client_id: str) -> list[str]:
+        """The script's keys for a client: requests, tokens, global (one hash slot)."""
+        keys = self._keys.get(client_id)
+        if keys is None:
+            keys = [f"{self.prefix}req:{client_id}", f"{self.prefix}tok:{client_id}", self._global_key]
+            self._keys[client_id] = keys
+        return keys
+
+    def check(self, client_id: str, tier: Tier) -> Decision:
+        """Admit or refuse one request of ``client_id``; counts it when admitted."""
+        script = self._check
+        if script is not None:
+            keys, args = self.keys(client_id), self._args[tier.name]
+            reply = self.guard.call("ratelimit", lambda r: script(keys=keys, args=args, client=r), None)
+            if reply is not None:
+                return _decision(reply, tier)
+        return self.local.check(client_id, tier.name)
+
+    def debit_tokens(self, client_id: str, tier: Tier, tokens_used: int) -> None:
+        """Count an answer's tokens against ``tier``'s tokens per minute (no-op without that limit)."""
+        if tier.tokens is None or tokens_used <= 0:
+            return
+        script = self._debit
+        if script is not None:
+            keys, args = self.keys(client_id)[1:2], [_us(tokens_used * tier.tokens.interval)]
+            if self.guard.call("ratelimit_tokens", lambda r: script(keys=keys, args=args, client=r), None):
+                return
+        self.local.debit(client_id, tier.name, tokens_used)
+
+    def health(self) -> Check:
+        """Shared limits while Redis answers; this worker's share of each limit while it does not."""
+        if self.guard.client is None:
+            return Check("degraded", {"mode": "local", "reason": "no Redis configured"})
+        if self.guard.open:
+            return Check("degraded", {"mode": "local", "share": f"1/{self.local.parts} of each limit per worker",
+                                      "reason": "redis unreachable"})
+        return Check("ok", {"mode": "redis"})
+
+
+def _decision(reply: list[int], tier: Tier) -> Decision:
+    allowed, refused, remaining, reset_us, retry_us, tokens_left, token_debt_us = reply
+    tokens = tier.tokens
+    return Decision(
+        allowed=bool(allowed), refused_by=_REFUSED.get(refused), limit=int(tier.requests.burst),
+        remaining=remaining, reset=reset_us / _US, retry_after=retry_us / _US,
+        token_limit=tokens.per_minute if tokens else None,
+        token_remaining=tokens_left if tokens else None,
+        token_reset=token_debt_us / _US if tokens else None)
