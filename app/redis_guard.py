@@ -23,6 +23,9 @@ from app.settings import Settings
 
 T = TypeVar("T")
 
+# /health pings Redis itself when no call has succeeded for this many seconds.
+HEALTH_PING_AFTER = 5.0
+
 
 def make_redis(settings: Settings) -> redis.Redis:
     """A client whose pool holds a connection per worker thread and never blocks long."""
@@ -45,6 +48,8 @@ class RedisGuard:
         self._breaker = CircuitBreaker("redis", BreakerPolicy(failure_threshold=failure_threshold, failure_rate=0.0,
                                                               cooldown=cooldown), clock=clock)
         self.last_error: str | None = None
+        self._clock = clock
+        self._last_ok = float("-inf")
 
     @property
     def enabled(self) -> bool:
@@ -83,12 +88,16 @@ class RedisGuard:
             raise
         self._breaker.record(permit, True)
         self.last_error = None
+        self._last_ok = self._clock()
         return result
 
     def health(self) -> Check:
         if self.client is None:
             return Check("ok", {"enabled": False})
-        if self.open:
+        if not self.open and self._clock() - self._last_ok > HEALTH_PING_AFTER:
+            # An idle worker knows nothing of Redis yet: ask, once per interval, through the breaker.
+            self.call("health_ping", lambda client: client.ping(), None)
+        if self.open or self.last_error:
             return Check("degraded", {"enabled": True, "reason": "redis unreachable; using L1 cache and "
                                       "local rate limits", "error": self.last_error})
         return Check("ok", {"enabled": True})

@@ -116,6 +116,7 @@ class CacheStage:
             except BaseException:
                 flight.fail()
                 raise
+        self.tiers.missed_l1_only()
         served = self._follow(ctx, req, flight, deadline)
         if served is not None:
             return served, NO_TICKET

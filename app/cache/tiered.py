@@ -1,9 +1,11 @@
 """L1 in front of L2: look up in order, fill both, count hits and misses per tier.
 
-Counting: every lookup records one L1 event (hit or miss); a lookup that
-misses L1 records one L2 event when L2 is enabled (a skipped or failed Redis
-counts as an L2 miss). So the overall hit rate is
-``sum(hits) / (hits{tier="l1"} + misses{tier="l1"})``.
+Counting: every lookup records exactly one event, so hits + misses = lookups
+and the hit rate is plainly ``sum(hits) / (sum(hits) + sum(misses))`` (the
+shipped ``llm_edge_cache_hit_rate`` rule): ``hit{l1}``, ``hit{l2}``,
+``miss{l2}`` (missed both tiers; a skipped or failed Redis counts as an L2
+miss), or ``miss{l1}`` (missed L1 and L2 was not asked: L2 disabled, or the
+request followed an identical one in flight).
 """
 
 from __future__ import annotations
@@ -32,8 +34,16 @@ class TieredCache:
         if not self.l1.enabled:
             return None
         found = self.l1.get(key)
-        (_L1_MISSES if found is None else _L1_HITS).inc()
+        if found is not None:
+            _L1_HITS.inc()
+        elif self.l2 is None:
+            _L1_MISSES.inc()  # the last tier asked; with L2, get_l2 records this lookup's outcome
         return found
+
+    def missed_l1_only(self) -> None:
+        """Record a lookup that missed L1 and will not ask L2 (it follows a request in flight)."""
+        if self.l2 is not None:
+            _L1_MISSES.inc()
 
     def peek_l1(self, key: str) -> CachedAnswer | None:
         """L1 without counting: a second look by the same request."""

@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import openai
 import pytest
@@ -91,6 +92,11 @@ def test_counts_tokens_and_cost_are_summed_across_both_workers(gw, upstream):
         "llm_edge_provider_duration_seconds_count", provider="openai") == len(usages)
 
 
+def stream_recorded(gw: GatewayProcess, before, provider: str) -> bool:
+    ttft = "llm_edge_time_to_first_token_seconds_count"
+    return scrape(gw.metrics_url).total(ttft, provider=provider) - before.total(ttft, provider=provider) >= 1
+
+
 def test_streams_are_accounted_with_cost_and_time_to_first_token(gw, upstream):
     before = scrape(gw.metrics_url)
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=10)
@@ -100,6 +106,9 @@ def test_streams_are_accounted_with_cost_and_time_to_first_token(gw, upstream):
             messages=[{"role": "user", "content": "one two three four"}]))
         usage = chunks[-1].usage
         expected = PRICES.cost_cents(provider, model, Usage(usage.prompt_tokens, usage.completion_tokens))
+        # The stream's last bytes reach the client before the server's generator has run its
+        # ``finally`` (where the request is recorded): wait, bounded, for that record.
+        wait_until(partial(stream_recorded, gw, before, provider), timeout=10, what="stream recorded")
         after = scrape(gw.metrics_url)
         cost = (after.total("llm_edge_cost_total_cents", provider=provider, model=model)
                 - before.total("llm_edge_cost_total_cents", provider=provider, model=model))
