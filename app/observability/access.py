@@ -44,7 +44,8 @@ def request_finished(ctx: RequestContext) -> None:
             "client_addr": ctx.client_addr,
             "endpoint": ctx.endpoint,
             "provider": ctx.provider,
-            "model": ctx.model or ctx.requested_model,
+            # A model name the gateway did not route is client text: scrubbed of anything key-like, capped.
+            "model": ctx.model or (redact(ctx.requested_model[:128]) if ctx.requested_model else None),
             "status": ctx.status,
             "cache": ctx.cache,
             "stream": ctx.stream,

@@ -1,9 +1,9 @@
 """The response cache end to end: two 2-worker gateways sharing a real redis-server, the official
-OpenAI SDK as client, the emulator as upstream. Tenant isolation by client key is tested at the
-stage level (tests/unit/test_cache_stage.py) until client keys exist."""
+OpenAI SDK as client, the emulator as upstream; tenant isolation with real client keys."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -191,3 +191,30 @@ def test_redis_dying_and_returning(start_gateway, redis_server, upstream):
     wait_until(lambda: orjson.loads(http.request("GET", gw.url + "/health").data)["status"] == "ok"
                and post(gw, unique("both workers")).status == 200, timeout=20, interval=0.3, what="/health ok")
     direct.close()
+
+
+def test_clients_never_get_each_others_cached_answers(start_gateway, redis_server, upstream, tmp_path):
+    keys = {"acme": "sk-edge-test-acme-0123456789", "globex": "sk-edge-test-globex-0123456789"}
+    clients = tmp_path / "clients.yaml"
+    clients.write_text("clients:\n" + "".join(
+        f"  - id: {cid}\n    tier: pro\n    key_sha256: {hashlib.sha256(key.encode()).hexdigest()}\n"
+        for cid, key in keys.items()))
+    gw = start_gateway({"ENABLE_L2_CACHE": "true", "REDIS_URL": redis_server.url, "CLIENTS_FILE": str(clients)})
+    question = unique("tenant question")
+
+    def ask(client: str) -> str:
+        resp = post(gw, question, headers={"authorization": f"Bearer {keys[client]}"})
+        assert resp.status == 200
+        return resp.headers["x-llm-edge-cache"]
+
+    assert ask("acme") == "miss"
+    assert ask("acme") in ("hit-l1", "hit-l2")
+    assert ask("globex") == "miss"  # same question, other tenant: never acme's answer
+    assert upstream.count("/v1/chat/completions") == 2
+    # With a shared namespace configured on purpose, tenants do share.
+    gw2 = start_gateway({"ENABLE_L2_CACHE": "true", "REDIS_URL": redis_server.url, "CLIENTS_FILE": str(clients),
+                         "CACHE_NAMESPACE": "team"})
+    question2 = unique("shared question")
+    assert post(gw2, question2, headers={"x-api-key": keys["acme"]}).headers["x-llm-edge-cache"] == "miss"
+    assert post(gw2, question2, headers={"x-api-key": keys["globex"]}).headers["x-llm-edge-cache"] in (
+        "hit-l1", "hit-l2")
