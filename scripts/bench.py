@@ -65,6 +65,7 @@ class Plan:
     stream_concurrency: int
     ramp_levels: tuple[int, ...]
     drip_interval: float
+    spread: float
     first_byte_limit: float
     ramp_budget: float
 
@@ -73,9 +74,9 @@ class Plan:
         cap = args.stream_cap
         if args.quick:
             levels = tuple(n for n in (10, 20) if n <= cap) or (cap,)
-            return cls(1, 0, args.connections, 4, levels, 0.02, 2.0, 15)
-        levels = (*(n for n in (50, 100, 200, 400, 600, 800, 1000, 1200) if n < cap), cap)
-        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.3, 2.0, 150)
+            return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5)
+        levels = (*(n for n in (100, 250, 500, 750, 1000) if n < cap), cap)
+        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.5, 2.0, 2.0, 90)
 
 
 # --- the upstreams ------------------------------------------------------------------------------
@@ -250,17 +251,18 @@ class Bench:
         stream_seconds = plan.drip_interval * len(answers.openai_sse_events())
         cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH,
                "body": answers.openai_request("hold this stream", model=answers.SLOW_MODEL, stream=True).decode(),
-               "headers": gw.auth_headers(), "levels": list(plan.ramp_levels),
+               "headers": gw.auth_headers(), "levels": list(plan.ramp_levels), "spread": plan.spread,
                "first_byte_limit": plan.first_byte_limit, "stream_timeout": stream_seconds + 15,
                "time_budget": plan.ramp_budget}
         drip.stats(reset=True)
-        r = run_streams("ramp", cfg, timeout=plan.ramp_budget + 60)
+        r = run_streams("ramp", cfg, timeout=plan.ramp_budget + stream_seconds + 60)
         peak = drip.stats()["peak"]
         last = r["levels"][-1] if r["levels"] else {}
         failures = last.get("failed", 0)
         detail = "; ".join(f"{k} x{v}" for k, v in last.get("failures", {}).items())
         note = (f"held {r['held']} at once (levels {', '.join(str(x['level']) for x in r['levels'])}; "
-                f"{r['stopped']}); upstream peak {peak} open; {stream_seconds:.1f} s streams"
+                f"{r['stopped']}); upstream peak {peak} open; {stream_seconds:.1f} s streams started over "
+                f"{plan.spread:g} s"
                 + (f"; {detail}" if detail else ""))
         row = Row(f"slow streams, {self.workers} workers x {self.threads} threads", errors=failures,
                   rss_mib=worker_rss(gateway.proc.pid), note=note)
@@ -301,16 +303,21 @@ def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench) -
         f"load average before the run {load[0]:.2f}",
         f"upstream: {upstream_kind}; gateway: gunicorn.conf.py, WEB_CONCURRENCY={bench.workers}, "
         f"GUNICORN_THREADS={bench.threads}, metrics on, L1+L2 (redis-server), rate limits on, "
-        f"client auth on, JSON logs at info to a file, tracing {'on' if args.tracing else 'off'}",
+        f"client auth on, JSON logs at info to a file, tracing {'on' if args.tracing else 'off'}"
+        + "".join(f", {k}={v}" for k, v in args.env.items()),
         f"load: wrk -t1 -c{plan.connections} for {plan.duration:g} s per row"
         + (f" after {plan.warmup:g} s warm-up" if plan.warmup else "")
         + (f", wrk and upstream pinned to core {core}" if core is not None else ", no pinning (1 core)"),
     ]
 
 
+ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "stream", "c1", "slow")
+
+
 def run(args: argparse.Namespace) -> Bench:
     bench = Bench(args)
     plan = bench.plan
+    wanted = set(args.only or ROW_KEYS)
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
     drip = DripServer(plan.drip_interval)
@@ -321,17 +328,21 @@ def run(args: argparse.Namespace) -> Bench:
         config = gw.BenchConfig(drip.url)
         to_stop.append(config.cleanup)
         main = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=bench.workers,
-                          threads=bench.threads, tracing=args.tracing)
+                          threads=bench.threads, tracing=args.tracing, extra=args.env)
         l2_only = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=bench.workers,
-                             threads=bench.threads, tracing=args.tracing, extra={"L1_CACHE_SIZE": "0"})
+                             threads=bench.threads, tracing=args.tracing, extra={**args.env, "L1_CACHE_SIZE": "0"})
         keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
         floors = {kind: FloorApp(kind, workers=bench.workers, threads=bench.threads, keepalive=keepalive,
-                                 upstream_url=upstream.url) for kind in ("constant", "passthrough")}
-        for proc in (main, l2_only):
-            to_stop.append(proc.stop)
+                                 upstream_url=upstream.url) for kind in ("constant", "passthrough") if kind in wanted}
+        starts: list[Callable[[], object]] = [main.start]
+        to_stop.append(main.stop)
+        if "l2" in wanted:
+            starts.append(l2_only.start)
+            to_stop.append(l2_only.stop)
         for floor in floors.values():
+            starts.append(lambda f=floor: f.start().wait())
             to_stop.append(floor.stop)
-        started_in_parallel([main.start, l2_only.start] + [lambda f=f: f.start().wait() for f in floors.values()])
+        started_in_parallel(starts)
 
         bench.report.header = machine_header(args, upstream.kind, bench)
         auth = gw.auth_headers()
@@ -344,38 +355,45 @@ def run(args: argparse.Namespace) -> Bench:
         probe(main.url + OPENAI_PATH, answers.openai_request("probe"), auth)
         probe(main.url + OPENAI_PATH, answers.openai_request("probe", model=answers.ANTHROPIC_MODEL), auth)
 
-        bench.wrk_row("direct upstream (no gateway)", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
-                      note=f"{upstream.kind}, fixed body")
-        bench.wrk_row("floor: Falcon constant", floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
-                      body=fixed, note="minimal app, same gunicorn settings")
-        bench.wrk_row("floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
-                      floors["passthrough"].pid, template=openai_tpl, note="minimal app, same gunicorn settings")
-        bench.wrk_row("gateway miss (unique bodies)", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
-                      headers=auth, metrics_url=main.metrics_url, note="OpenAI in and out", profile_as="miss")
-        bench.wrk_row("gateway miss, translated", main.url, OPENAI_PATH, main.proc.pid,
-                      template=answers.template(answers.openai_request, model=answers.ANTHROPIC_MODEL),
-                      headers=auth, metrics_url=main.metrics_url, note="OpenAI in, Anthropic upstream",
-                      profile_as="translated")
-        warm_l1(main, fixed, auth, plan.connections)
-        bench.wrk_row("gateway L1 hit (same body)", main.url, OPENAI_PATH, main.proc.pid, body=fixed,
-                      headers=auth, metrics_url=main.metrics_url, profile_as="l1")
-        probe(l2_only.url + OPENAI_PATH, fixed, auth)
-        bench.wrk_row("gateway L2 hit (L1_CACHE_SIZE=0)", l2_only.url, OPENAI_PATH, l2_only.proc.pid, body=fixed,
-                      headers=auth, metrics_url=l2_only.metrics_url, profile_as="l2")
-        bench.stream_row("gateway streaming (unique bodies)", main, plan.stream_concurrency)
-
-        direct1 = bench.wrk_row("c=1 direct upstream", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
-                                connections=1)
-        miss1 = bench.wrk_row("c=1 gateway miss", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
-                              headers=auth, connections=1, metrics_url=main.metrics_url)
-        hit1 = bench.wrk_row("c=1 gateway L1 hit", main.url, OPENAI_PATH, main.proc.pid, body=fixed, headers=auth,
-                             connections=1, metrics_url=main.metrics_url)
-        l2_only.stop()  # frees its threads and memory before the slow-stream ramp
-        _, held = bench.ramp_row(main, drip)
-
-        add_targets(bench, direct1, miss1, hit1, held)
+        if "direct" in wanted:
+            bench.wrk_row("direct upstream (no gateway)", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
+                          note=f"{upstream.kind}, fixed body")
+        if "constant" in wanted:
+            bench.wrk_row("floor: Falcon constant", floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
+                          body=fixed, note="minimal app, same gunicorn settings")
+        if "passthrough" in wanted:
+            bench.wrk_row("floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
+                          floors["passthrough"].pid, template=openai_tpl, note="minimal app, same gunicorn settings")
+        if "miss" in wanted:
+            bench.wrk_row("gateway miss (unique bodies)", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
+                          headers=auth, metrics_url=main.metrics_url, note="OpenAI in and out", profile_as="miss")
+        if "translated" in wanted:
+            bench.wrk_row("gateway miss, translated", main.url, OPENAI_PATH, main.proc.pid,
+                          template=answers.template(answers.openai_request, model=answers.ANTHROPIC_MODEL),
+                          headers=auth, metrics_url=main.metrics_url, note="OpenAI in, Anthropic upstream",
+                          profile_as="translated")
+        if "l1" in wanted:
+            warm_l1(main, fixed, auth, plan.connections)
+            bench.wrk_row("gateway L1 hit (same body)", main.url, OPENAI_PATH, main.proc.pid, body=fixed,
+                          headers=auth, metrics_url=main.metrics_url, profile_as="l1")
+        if "l2" in wanted:
+            probe(l2_only.url + OPENAI_PATH, fixed, auth)
+            bench.wrk_row("gateway L2 hit (L1_CACHE_SIZE=0)", l2_only.url, OPENAI_PATH, l2_only.proc.pid,
+                          body=fixed, headers=auth, metrics_url=l2_only.metrics_url, profile_as="l2")
+            l2_only.stop()  # frees its threads and memory before the slow-stream ramp
+        if "stream" in wanted:
+            bench.stream_row("gateway streaming (unique bodies)", main, plan.stream_concurrency)
+        if "c1" in wanted:
+            warm_l1(main, fixed, auth, plan.connections)
+            bench.wrk_row("c=1 direct upstream", upstream.url, OPENAI_PATH, upstream_pid, body=fixed, connections=1)
+            bench.wrk_row("c=1 gateway miss", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
+                          headers=auth, connections=1, metrics_url=main.metrics_url)
+            bench.wrk_row("c=1 gateway L1 hit", main.url, OPENAI_PATH, main.proc.pid, body=fixed, headers=auth,
+                          connections=1, metrics_url=main.metrics_url)
+        held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
+        add_targets(bench, held)
         return bench
     finally:
         for stop in reversed(to_stop):
@@ -397,30 +415,31 @@ def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], conne
             future.result()
 
 
-def add_targets(bench: Bench, direct1: Row, miss1: Row, hit1: Row, held: int) -> None:
+def add_targets(bench: Bench, held: int | None) -> None:
     r = bench.report
     miss, l1 = r.row("gateway miss (unique bodies)"), r.row("gateway L1 hit (same body)")
     passthrough, constant = r.row("floor: Falcon + urllib3 passthrough"), r.row("floor: Falcon constant")
+    direct1, miss1, hit1 = r.row("c=1 direct upstream"), r.row("c=1 gateway miss"), r.row("c=1 gateway L1 hit")
 
     def ratio(a: Row | None, b: Row | None) -> float | None:
         return 100 * a.rps / b.rps if a and b and a.rps and b.rps else None
 
-    def added(row: Row) -> float | None:
-        return row.p50 - direct1.p50 if row.p50 is not None and direct1.p50 is not None else None
+    def added(row: Row | None) -> float | None:
+        return row.p50 - direct1.p50 if row and direct1 and row.p50 is not None and direct1.p50 is not None else None
 
     gateway_rss = [row.rss_mib for row in r.rows if row.name.startswith(("gateway", "c=1 gateway", "slow"))
                    and row.rss_mib is not None]
-    r.lines = [
-        f"added latency at c=1 (p50 through the gateway minus p50 direct, {direct1.p50:.3f} ms): "
-        f"miss {_ms(added(miss1))}, L1 hit {_ms(added(hit1))}",
-    ]
+    if direct1:
+        r.lines = [f"added latency at c=1 (p50 through the gateway minus p50 direct, {direct1.p50:.3f} ms): "
+                   f"miss {_ms(added(miss1))}, L1 hit {_ms(added(hit1))}"]
     r.targets = [
         Target("miss path req/s vs passthrough floor", ratio(miss, passthrough), 85, "%", True),
         Target("L1 hit req/s vs constant floor", ratio(l1, constant), 85, "%", True),
         Target("added p50 at c=1, miss", added(miss1), 1.0, "ms", False),
         Target("added p50 at c=1, L1 hit", added(hit1), 0.4, "ms", False),
         Target("RSS per gateway worker after load (max)", max(gateway_rss, default=None), 100, "MiB", False),
-        Target(f"concurrent slow streams per {bench.workers}-worker node", float(held), 1000, "", True),
+        Target(f"concurrent slow streams per {bench.workers}-worker node", None if held is None else float(held),
+               1000, "", True),
     ]
 
 
@@ -441,8 +460,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fast upstream: nginx when installed (auto), else the emulator")
     parser.add_argument("--tracing", action="store_true", help="turn tracing on (no collector runs here)")
     parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra gateway environment, repeatable (e.g. LOG_LEVEL=warning to price the access log)")
+    parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
     args = parser.parse_args(argv)
     args.profile = [p for p in args.profile.split(",") if p]
+    args.only = [p for p in args.only.split(",") if p]
+    try:
+        args.env = dict(item.split("=", 1) for item in args.env)
+    except ValueError:
+        parser.error("--env takes NAME=VALUE")
+    unknown = set(args.only) - set(ROW_KEYS)
+    if unknown:
+        parser.error(f"--only: unknown rows {', '.join(sorted(unknown))}")
     if args.quick:
         args.stream_cap = min(args.stream_cap, 20)
     return args

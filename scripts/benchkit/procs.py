@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import ROOT, free_port, wait_until
+from tests.support.processes import ROOT, RedisServer, free_port, wait_until
 
-__all__ = ["ROOT", "CpuSample", "Managed", "cpu_ticks", "family", "free_port", "load_core", "pinned",
+__all__ = ["ROOT", "CpuSample", "Managed", "RedisServer", "cpu_ticks", "family", "free_port", "load_core", "pinned",
            "rss_mib", "wait_until"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -20,14 +20,16 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def record(pids: list[int], seconds: float, out_dir: Path, rate: int = 200) -> list[subprocess.Popen]:
+def record(pids: list[int], seconds: float, out_dir: Path, rate: int = 250) -> list[subprocess.Popen]:
     """Start one py-spy per worker; wait for the returned processes after the load run."""
     binary = py_spy()
     if binary is None:
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install -r requirements-dev.txt")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # --gil: only the thread holding the GIL is sampled, so idle gthread threads do not drown the CPU time.
     return [subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-                              "--rate", str(rate), "--format", "raw", "--output", str(out_dir / f"{pid}.txt")],
+                              "--rate", str(rate), "--gil", "--nonblocking", "--format", "raw",
+                              "--output", str(out_dir / f"{pid}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
 
@@ -63,7 +65,7 @@ def summarize(files: list[Path], top: int = 25) -> str:
                 inclusive[name] += count
     if not total:
         return "no samples (is py-spy allowed to ptrace? run as root)"
-    lines = [f"{total} samples", "", "self time:"]
+    lines = [f"{total} samples of threads holding the GIL", "", "self time:"]
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in own.most_common(top)]
     lines += ["", "inclusive time:"]
     lines += [f"  {100 * c / total:5.1f}%  {name}" for name, c in inclusive.most_common(top)]

@@ -4,10 +4,13 @@
 requests back to back for a fixed time; reports time to first token (the
 first text delta) and total time per stream.
 
-``ramp``: opens N slow streams at once, for growing N, and counts the ones
-that fail: not 200, an error event, no end of stream, or a first byte later
-than ``--first-byte-limit`` (a stream queued behind busy threads is a failure
-to hold it). Stops at the first level with a failure or at the cap.
+``ramp``: opens N slow streams, for growing N, and counts the ones that fail:
+not 200, an error event, no end of stream, or a first byte later than
+``first_byte_limit`` (a stream queued behind busy threads is a failure to
+hold it). The N streams start spread evenly over ``spread`` seconds, shorter
+than one stream lasts, so all N are open together (the drip upstream's peak
+shows it) without turning the test into a connection-burst test. Stops at
+the first level with a failure or at the cap.
 
 Both print one JSON line starting with ``STREAMS_RESULT`` and end by
 themselves within their time limits.
@@ -157,13 +160,15 @@ class RampConfig:
     body: bytes
     headers: dict[str, str]
     levels: list[int]
+    spread: float
     first_byte_limit: float
     stream_timeout: float
-    time_budget: float
+    time_budget: float  # no new level starts after this many seconds
     results: list[dict] = field(default_factory=list)
 
 
-async def _hold(cfg: RampConfig, request: bytes) -> StreamTiming:
+async def _hold(cfg: RampConfig, request: bytes, delay: float) -> StreamTiming:
+    await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
     try:
         return await asyncio.wait_for(one_stream(reader, writer, request, cfg.first_byte_limit),
@@ -178,11 +183,12 @@ async def ramp(cfg: RampConfig) -> dict:
     budget_end = time.monotonic() + cfg.time_budget
     stopped = "cap reached"
     for level in cfg.levels:
-        if time.monotonic() + cfg.stream_timeout > budget_end:
+        if time.monotonic() > budget_end:  # a level is bounded by stream_timeout: all ends in budget + that
             stopped = "time budget spent"
             break
         started = time.monotonic()
-        outcomes = await asyncio.gather(*(_hold(cfg, request) for _ in range(level)), return_exceptions=True)
+        outcomes = await asyncio.gather(*(_hold(cfg, request, cfg.spread * i / level) for i in range(level)),
+                                        return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         kinds: dict[str, int] = {}
         for f in failures:
