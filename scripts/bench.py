@@ -14,9 +14,11 @@ CPU per request, RSS per worker) and the targets of issue 8 judged from it.
 
 How L1 and L2 hits are told apart: the L1 row repeats one body on the main
 gateway after a warm-up that fills every worker's L1; the L2 row repeats one
-body on a gateway whose L1 is off (L1_CACHE_SIZE=0), so every answer comes
-from Redis. The notes column shows the share of each tier, read from the
-gateway's own cache metrics during the run, so a mix-up is visible.
+body on a gateway whose L1 is off (L1_CACHE_SIZE=0) and whose coalescing of
+identical concurrent requests is off (CACHE_COALESCING=false, or most requests
+would wait for another's lookup instead of doing their own), so every answer
+comes from Redis. The notes column shows the share of each tier, read from
+the gateway's own metrics during the run, so a mix-up is visible.
 
 Everything binds to 127.0.0.1 and every load loop ends by itself.
 """
@@ -176,11 +178,14 @@ def cache_note(before: dict[str, float], after: dict[str, float]) -> str:
     served = after["requests"] - before["requests"]
     if served <= 0:
         return "no requests counted"
-    l1 = (after["hit_l1"] - before["hit_l1"]) / served
-    l2 = (after["hit_l2"] - before["hit_l2"]) / served
     if after["hit_l1"] + after["hit_l2"] + after["miss_l1"] + after["miss_l2"] == 0:
         return "no cache metrics (cache not in this build?)"
-    return f"L1 {100 * l1:.0f}%, L2 {100 * l2:.0f}%, upstream {100 * max(0.0, 1 - l1 - l2):.0f}%"
+
+    def share(name: str) -> str:
+        return f"{100 * (after[name] - before[name]) / served:.0f}%"
+    upstream = 100 * (1 - (after["from_cache"] - before["from_cache"]) / served)
+    note = f"L1 {share('hit_l1')}, L2 {share('hit_l2')}, upstream {upstream:.0f}%"
+    return note + (f", coalesced {share('coalesced')}" if after["coalesced"] > before["coalesced"] else "")
 
 
 def probe(url: str, body: bytes, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
@@ -249,8 +254,8 @@ class Bench:
     def ramp_row(self, gateway: GatewayProcess, drip: DripServer) -> tuple[Row, int]:
         plan = self.plan
         stream_seconds = plan.drip_interval * len(answers.openai_sse_events())
-        cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH,
-               "body": answers.openai_request("hold this stream", model=answers.SLOW_MODEL, stream=True).decode(),
+        head, tail = answers.template(answers.openai_request, model=answers.SLOW_MODEL, stream=True)
+        cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH, "head": head, "tail": tail,
                "headers": gw.auth_headers(), "levels": list(plan.ramp_levels), "spread": plan.spread,
                "first_byte_limit": plan.first_byte_limit, "stream_timeout": stream_seconds + 15,
                "time_budget": plan.ramp_budget}
@@ -330,7 +335,8 @@ def run(args: argparse.Namespace) -> Bench:
         main = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=bench.workers,
                           threads=bench.threads, tracing=args.tracing, extra=args.env)
         l2_only = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=bench.workers,
-                             threads=bench.threads, tracing=args.tracing, extra={**args.env, "L1_CACHE_SIZE": "0"})
+                             threads=bench.threads, tracing=args.tracing,
+                             extra={"L1_CACHE_SIZE": "0", "CACHE_COALESCING": "false", **args.env})
         keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
         floors = {kind: FloorApp(kind, workers=bench.workers, threads=bench.threads, keepalive=keepalive,
                                  upstream_url=upstream.url) for kind in ("constant", "passthrough") if kind in wanted}

@@ -72,9 +72,10 @@ def gateway(*, upstream, redis_url: str, config: BenchConfig, workers: int, thre
 
 
 def scrape(metrics_url: str) -> dict[str, float]:
-    """The sums the benchmark checks: requests, L1 and L2 hits, misses per tier."""
+    """The sums the benchmark checks: requests (and those the cache answered), hits and misses per tier."""
     text = _http.request("GET", metrics_url).data.decode()
-    totals = {"requests": 0.0, "hit_l1": 0.0, "hit_l2": 0.0, "miss_l1": 0.0, "miss_l2": 0.0}
+    totals = {"requests": 0.0, "from_cache": 0.0, "coalesced": 0.0, "hit_l1": 0.0, "hit_l2": 0.0, "miss_l1": 0.0,
+              "miss_l2": 0.0}
     for line in text.splitlines():
         if line.startswith("#") or not line:
             continue
@@ -82,6 +83,10 @@ def scrape(metrics_url: str) -> dict[str, float]:
         name = name_labels.split("{", 1)[0]
         if name == "llm_edge_requests_total":
             totals["requests"] += float(value)
+            if 'provider="cache"' in name_labels:
+                totals["from_cache"] += float(value)
+        elif name == "llm_edge_cache_coalesced_total":
+            totals["coalesced"] += float(value)
         elif name in ("llm_edge_cache_hits_total", "llm_edge_cache_misses_total"):
             kind = "hit" if "hits" in name else "miss"
             for tier in ("l1", "l2"):

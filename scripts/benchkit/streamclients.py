@@ -157,7 +157,8 @@ class RampConfig:
     host: str
     port: int
     path: str
-    body: bytes
+    head: str  # the body around its prompt: every stream asks something else (no cache hits, no coalescing)
+    tail: str
     headers: dict[str, str]
     levels: list[int]
     spread: float
@@ -178,7 +179,11 @@ async def _hold(cfg: RampConfig, request: bytes, delay: float) -> StreamTiming:
 
 
 async def ramp(cfg: RampConfig) -> dict:
-    request = http_request(cfg.host, cfg.port, cfg.path, cfg.body, cfg.headers)
+    nonce = uuid.uuid4().hex[:12]
+
+    def request(level: int, i: int) -> bytes:
+        body = f"{cfg.head}hold stream {nonce}-{level}-{i}{cfg.tail}".encode()
+        return http_request(cfg.host, cfg.port, cfg.path, body, cfg.headers)
     held = 0
     budget_end = time.monotonic() + cfg.time_budget
     stopped = "cap reached"
@@ -187,7 +192,7 @@ async def ramp(cfg: RampConfig) -> dict:
             stopped = "time budget spent"
             break
         started = time.monotonic()
-        outcomes = await asyncio.gather(*(_hold(cfg, request, cfg.spread * i / level) for i in range(level)),
+        outcomes = await asyncio.gather(*(_hold(cfg, request(level, i), cfg.spread * i / level) for i in range(level)),
                                         return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         kinds: dict[str, int] = {}
@@ -214,7 +219,6 @@ def main() -> None:
     if args.mode == "latency":
         result = asyncio.run(latency(LatencyConfig(**raw)))
     else:
-        raw["body"] = raw["body"].encode()
         result = asyncio.run(ramp(RampConfig(**raw)))
     print("STREAMS_RESULT " + json.dumps(result), flush=True)
 
