@@ -212,16 +212,17 @@ class Bench:
                 connections: int | None = None, metrics_url: str | None = None, note: str = "",
                 profile_as: str | None = None) -> Row:
         connections = connections or self.plan.connections
-        script = wrk.lua_script(path, {"Content-Type": "application/json", **(headers or {})}, body, template)
+        def script() -> str:  # a new one per run: a unique-body script must not repeat the warm-up's bodies
+            return wrk.lua_script(path, {"Content-Type": "application/json", **(headers or {})}, body, template)
         if self.plan.warmup:
-            wrk.run(base_url, script, connections=connections, duration=self.plan.warmup)
+            wrk.run(base_url, script(), connections=connections, duration=self.plan.warmup)
         before_metrics = gw.scrape(metrics_url) if metrics_url else None
         spies = []
         if profile_as and profile_as in self.args.profile:
             out = Path(tempfile.mkdtemp(prefix=f"llm-edge-bench-profile-{profile_as}-"))
             spies = profile.record(family(root_pid)[1:], self.plan.duration, out)
         before = CpuSample.take(root_pid)
-        result = wrk.run(base_url, script, connections=connections, duration=self.plan.duration)
+        result = wrk.run(base_url, script(), connections=connections, duration=self.plan.duration)
         cpu = CpuSample.take(root_pid).micros_since(before)
         if spies:
             for spy in spies:
