@@ -169,8 +169,8 @@ def _child_env() -> dict[str, str]:
 
 
 def worker_rss(master_pid: int) -> float | None:
-    """The largest resident set of the master's children (the workers), in MiB."""
-    workers = family(master_pid)[1:]
+    """The largest resident set of the master's children (the workers), or of a lone process, in MiB."""
+    workers = family(master_pid)[1:] or [master_pid]
     return max((rss_mib(p) for p in workers), default=None)
 
 
