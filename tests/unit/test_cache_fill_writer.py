@@ -56,9 +56,8 @@ def test_fills_that_overlap_one_in_flight_are_queued_and_written_in_one_pipeline
     writer._in_flight = 1  # another request's fill is on its way to Redis
     for n in range(5):
         assert writer.submit(f"queued-{n}", f"v{n}".encode(), 30)
-    with writer._cond:
+    with writer._lock:
         writer._in_flight -= 1
-        writer._cond.notify_all()
     assert writer.flush(5)
     assert [client.get(f"queued-{n}") for n in range(5)] == [f"v{n}".encode() for n in range(5)]
     assert all(0 < client.ttl(f"queued-{n}") <= 30 for n in range(5))
@@ -83,9 +82,8 @@ def test_fills_while_redis_is_down_are_given_up_and_flush_still_returns(server, 
     try:
         writer._in_flight = 1
         writer.submit("lost", b"x", 10)
-        with writer._cond:
+        with writer._lock:
             writer._in_flight -= 1
-            writer._cond.notify_all()
         assert writer.flush(5)
         assert writer.submit("lost-too", b"y", 10)  # written in this thread, fails, falls back quietly
         assert guard.last_error is not None
