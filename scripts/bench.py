@@ -42,11 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 
 import urllib3  # noqa: E402
-from benchkit import answers, nginx, profile, wrk  # noqa: E402
+from benchkit import answers, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
-from benchkit.procs import CpuSample, Managed, family, load_core, pinned, rss_mib, wait_until  # noqa: E402
+from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
+from benchkit.upstream import DripServer, choose_upstream  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 from tests.support.processes import GatewayProcess, RedisServer  # noqa: E402
@@ -79,90 +80,6 @@ class Plan:
             return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5)
         levels = (*(n for n in (100, 250, 500, 750, 1000) if n < cap), cap)
         return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.5, 2.0, 2.0, 90)
-
-
-# --- the upstreams ------------------------------------------------------------------------------
-
-
-class EmulatorUpstream:
-    """The project's emulator (scripts/emulator.py) when nginx is not installed."""
-
-    kind = "emulator"
-
-    def __init__(self) -> None:
-        self.proc = Managed("emulator", pinned([sys.executable, str(ROOT / "scripts" / "emulator.py"),
-                                                "--host", "127.0.0.1", "--port", "0", "--no-record"]))
-        self.url = ""
-
-    @property
-    def openai_base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    @property
-    def anthropic_base_url(self) -> str:
-        return self.url
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self) -> EmulatorUpstream:
-        self.proc.start()
-
-        def listening() -> bool:
-            self.proc.check_alive()
-            for line in self.proc.logs().splitlines():
-                if line.startswith("EMULATOR LISTENING "):
-                    self.url = line.split()[2]
-                    return True
-            return False
-        wait_until(listening, timeout=15, what="the emulator")
-        return self
-
-    def stop(self) -> None:
-        self.proc.stop()
-
-
-def choose_upstream(choice: str):
-    if choice == "nginx" or (choice == "auto" and nginx.available()):
-        return nginx.NginxUpstream()
-    return EmulatorUpstream()
-
-
-class DripServer:
-    """The slow SSE upstream of the concurrent-streams test (benchkit/dripserver.py)."""
-
-    def __init__(self, interval: float) -> None:
-        self.proc = Managed("drip", pinned([sys.executable, "-m", "benchkit.dripserver", "--port", "0",
-                                            "--interval", str(interval)]), env=_child_env())
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> DripServer:
-        self.proc.start()
-
-        def listening() -> bool:
-            self.proc.check_alive()
-            for line in self.proc.logs().splitlines():
-                if line.startswith("DRIP LISTENING "):
-                    self.port = int(line.split()[2])
-                    return True
-            return False
-        wait_until(listening, timeout=15, what="the drip server")
-        return self
-
-    def stats(self, reset: bool = False) -> dict:
-        return json.loads(_http.request("GET", f"{self.url}/stats{'?reset=1' if reset else ''}").data)
-
-    def stop(self) -> None:
-        self.proc.stop()
-
-
-def _child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), str(ROOT)])}
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -280,7 +197,7 @@ def run_streams(mode: str, cfg: dict, timeout: float | None = None) -> dict:
     timeout = timeout or cfg.get("duration", 10) + 60
     proc = subprocess.run(pinned([sys.executable, "-m", "benchkit.streamclients", mode, "--config",
                                   json.dumps(cfg)]), capture_output=True, text=True, timeout=timeout,
-                          env=_child_env(), cwd=ROOT)
+                          env=child_env(), cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("STREAMS_RESULT "):
             return json.loads(line.split(" ", 1)[1])

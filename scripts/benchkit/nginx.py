@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchkit import answers
 from benchkit.procs import Managed, free_port, pinned, wait_until
+from benchkit.upstream import LocalUpstream
 
 
 def _quote(body: bytes) -> str:
@@ -74,7 +75,7 @@ def available() -> bool:
     return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 
 
-class NginxUpstream:
+class NginxUpstream(LocalUpstream):
     kind = "nginx"
 
     def __init__(self) -> None:
@@ -84,18 +85,7 @@ class NginxUpstream:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.proc = Managed("nginx", pinned([binary, "-p", str(self.dir), "-e", str(self.dir / "error.log"),
                                              "-c", str(self.dir / "nginx.conf")]))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def openai_base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    @property
-    def anthropic_base_url(self) -> str:
-        return self.url
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> NginxUpstream:
         self.proc.start()

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.processes import ROOT, RedisServer, free_port, wait_until
+from tests.support.processes import ROOT, RedisServer, free_port, terminate, wait_until
 
-__all__ = ["ROOT", "CpuSample", "Managed", "RedisServer", "cpu_ticks", "family", "free_port", "load_core", "pinned",
-           "rss_mib", "wait_until"]
+__all__ = ["ROOT", "CpuSample", "Managed", "RedisServer", "child_env", "cpu_ticks", "family", "free_port", "load_core",
+           "pinned", "rss_mib", "wait_until"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for ``python -m benchkit...`` children: this folder and the repository importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), str(ROOT)])}
 
 
 def load_core() -> int | None:
@@ -118,16 +121,17 @@ class Managed:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_line(self, prefix: str, timeout: float = 15) -> str:
+        """The first output line starting with ``prefix`` (a server announcing its port), waiting for it."""
+        found: list[str] = []
+
+        def announced() -> bool:
+            self.check_alive()
+            found[:] = [line for line in self.logs().splitlines() if line.startswith(prefix)][:1]
+            return bool(found)
+        wait_until(announced, timeout=timeout, what=f"{self.name} to print {prefix!r}")
+        return found[0]
+
     def stop(self, timeout: float = 10) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-
-def python() -> str:
-    return sys.executable
+        if self.proc is not None:
+            terminate(self.proc, timeout)

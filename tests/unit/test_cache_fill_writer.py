@@ -11,16 +11,13 @@ from app.factory import make_cache
 from app.observability import metrics
 from app.redis_guard import RedisGuard, make_redis
 from app.settings import ConfigError, Settings
-from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = RedisServer().start()
-    yield srv
-    srv.close()
+@pytest.fixture
+def server(redis_server):
+    return redis_server
 
 
 @pytest.fixture
