@@ -72,7 +72,7 @@ def _num(value: float | None, unit: str) -> str:
     if unit == "%":
         return f"{value:.0f}%"
     if unit == "ms":
-        return f"{value:.2f} ms"
+        return f"{value:.3f} ms"
     if unit == "MiB":
         return f"{value:.1f} MiB"
     return f"{value:,.0f}{(' ' + unit) if unit else ''}"
