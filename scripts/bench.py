@@ -356,6 +356,9 @@ def add_targets(bench: Bench, held: int | None) -> None:
     if direct1:
         r.lines = [f"added latency at c=1 (p50 through the gateway minus p50 direct, {direct1.p50:.3f} ms): "
                    f"miss {_ms(added(miss1))}, L1 hit {_ms(added(hit1))}"]
+    if bench.args.quick:
+        r.lines.append(f"--quick: 1-second loads and at most {bench.args.stream_cap} slow streams check that every "
+                       "path works; the verdicts below mean something only for a full run")
     r.targets = [
         Target("miss path req/s vs passthrough floor", ratio(miss, passthrough), 85, "%", True),
         Target("L1 hit req/s vs constant floor", ratio(l1, constant), 85, "%", True),
