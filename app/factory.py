@@ -74,7 +74,8 @@ def _providers_check(router: Router) -> Check:
 def make_cache(settings: Settings, redis_guard: RedisGuard, accounting: Accounting | None = None) -> CacheStage:
     """L1 per worker, Redis L2 when enabled, coalescing unless switched off; hits counted as savings."""
     l1: L1Cache = L1Cache(settings.l1_cache_size, settings.l1_max_bytes, settings.l1_ttl_seconds)
-    l2 = L2Cache(redis_guard, settings.l2_ttl_seconds) if settings.enable_l2_cache else None
+    l2 = (L2Cache(redis_guard, settings.l2_ttl_seconds, write_behind=settings.l2_write_behind)
+          if settings.enable_l2_cache else None)
     return CacheStage(TieredCache(l1, l2), namespace=settings.cache_namespace,
                       coalescer=Coalescer() if settings.cache_coalescing else None,
                       savings=accounting.cache_hit if accounting is not None else None)

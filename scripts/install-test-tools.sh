@@ -4,6 +4,7 @@
 #   redis-server  (Debian package "redis-server") tests that start their own Redis
 #   openssl       (Debian package "openssl")      tests/e2e/test_tls.py: a self-signed certificate
 #   setpriv       (Debian package "util-linux")   tests/e2e/test_tls.py: root without its file capabilities
+#   wrk, nginx    (Debian packages "wrk", "nginx") tests/bench: the benchmark's --quick run
 #
 # Idempotent and non-interactive: does nothing when all are on PATH; runs
 # `apt-get update` only when a package is missing from the local index.
@@ -19,6 +20,7 @@ set -eu
 set -o pipefail
 
 export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/sbin:/sbin"  # nginx lives in /usr/sbin, not always on a non-login PATH
 
 # tool -> Debian package
 declare -A packages=(
@@ -26,6 +28,8 @@ declare -A packages=(
     [redis-server]=redis-server
     [openssl]=openssl
     [setpriv]=util-linux
+    [wrk]=wrk
+    [nginx]=nginx
 )
 
 missing=()
@@ -36,7 +40,7 @@ for tool in "${!packages[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-test-tools: promtool, redis-server, openssl and setpriv already installed"
+    echo "install-test-tools: ${!packages[*]} already installed"
     exit 0
 fi
 

@@ -2,7 +2,8 @@
 
 Exactly one Redis round trip per operation: a lookup pipelines ``GET`` and
 ``PTTL`` (so an L2 hit fills L1 for no longer than the entry has left), a
-fill is one ``SET ... EX``. Every call goes through the worker's
+fill is one ``SET ... EX``, or with ``write_behind`` a queued ``SET`` that a
+background thread pipelines with other fills (``app/cache/fill_writer.py``). Every call goes through the worker's
 ``RedisGuard``: a slow or dead Redis costs at most one short socket timeout
 per call until the breaker opens, and then nothing at all; lookups then miss
 and fills are dropped.
@@ -10,13 +11,15 @@ and fills are dropped.
 
 from __future__ import annotations
 
+from app.cache.fill_writer import FillWriter
 from app.redis_guard import RedisGuard
 
 
 class L2Cache:
-    def __init__(self, guard: RedisGuard, ttl: int) -> None:
+    def __init__(self, guard: RedisGuard, ttl: int, *, write_behind: bool = False) -> None:
         self.guard = guard
         self.ttl = ttl
+        self.writer = FillWriter(guard) if write_behind and guard.enabled else None
 
     @property
     def enabled(self) -> bool:
@@ -36,8 +39,13 @@ class L2Cache:
         return self.guard.call("cache_get", lookup, None)
 
     def put(self, key: str, data: bytes, ttl: int | None = None) -> bool:
-        """Store for ``ttl`` seconds (``L2_TTL_SECONDS`` when not given); ``False`` if skipped or failed."""
+        """Store for ``ttl`` seconds (``L2_TTL_SECONDS`` when not given); ``False`` if skipped or failed.
+
+        Written behind, ``True`` means queued: the write itself is counted in the Redis metrics.
+        """
         seconds = self.ttl if ttl is None else ttl
         if seconds <= 0:
             return False
+        if self.writer is not None:
+            return self.writer.submit(key, data, seconds)
         return self.guard.call("cache_set", lambda client: bool(client.set(key, data, ex=seconds)), False)

@@ -40,6 +40,18 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> int | None:
+    """SIGTERM, then SIGKILL to its whole session if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.returncode
+
+
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=5))
 
 
@@ -155,11 +167,4 @@ class GatewayProcess:
     def stop(self, timeout: float = 15) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)

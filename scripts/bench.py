@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""The benchmark: one command, one table (issue 8; the first number of issue 2).
+
+    .venv/bin/python scripts/bench.py [--quick]        (or scripts/bench, which installs what it needs)
+
+Starts a fast local upstream (nginx with fixed OpenAI and Anthropic answers,
+else the project's emulator), a private redis-server, the gateway under
+gunicorn with production settings (gunicorn.conf.py, metrics, L1 + L2, rate
+limits, client auth, JSON logs at info to a file), a second gateway with
+L1_CACHE_SIZE=0 for the L2 row, and the two floors (minimal Falcon apps under
+the same gunicorn settings). Load comes from wrk and small asyncio clients
+pinned to the last core. It prints one table (requests/s, p50/p90/p99,
+CPU per request, RSS per worker) and the targets of issue 8 judged from it.
+
+How L1 and L2 hits are told apart: the L1 row repeats one body on the main
+gateway after a warm-up that fills every worker's L1; the L2 row repeats one
+body on a gateway whose L1 is off (L1_CACHE_SIZE=0) and whose coalescing of
+identical concurrent requests is off (CACHE_COALESCING=false, or most requests
+would wait for another's lookup instead of doing their own), so every answer
+comes from Redis. The notes column shows the share of each tier, read from
+the gateway's own metrics during the run, so a mix-up is visible.
+
+Everything binds to 127.0.0.1 and every load loop ends by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
+
+import urllib3  # noqa: E402
+from benchkit import answers, profile, wrk  # noqa: E402
+from benchkit import gateway as gw  # noqa: E402
+from benchkit.floors import FloorApp  # noqa: E402
+from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
+from benchkit.report import Report, Row, Target  # noqa: E402
+from benchkit.upstream import DripServer, choose_upstream  # noqa: E402
+
+from app.settings import Settings  # noqa: E402
+from tests.support.processes import GatewayProcess, RedisServer  # noqa: E402
+
+_http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=15), maxsize=64)
+
+OPENAI_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/v1/messages"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations and sizes of one run; ``--quick`` shrinks them, never drops a row."""
+
+    duration: float
+    warmup: float
+    connections: int
+    stream_concurrency: int
+    ramp_levels: tuple[int, ...]
+    drip_interval: float
+    spread: float
+    first_byte_limit: float
+    ramp_budget: float
+
+    @classmethod
+    def make(cls, args: argparse.Namespace) -> Plan:
+        cap = args.stream_cap
+        if args.quick:
+            levels = tuple(n for n in (10, 20) if n <= cap) or (cap,)
+            return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5)
+        levels = (*(n for n in (100, 250, 500, 750, 1000) if n < cap), cap)
+        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.5, 2.0, 2.0, 90)
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def worker_rss(master_pid: int) -> float | None:
+    """The largest resident set of the master's children (the workers), or of a lone process, in MiB."""
+    workers = family(master_pid)[1:] or [master_pid]
+    return max((rss_mib(p) for p in workers), default=None)
+
+
+def cache_note(before: dict[str, float], after: dict[str, float]) -> str:
+    served = after["requests"] - before["requests"]
+    if served <= 0:
+        return "no requests counted"
+    if after["hit_l1"] + after["hit_l2"] + after["miss_l1"] + after["miss_l2"] == 0:
+        return "no cache metrics (cache not in this build?)"
+
+    def share(name: str) -> str:
+        return f"{100 * (after[name] - before[name]) / served:.0f}%"
+    upstream = 100 * (1 - (after["from_cache"] - before["from_cache"]) / served)
+    note = f"L1 {share('hit_l1')}, L2 {share('hit_l2')}, upstream {upstream:.0f}%"
+    return note + (f", coalesced {share('coalesced')}" if after["coalesced"] > before["coalesced"] else "")
+
+
+def probe(url: str, body: bytes, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+    """One request that must succeed before a scenario is worth measuring."""
+    resp = _http.request("POST", url, body=body, headers={"content-type": "application/json", **(headers or {})})
+    if resp.status != 200:
+        raise RuntimeError(f"probe of {url} answered {resp.status}: {resp.data[:500]!r}")
+    return resp
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.plan = Plan.make(args)
+        defaults = Settings()
+        self.workers = args.workers or defaults.web_concurrency
+        self.threads = args.threads or defaults.gunicorn_threads
+        self.report = Report()
+        self.profiles: list[str] = []
+
+    # one wrk scenario -> one row
+    def wrk_row(self, name: str, base_url: str, path: str, root_pid: int, *, body: bytes | None = None,
+                template: tuple[str, str] | None = None, headers: dict[str, str] | None = None,
+                connections: int | None = None, metrics_url: str | None = None, note: str = "",
+                profile_as: str | None = None) -> Row:
+        connections = connections or self.plan.connections
+        def script() -> str:  # a new one per run: a unique-body script must not repeat the warm-up's bodies
+            return wrk.lua_script(path, {"Content-Type": "application/json", **(headers or {})}, body, template)
+        if self.plan.warmup:
+            wrk.run(base_url, script(), connections=connections, duration=self.plan.warmup)
+        before_metrics = gw.scrape(metrics_url) if metrics_url else None
+        spies = []
+        if profile_as and profile_as in self.args.profile:
+            out = Path(tempfile.mkdtemp(prefix=f"llm-edge-bench-profile-{profile_as}-"))
+            spies = profile.record(family(root_pid)[1:], self.plan.duration, out)
+        before = CpuSample.take(root_pid)
+        result = wrk.run(base_url, script(), connections=connections, duration=self.plan.duration)
+        cpu = CpuSample.take(root_pid).micros_since(before)
+        if spies:
+            for spy in spies:
+                spy.wait(60)
+            self.profiles.append(f"== profile: {name}\n" + profile.summarize(sorted(out.glob("*.txt"))))
+        if before_metrics is not None:
+            note = ", ".join(filter(None, [note, cache_note(before_metrics, gw.scrape(metrics_url))]))
+        row = Row(name, result.rps, result.p50_ms, result.p90_ms, result.p99_ms,
+                  cpu / result.requests if result.requests else None, worker_rss(root_pid), result.errors, note)
+        self.report.rows.append(row)
+        return row
+
+    def stream_row(self, name: str, gateway: GatewayProcess, concurrency: int) -> Row:
+        head, tail = answers.template(answers.openai_request, stream=True)
+        cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH, "head": head, "tail": tail,
+               "headers": gw.auth_headers(), "concurrency": concurrency, "duration": self.plan.duration}
+        if self.plan.warmup:
+            run_streams("latency", {**cfg, "duration": self.plan.warmup})
+        before = CpuSample.take(gateway.proc.pid)
+        r = run_streams("latency", cfg)
+        cpu = CpuSample.take(gateway.proc.pid).micros_since(before)
+        note = f"TTFT p50 {r['ttft_p50']:.2f} ms, p99 {r['ttft_p99']:.2f} ms; c={concurrency}, Python client"
+        if r["error_sample"]:
+            note += f"; e.g. {r['error_sample'][0]}"
+        row = Row(name, r["requests"] / r["seconds"], r["p50"], r["p90"], r["p99"],
+                  cpu / r["requests"] if r["requests"] else None, worker_rss(gateway.proc.pid), r["errors"], note)
+        self.report.rows.append(row)
+        return row
+
+    def ramp_row(self, gateway: GatewayProcess, drip: DripServer) -> tuple[Row, int]:
+        plan = self.plan
+        stream_seconds = plan.drip_interval * len(answers.openai_sse_events())
+        head, tail = answers.template(answers.openai_request, model=answers.SLOW_MODEL, stream=True)
+        cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH, "head": head, "tail": tail,
+               "headers": gw.auth_headers(), "levels": list(plan.ramp_levels), "spread": plan.spread,
+               "first_byte_limit": plan.first_byte_limit, "stream_timeout": stream_seconds + 15,
+               "time_budget": plan.ramp_budget}
+        drip.stats(reset=True)
+        r = run_streams("ramp", cfg, timeout=plan.ramp_budget + stream_seconds + 60)
+        peak = drip.stats()["peak"]
+        last = r["levels"][-1] if r["levels"] else {}
+        failures = last.get("failed", 0)
+        detail = "; ".join(f"{k} x{v}" for k, v in last.get("failures", {}).items())
+        note = (f"held {r['held']} at once (levels {', '.join(str(x['level']) for x in r['levels'])}; "
+                f"{r['stopped']}); upstream peak {peak} open; {stream_seconds:.1f} s streams started over "
+                f"{plan.spread:g} s"
+                + (f"; {detail}" if detail else ""))
+        row = Row(f"slow streams, {self.workers} workers x {self.threads} threads", errors=failures,
+                  rss_mib=worker_rss(gateway.proc.pid), note=note)
+        self.report.rows.append(row)
+        return row, r["held"]
+
+
+def run_streams(mode: str, cfg: dict, timeout: float | None = None) -> dict:
+    timeout = timeout or cfg.get("duration", 10) + 60
+    proc = subprocess.run(pinned([sys.executable, "-m", "benchkit.streamclients", mode, "--config",
+                                  json.dumps(cfg)]), capture_output=True, text=True, timeout=timeout,
+                          env=child_env(), cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("STREAMS_RESULT "):
+            return json.loads(line.split(" ", 1)[1])
+    raise RuntimeError(f"stream client failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
+
+
+def started_in_parallel(starts: list[Callable[[], object]]) -> None:
+    with ThreadPoolExecutor(len(starts)) as pool:
+        for future in [pool.submit(s) for s in starts]:
+            future.result()
+
+
+def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench) -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")
+    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    load = os.getloadavg()
+    plan = bench.plan
+    core = load_core()
+    return [
+        f"llm-edge-agent benchmark ({'quick' if args.quick else 'full'}) at commit {commit}",
+        f"machine: {os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.1f} GiB RAM, "
+        f"load average before the run {load[0]:.2f}",
+        f"upstream: {upstream_kind}; gateway: gunicorn.conf.py, WEB_CONCURRENCY={bench.workers}, "
+        f"GUNICORN_THREADS={bench.threads}, metrics on, L1+L2 (redis-server), rate limits on, "
+        f"client auth on, JSON logs at info to a file, tracing {'on' if args.tracing else 'off'}"
+        + "".join(f", {k}={v}" for k, v in args.env.items()),
+        f"load: wrk -t1 -c{plan.connections} for {plan.duration:g} s per row"
+        + (f" after {plan.warmup:g} s warm-up" if plan.warmup else "")
+        + (f", wrk and upstream pinned to core {core}" if core is not None else ", no pinning (1 core)"),
+    ]
+
+
+ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "stream", "c1", "slow")
+
+
+def run(args: argparse.Namespace) -> Bench:
+    bench = Bench(args)
+    plan = bench.plan
+    wanted = set(args.only or ROW_KEYS)
+    upstream = choose_upstream(args.upstream)
+    redis = RedisServer()
+    drip = DripServer(plan.drip_interval)
+    to_stop: list[Callable[[], None]] = []
+    try:
+        started_in_parallel([upstream.start, redis.start, drip.start])
+        to_stop += [upstream.stop, redis.close, drip.stop]
+        config = gw.BenchConfig(drip.url)
+        to_stop.append(config.cleanup)
+        main = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=bench.workers,
+                          threads=bench.threads, tracing=args.tracing, extra=args.env)
+        l2_only = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=bench.workers,
+                             threads=bench.threads, tracing=args.tracing,
+                             extra={"L1_CACHE_SIZE": "0", "CACHE_COALESCING": "false", **args.env})
+        keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+        floors = {kind: FloorApp(kind, workers=bench.workers, threads=bench.threads, keepalive=keepalive,
+                                 upstream_url=upstream.url) for kind in ("constant", "passthrough") if kind in wanted}
+        starts: list[Callable[[], object]] = [main.start]
+        to_stop.append(main.stop)
+        if "l2" in wanted:
+            starts.append(l2_only.start)
+            to_stop.append(l2_only.stop)
+        for floor in floors.values():
+            starts.append(lambda f=floor: f.start().wait())
+            to_stop.append(floor.stop)
+        started_in_parallel(starts)
+
+        bench.report.header = machine_header(args, upstream.kind, bench)
+        auth = gw.auth_headers()
+        openai_tpl = answers.template(answers.openai_request)
+        fixed = answers.openai_request("What is the capital of France? (cached)")
+        upstream_pid = upstream.proc.pid
+
+        # Sanity: every path answers 200 before anything is timed.
+        probe(upstream.url + OPENAI_PATH, fixed)
+        probe(main.url + OPENAI_PATH, answers.openai_request("probe"), auth)
+        probe(main.url + OPENAI_PATH, answers.openai_request("probe", model=answers.ANTHROPIC_MODEL), auth)
+
+        if "direct" in wanted:
+            bench.wrk_row("direct upstream (no gateway)", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
+                          note=f"{upstream.kind}, fixed body")
+        if "constant" in wanted:
+            bench.wrk_row("floor: Falcon constant", floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
+                          body=fixed, note="minimal app, same gunicorn settings")
+        if "passthrough" in wanted:
+            bench.wrk_row("floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
+                          floors["passthrough"].pid, template=openai_tpl, note="minimal app, same gunicorn settings")
+        if "miss" in wanted:
+            bench.wrk_row("gateway miss (unique bodies)", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
+                          headers=auth, metrics_url=main.metrics_url, note="OpenAI in and out", profile_as="miss")
+        if "translated" in wanted:
+            bench.wrk_row("gateway miss, translated", main.url, OPENAI_PATH, main.proc.pid,
+                          template=answers.template(answers.openai_request, model=answers.ANTHROPIC_MODEL),
+                          headers=auth, metrics_url=main.metrics_url, note="OpenAI in, Anthropic upstream",
+                          profile_as="translated")
+        if "l1" in wanted:
+            warm_l1(main, fixed, auth, plan.connections)
+            bench.wrk_row("gateway L1 hit (same body)", main.url, OPENAI_PATH, main.proc.pid, body=fixed,
+                          headers=auth, metrics_url=main.metrics_url, profile_as="l1")
+        if "l2" in wanted:
+            probe(l2_only.url + OPENAI_PATH, fixed, auth)
+            bench.wrk_row("gateway L2 hit (L1_CACHE_SIZE=0)", l2_only.url, OPENAI_PATH, l2_only.proc.pid,
+                          body=fixed, headers=auth, metrics_url=l2_only.metrics_url, profile_as="l2")
+            l2_only.stop()  # frees its threads and memory before the slow-stream ramp
+        if "stream" in wanted:
+            bench.stream_row("gateway streaming (unique bodies)", main, plan.stream_concurrency)
+        if "c1" in wanted:
+            warm_l1(main, fixed, auth, plan.connections)
+            bench.wrk_row("c=1 direct upstream", upstream.url, OPENAI_PATH, upstream_pid, body=fixed, connections=1)
+            bench.wrk_row("c=1 gateway miss", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
+                          headers=auth, connections=1, metrics_url=main.metrics_url)
+            bench.wrk_row("c=1 gateway L1 hit", main.url, OPENAI_PATH, main.proc.pid, body=fixed, headers=auth,
+                          connections=1, metrics_url=main.metrics_url)
+        held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
+        for floor in floors.values():
+            floor.stop()
+        add_targets(bench, held)
+        return bench
+    finally:
+        for stop in reversed(to_stop):
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                print(f"bench: stopping failed: {exc}", file=sys.stderr)
+
+
+def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int) -> None:
+    """Send the fixed body on many fresh connections so that every worker has it in its L1."""
+    def one() -> None:
+        http = urllib3.PoolManager(retries=False, timeout=5)
+        for _ in range(4):
+            http.request("POST", gateway.url + OPENAI_PATH, body=body,
+                         headers={"content-type": "application/json", **headers})
+    with ThreadPoolExecutor(min(16, max(2, connections))) as pool:
+        for future in [pool.submit(one) for _ in range(max(8, connections))]:
+            future.result()
+
+
+def add_targets(bench: Bench, held: int | None) -> None:
+    r = bench.report
+    miss, l1 = r.row("gateway miss (unique bodies)"), r.row("gateway L1 hit (same body)")
+    passthrough, constant = r.row("floor: Falcon + urllib3 passthrough"), r.row("floor: Falcon constant")
+    direct1, miss1, hit1 = r.row("c=1 direct upstream"), r.row("c=1 gateway miss"), r.row("c=1 gateway L1 hit")
+
+    def ratio(a: Row | None, b: Row | None) -> float | None:
+        return 100 * a.rps / b.rps if a and b and a.rps and b.rps else None
+
+    def added(row: Row | None) -> float | None:
+        return row.p50 - direct1.p50 if row and direct1 and row.p50 is not None and direct1.p50 is not None else None
+
+    gateway_rss = [row.rss_mib for row in r.rows if row.name.startswith(("gateway", "c=1 gateway", "slow"))
+                   and row.rss_mib is not None]
+    if direct1:
+        r.lines = [f"added latency at c=1 (p50 through the gateway minus p50 direct, {direct1.p50:.3f} ms): "
+                   f"miss {_ms(added(miss1))}, L1 hit {_ms(added(hit1))}"]
+    if bench.args.quick:
+        r.lines.append(f"--quick: 1-second loads and at most {bench.args.stream_cap} slow streams check that every "
+                       "path works; the verdicts below mean something only for a full run")
+    r.targets = [
+        Target("miss path req/s vs passthrough floor", ratio(miss, passthrough), 85, "%", True),
+        Target("L1 hit req/s vs constant floor", ratio(l1, constant), 85, "%", True),
+        Target("added p50 at c=1, miss", added(miss1), 1.0, "ms", False),
+        Target("added p50 at c=1, L1 hit", added(hit1), 0.4, "ms", False),
+        Target("RSS per gateway worker after load (max)", max(gateway_rss, default=None), 100, "MiB", False),
+        Target(f"concurrent slow streams per {bench.workers}-worker node", None if held is None else float(held),
+               1000, "", True),
+    ]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} ms"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="every row with tiny durations (a smoke run)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds of load per row (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--stream-concurrency", type=int, default=16, help="streaming clients (default 16)")
+    parser.add_argument("--stream-cap", type=int, default=1200, help="slow-stream ramp stops here (default 1200)")
+    parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY (default: the shipped default)")
+    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: the shipped default)")
+    parser.add_argument("--upstream", choices=["auto", "nginx", "emulator"], default="auto",
+                        help="fast upstream: nginx when installed (auto), else the emulator")
+    parser.add_argument("--tracing", action="store_true", help="turn tracing on (no collector runs here)")
+    parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra gateway environment, repeatable (e.g. LOG_LEVEL=warning to price the access log)")
+    parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
+    args = parser.parse_args(argv)
+    args.profile = [p for p in args.profile.split(",") if p]
+    args.only = [p for p in args.only.split(",") if p]
+    try:
+        args.env = dict(item.split("=", 1) for item in args.env)
+    except ValueError:
+        parser.error("--env takes NAME=VALUE")
+    unknown = set(args.only) - set(ROW_KEYS)
+    if unknown:
+        parser.error(f"--only: unknown rows {', '.join(sorted(unknown))}")
+    if args.quick:
+        args.stream_cap = min(args.stream_cap, 20)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not wrk.available():
+        print("bench: wrk is not installed (scripts/bench installs it: apt-get install wrk)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    bench = run(args)
+    print(bench.report.render())
+    for text in bench.profiles:
+        print("\n" + text)
+    print(f"\n(took {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

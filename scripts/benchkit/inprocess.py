@@ -1,0 +1,84 @@
+"""CPU per request of the gateway's own code, in one process and one thread, for before/after figures.
+
+The load benchmark on a shared 2-core machine is noisy; this is not. It
+builds the app with ``create_gateway`` exactly as a worker does (multiprocess
+metrics, JSON access log to a file, L1/L2 per the environment), calls the
+WSGI app directly (no gunicorn, no sockets on the client side) against
+nginx as upstream, and reports CPU microseconds per request
+(``time.process_time``) for the miss path and a repeated body.
+Run: ``.venv/bin/python -m benchkit.inprocess [--requests N]`` from scripts/ (PYTHONPATH=.:..).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging.config
+import os
+import sys
+import tempfile
+import time
+
+from benchkit import answers, nginx
+from benchkit.procs import RedisServer
+
+
+def environ(body: bytes, headers: dict[str, str]) -> dict:
+    env = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/chat/completions", "QUERY_STRING": "",
+           "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
+           "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+           "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1"}
+    for k, v in headers.items():
+        env["HTTP_" + k.upper().replace("-", "_")] = v
+    return env
+
+
+def measure(app, bodies, headers: dict[str, str]) -> float:
+    def start_response(status, hdrs, exc_info=None):
+        if not status.startswith("200"):
+            raise RuntimeError(f"gateway answered {status}")
+    started = time.process_time()
+    n = 0
+    for body in bodies:
+        for _chunk in app(environ(body, headers), start_response):
+            pass
+        n += 1
+    return (time.process_time() - started) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=5000)
+    args = parser.parse_args()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
+    from app.factory import create_gateway  # after the metrics dir is set
+    from app.observability.logging import logconfig_dict
+    from benchkit import gateway as gw
+
+    upstream = nginx.NginxUpstream().start()
+    redis = RedisServer().start()
+    config = gw.BenchConfig(None)
+    log_file = tempfile.NamedTemporaryFile("w", prefix="llm-edge-bench-inproc-", suffix=".log", delete=False)
+    sys.stderr = log_file  # the JSON access log goes to a file, as under gunicorn in the benchmark
+    try:
+        logging.config.dictConfig(logconfig_dict("INFO"))
+        env = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=1, threads=8).env
+        app = create_gateway(environ=env).app
+        headers = gw.auth_headers()
+        for _ in range(200):
+            measure(app, [answers.openai_request("warm")], headers)
+        n = args.requests
+        miss = measure(app, [answers.openai_request(f"unique prompt {i}") for i in range(n)], headers)
+        fixed = answers.openai_request("the same prompt")
+        repeat = measure(app, [fixed] * n, headers)
+        print(f"CPU per request, one thread, {n} requests: miss {miss:.0f} us, same body {repeat:.0f} us",
+              file=sys.__stdout__)
+    finally:
+        sys.stderr = sys.__stderr__
+        upstream.stop()
+        redis.close()
+        config.cleanup()
+
+
+if __name__ == "__main__":
+    main()

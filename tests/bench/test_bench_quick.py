@@ -1,0 +1,91 @@
+"""The benchmark must never rot: ``scripts/bench.py --quick`` runs every scenario and prints every row.
+
+Nothing here judges speed (no timed assertions): the test checks that each
+row was measured without errors, that the cache rows really came from the
+tier they are named after, and that every target got a verdict.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.timeout(300)
+
+LOAD_ROWS = [
+    "direct upstream (no gateway)",
+    "floor: Falcon constant",
+    "floor: Falcon + urllib3 passthrough",
+    "gateway miss (unique bodies)",
+    "gateway miss, translated",
+    "gateway L1 hit (same body)",
+    "gateway L2 hit (L1_CACHE_SIZE=0)",
+    "gateway streaming (unique bodies)",
+    "c=1 direct upstream",
+    "c=1 gateway miss",
+    "c=1 gateway L1 hit",
+]
+TARGETS = [
+    "miss path req/s vs passthrough floor",
+    "L1 hit req/s vs constant floor",
+    "added p50 at c=1, miss",
+    "added p50 at c=1, L1 hit",
+    "RSS per gateway worker after load (max)",
+    "concurrent slow streams per",
+]
+
+
+@pytest.fixture(scope="module")
+def output() -> str:
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=280)
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def cells(output: str, name: str) -> list[str]:
+    for line in output.splitlines():
+        if line.startswith(f"| {name} "):
+            return [c.strip() for c in line.strip("|").split("|")]
+    raise AssertionError(f"no row {name!r} in:\n{output}")
+
+
+@pytest.mark.parametrize("name", LOAD_ROWS)
+def test_every_load_row_is_measured_without_errors(output: str, name: str) -> None:
+    row = cells(output, name)
+    rps, p50, p90, p99, cpu, rss, errors = row[1:8]
+    assert "-" not in (rps, p50, p90, p99, cpu, rss), row
+    assert float(rps.replace(",", "")) > 0, row
+    assert errors == "0", row
+
+
+def test_slow_stream_ramp_holds_the_quick_cap(output: str) -> None:
+    row = next(line for line in output.splitlines() if line.startswith("| slow streams, "))
+    assert "held 20 at once" in row, row
+    assert "upstream peak 20 open" in row, row
+
+
+@pytest.mark.parametrize(("name", "tier"), [("gateway L1 hit (same body)", "L1"),
+                                            ("gateway L2 hit (L1_CACHE_SIZE=0)", "L2"),
+                                            ("gateway miss (unique bodies)", "upstream")])
+def test_cache_rows_come_from_their_tier(output: str, name: str, tier: str) -> None:
+    note = cells(output, name)[-1]
+    share = re.search(rf"{tier} (\d+)%", note)
+    assert share and int(share.group(1)) >= 90, note
+
+
+def test_every_target_gets_a_verdict(output: str) -> None:
+    for target in TARGETS:
+        line = next((ln for ln in output.splitlines() if ln.startswith(f"| {target}")), None)
+        assert line is not None, f"target {target!r} missing:\n{output}"
+        assert line.rstrip(" |").endswith(("| met", "| NOT met")), line
+
+
+def test_header_names_machine_and_upstream(output: str) -> None:
+    assert re.search(r"machine: \d+ cores", output)
+    assert "upstream: nginx" in output or "upstream: emulator" in output
