@@ -150,7 +150,7 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
     multiproc.remove_dir()
 
 
-# --- Hot-path trims (measured with scripts/bench.py; see docs/README-bench.md) ---------------------
+# --- Hot-path trims (measured with scripts/bench.py; see README, "Performance") ---------------------
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
 

@@ -130,7 +130,7 @@ class Settings:
     port: int = 8080
     metrics_port: int = 9090
     web_concurrency: int = os.cpu_count() or 1
-    # Measured (docs/README-bench.md): a stream holds a thread for its whole life, and gthread
+    # Measured (README, "Performance"): a stream holds a thread for its whole life, and gthread
     # spreads connections unevenly over workers, so 2 workers x 512 threads held 1000 slow streams
     # but not 1200, while x 768 held 1200 at 66 MiB RSS per worker. Idle threads cost nothing
     # (created on demand) and requests/s did not change from 32 to 1024 threads.
@@ -153,7 +153,7 @@ class Settings:
     stream_first_byte_timeout: float = 60.0
     stream_idle_timeout: float = 60.0
     default_max_tokens: int = 4096
-    # Resilience (docs/README-resilience.md): retries per target, then the breaker per provider.
+    # Resilience (README, "Resilience"): retries per target, then the breaker per provider.
     retry_attempts: int = 3
     retry_on: frozenset[str | int] = DEFAULT_RETRY_ON
     retry_backoff_base: float = 0.2
