@@ -17,7 +17,7 @@ import urllib3
 
 from app.canonical import ChatRequest, ChatResponse, StreamEvent
 from app.errors import GatewayError, UpstreamError, UpstreamRejected
-from app.formats.sse import SSEParser
+from app.formats.stream import decode_sse
 from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamHTTP
 from app.providers.wire import WIRE_FORMATS
 from app.resilience.disconnects import ClientGone
@@ -64,14 +64,8 @@ class EventStream:
         self._aborted = False
 
     def _decode(self) -> Iterator[StreamEvent]:
-        parser = SSEParser()
         try:
-            for chunk in self._chunks:
-                for sse in parser.feed(chunk):
-                    yield from self._decoder.feed(sse)
-            for sse in parser.flush():
-                yield from self._decoder.feed(sse)
-            yield from self._decoder.finish()
+            yield from decode_sse(self._chunks, self._decoder)
         except GatewayError as err:
             raise without_key(err, self.target) from None
 

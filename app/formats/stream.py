@@ -9,7 +9,9 @@ implementation serves every pair of formats.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.canonical import (
     BlockStop,
@@ -27,6 +29,26 @@ from app.canonical import (
 )
 from app.errors import UpstreamError
 from app.formats.common import dumps, loads_object
+from app.formats.sse import SSEEvent, SSEParser
+
+
+class StreamDecoder(Protocol):
+    """What each codec's ``StreamDecoder`` offers: SSE events in, canonical events out."""
+
+    def feed(self, ev: SSEEvent) -> list[StreamEvent]: ...
+
+    def finish(self) -> list[StreamEvent]: ...
+
+
+def decode_sse(chunks: Iterable[bytes], decoder: StreamDecoder) -> Iterator[StreamEvent]:
+    """A provider's SSE bytes, split anywhere, as canonical events, ending with ``decoder.finish()``."""
+    parser = SSEParser()
+    for chunk in chunks:
+        for sse in parser.feed(chunk):
+            yield from decoder.feed(sse)
+    for sse in parser.flush():
+        yield from decoder.feed(sse)
+    yield from decoder.finish()
 
 
 @dataclass(slots=True)

@@ -7,7 +7,6 @@ bodies we parse and consumes the JSON and named SSE events we render
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +38,8 @@ from app.canonical import (
 from app.errors import InvalidRequest, RateLimited, UpstreamError
 from app.formats import anthropic as codec
 from app.formats.sse import SSEEvent, SSEParser
-from app.formats.stream import StreamAccumulator, events_from_response
+from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
+from tests.support.codecs import split_at
 
 # --- helpers ------------------------------------------------------------------
 
@@ -71,15 +71,7 @@ def named(name: str, payload: dict[str, Any]) -> bytes:
 
 
 def decode(raw: bytes, cuts: list[int] | None = None) -> list[Any]:
-    points = [0, *sorted(cuts or []), len(raw)]
-    parser, decoder, out = SSEParser(), codec.StreamDecoder(), []
-    for a, b in itertools.pairwise(points):
-        for ev in parser.feed(raw[a:b]):
-            out.extend(decoder.feed(ev))
-    for ev in parser.flush():
-        out.extend(decoder.feed(ev))
-    out.extend(decoder.finish())
-    return out
+    return list(decode_sse(split_at(raw, cuts or []), codec.StreamDecoder()))
 
 
 def start(usage: dict[str, int] | None = None) -> bytes:

@@ -7,7 +7,6 @@ the real APIs (or the official SDKs stop parsing it) those tests prove nothing.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import signal
 import socket
@@ -21,23 +20,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import emulator_module
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "emulator.py"
 
 
-def _load_emulator() -> Any:
-    """Load scripts/emulator.py once under the name ``emulator`` (the shared conftest uses the same name)."""
-    if "emulator" in sys.modules and hasattr(sys.modules["emulator"], "Emulator"):
-        return sys.modules["emulator"]
-    spec = importlib.util.spec_from_file_location("emulator", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["emulator"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-em = _load_emulator()
+em = emulator_module  # loaded once by tests/conftest.py, so both share one Fault class
 Emulator, Fault = em.Emulator, em.Fault
 
 pytestmark = pytest.mark.timeout(30)

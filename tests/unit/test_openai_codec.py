@@ -8,7 +8,6 @@ in-memory transport, no network).
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +39,8 @@ from app.canonical import (
 from app.errors import InvalidRequest, NoHealthyProvider, UpstreamError
 from app.formats import openai as codec
 from app.formats.sse import SSEEvent, SSEParser
-from app.formats.stream import StreamAccumulator, events_from_response
+from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
+from tests.support.codecs import split_at
 
 # --- helpers ------------------------------------------------------------------
 
@@ -69,15 +69,7 @@ def build(req: ChatRequest, model: str = "gpt-4o-mini") -> dict[str, Any]:
 
 def decode(raw: bytes, cuts: list[int] | None = None) -> list[Any]:
     """Upstream SSE bytes (cut where told) through the parser and the decoder, finish() included."""
-    points = [0, *sorted(cuts or []), len(raw)]
-    parser, decoder, out = SSEParser(), codec.StreamDecoder(), []
-    for a, b in itertools.pairwise(points):
-        for ev in parser.feed(raw[a:b]):
-            out.extend(decoder.feed(ev))
-    for ev in parser.flush():
-        out.extend(decoder.feed(ev))
-    out.extend(decoder.finish())
-    return out
+    return list(decode_sse(split_at(raw, cuts or []), codec.StreamDecoder()))
 
 
 def sse(*payloads: Any) -> bytes:

@@ -8,7 +8,6 @@ what the format under test can carry. Everything else must survive exactly.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from types import ModuleType
 from typing import Any
@@ -31,8 +30,8 @@ from app.canonical import (
     Usage,
 )
 from app.formats import anthropic, openai
-from app.formats.sse import SSEParser
-from app.formats.stream import StreamAccumulator, events_from_response
+from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
+from tests.support.codecs import split_at
 
 CODECS = {"openai": openai, "anthropic": anthropic}
 DEFAULT_MAX = 777
@@ -221,16 +220,8 @@ def through_stream(resp: ChatResponse, fmt: str, cuts: list[int]) -> ChatRespons
     codec: ModuleType = CODECS[fmt]
     encoder = codec.StreamEncoder(include_usage=True)
     raw = b"".join(encoder.encode(ev) for ev in events_from_response(resp))
-    points = [0, *sorted(c % (len(raw) + 1) for c in cuts), len(raw)]
-    parser, decoder, acc = SSEParser(), codec.StreamDecoder(), StreamAccumulator()
-    for a, b in itertools.pairwise(points):
-        for sse in parser.feed(raw[a:b]):
-            for ev in decoder.feed(sse):
-                acc.feed(ev)
-    for sse in parser.flush():
-        for ev in decoder.feed(sse):
-            acc.feed(ev)
-    for ev in decoder.finish():
+    acc = StreamAccumulator()
+    for ev in decode_sse(split_at(raw, [c % (len(raw) + 1) for c in cuts]), codec.StreamDecoder()):
         acc.feed(ev)
     assert acc.complete
     return acc.response()
