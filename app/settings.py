@@ -172,6 +172,7 @@ class Settings:
     clients_file: str = "config/clients.yaml"
     anonymous_tier: str | None = None  # None: the rate limit file's most generous tier
     rate_limit_replicas: int = 1
+    rate_limit_lease_ms: int = 50  # 0: every request checked in Redis
     tls_cert_path: str | None = None
     tls_key_path: str | None = None
     enable_tracing: bool = True
@@ -261,6 +262,7 @@ class Settings:
             clients_file=r.str("CLIENTS_FILE", d.clients_file),
             anonymous_tier=environ.get("ANONYMOUS_TIER") or None,
             rate_limit_replicas=r.int("RATE_LIMIT_REPLICAS", d.rate_limit_replicas, 1, 10_000),
+            rate_limit_lease_ms=r.int("RATE_LIMIT_LEASE_MS", d.rate_limit_lease_ms, 0, 1000),
             tls_cert_path=tls_cert,
             tls_key_path=tls_key,
             enable_tracing=r.bool("ENABLE_TRACING", d.enable_tracing),

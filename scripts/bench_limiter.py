@@ -129,6 +129,10 @@ def main() -> int:
         lines.append(row("floor: one Redis PING round trip", timed(ping, args.n)))
         lines.append(row("rate limit, Redis: one EVALSHA (client + tokens + global)",
                          timed(lambda: limiter.check("bench", tier), args.n)))
+        leasing = RateLimiter(POLICY, RedisGuard(make_redis(settings)), local_parts=4, lease_window=0.05)
+        leasing.load_scripts()
+        lines.append(row("rate limit, leased batches (RATE_LIMIT_LEASE_MS=50)",
+                         timed(lambda: leasing.check("bench-leased", tier), args.n)))
         lines.append(row("token count after an answer, Redis: one EVALSHA",
                          timed(lambda: limiter.debit_tokens("bench", tier, 100), args.n)))
         lines.append(row("rate limit, local fallback (Redis away)", timed(lambda: local.check("bench", "bench"),

@@ -1,10 +1,13 @@
-"""Request and token rate limits, exact across every worker and replica that shares one Redis.
+"""Request and token rate limits, held across every worker and replica that shares one Redis.
 
-Each request costs one atomic Lua script (``lua/check.lua``, GCRA on Redis
-``TIME``), which checks and counts the client's request limit, its
-tokens-per-minute allowance and the global limit together. Scripts are
-loaded once per worker and called by SHA (``EVALSHA``; redis-py's ``Script``
-loads them again on ``NOSCRIPT``, e.g. after a Redis restart).
+One atomic Lua script (``lua/check.lua``, GCRA on Redis ``TIME``) checks and
+counts the client's request limit, its tokens-per-minute allowance and the
+global limit together. A slow client pays one script per request; a fast one
+(a tier allowing more than one request per lease window) is admitted in small
+leased batches, one script per batch (``lease.py`` says why that keeps the
+limits). Scripts are loaded once per worker and called by SHA (``EVALSHA``;
+redis-py's ``Script`` loads them again on ``NOSCRIPT``, e.g. after a Redis
+restart).
 
 Redis Cluster: a script may only touch keys of one hash slot, and every
 request touches the one global key anyway, so all limiter keys share the
@@ -20,11 +23,16 @@ down or its breaker is open, the same check runs in this worker's memory
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.limits.decision import GLOBAL, REQUESTS, TOKENS, Decision
+from app.limits.lease import Lease
 from app.limits.local import LocalLimiter
-from app.limits.policy import LimitPolicy, Tier
+from app.limits.policy import LimitPolicy, Tier, TokenRate
 from app.redis_guard import RedisGuard
 from app.resources.health import Check
 
@@ -40,13 +48,25 @@ def _us(seconds: float) -> str:
     return repr(seconds * _US)
 
 
+def lease_cap(policy: LimitPolicy, tier: Tier, window: float) -> int:
+    """Most admissions one lease may hold: ``window`` seconds of the tier's (and the global) rate."""
+    rates = [tier.requests.per_second] + ([policy.global_requests.per_second] if policy.global_requests else [])
+    return max(1, math.floor(min(rates) * window + 1e-9))
+
+
 class RateLimiter:
     def __init__(self, policy: LimitPolicy, guard: RedisGuard, local_parts: int,
-                 local: LocalLimiter | None = None, prefix: str = KEY_PREFIX) -> None:
+                 local: LocalLimiter | None = None, prefix: str = KEY_PREFIX, lease_window: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self.guard = guard
         self.prefix = prefix
         self.local = local or LocalLimiter(policy, local_parts)
+        self.lease_window = lease_window
+        self._caps = {name: lease_cap(policy, t, lease_window) for name, t in policy.tiers.items()}
+        self._leases: dict[str, Lease] = {}  # per client id; bounded by the clients file
+        self._leases_lock = threading.Lock()
+        self._clock = clock
         g = policy.global_requests
         global_args = (_us(g.interval), _us(g.period)) if g else ("0", "0")
         # Script arguments per tier, as strings once, so the request path formats nothing.
@@ -77,24 +97,53 @@ class RateLimiter:
 
     def check(self, client_id: str, tier: Tier) -> Decision:
         """Admit or refuse one request of ``client_id``; counts it when admitted."""
-        script = self._check
-        if script is not None:
-            keys, args = self.keys(client_id), self._args[tier.name]
-            reply = self.guard.call("ratelimit", lambda r: script(keys=keys, args=args, client=r), None)
-            if reply is not None:
-                return _decision(reply, tier)
-        return self.local.check(client_id, tier.name)
+        if self._check is None:
+            return self.local.check(client_id, tier.name)
+        cap = self._caps[tier.name]
+        if cap == 1:
+            reply = self._run_check(client_id, tier, self._args[tier.name])
+            return self.local.check(client_id, tier.name) if reply is None else _decision(reply, tier)
+        return self._leased(client_id, tier, cap)
+
+    def _run_check(self, client_id: str, tier: Tier, args: tuple[str, ...]) -> list[int] | None:
+        script, keys = self._check, self.keys(client_id)
+        assert script is not None
+        return self.guard.call("ratelimit", lambda r: script(keys=keys, args=args, client=r), None)
+
+    def _leased(self, client_id: str, tier: Tier, cap: int) -> Decision:
+        lease = self._leases.get(client_id)
+        if lease is None:
+            with self._leases_lock:
+                lease = self._leases.setdefault(client_id, Lease())
+        with lease.lock:  # one renewal at a time; threads arriving meanwhile take from the new batch
+            now = self._clock()
+            if not lease.take(now):
+                asked, refund = lease.renewal(cap)
+                reply = self._run_check(client_id, tier, (*self._args[tier.name], str(asked), str(refund)))
+                if reply is None:
+                    return self.local.check(client_id, tier.name)
+                if not reply[0]:
+                    return _decision(reply, tier)
+                lease.grant(reply[0], asked, _decision(reply, tier), now, self.lease_window)
+            return lease.decision(now)
 
     def debit_tokens(self, client_id: str, tier: Tier, tokens_used: int) -> None:
         """Count an answer's tokens against ``tier``'s tokens per minute (no-op without that limit)."""
         if tier.tokens is None or tokens_used <= 0:
             return
+        self._debit_lease(client_id, tier.tokens, tokens_used)
         script = self._debit
         if script is not None:
             keys, args = self.keys(client_id)[1:2], [_us(tokens_used * tier.tokens.interval)]
             if self.guard.call("ratelimit_tokens", lambda r: script(keys=keys, args=args, client=r), None):
                 return
         self.local.debit(client_id, tier.name, tokens_used)
+
+    def _debit_lease(self, client_id: str, tokens: TokenRate, tokens_used: int) -> None:
+        lease = self._leases.get(client_id)
+        if lease is not None:
+            with lease.lock:
+                lease.debit_tokens(tokens, tokens_used)
 
     def health(self) -> Check:
         """Shared limits while Redis answers; this worker's share of each limit while it does not."""

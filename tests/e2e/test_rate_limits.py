@@ -19,7 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 
 KEY = "sk-edge-hammer-client-key-00000001"
 SLOW_KEY = "sk-edge-slow-client-key-000000002"
+FAST_KEY = "sk-edge-fast-client-key-000000003"
 RATE = 5
+FAST_RATE = 60  # with RATE_LIMIT_LEASE_MS=200: batches of up to 12 admissions per worker
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +29,18 @@ def setup(emulator, tmp_path_factory):
     d: Path = tmp_path_factory.mktemp("limits")
     (d / "clients.yaml").write_text(yaml.safe_dump({"clients": [
         {"id": "hammer", "tier": "five", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest()},
-        {"id": "slow", "tier": "slow", "key_sha256": hashlib.sha256(SLOW_KEY.encode()).hexdigest()}]}))
+        {"id": "slow", "tier": "slow", "key_sha256": hashlib.sha256(SLOW_KEY.encode()).hexdigest()},
+        {"id": "fast", "tier": "fast", "key_sha256": hashlib.sha256(FAST_KEY.encode()).hexdigest()}]}))
     (d / "limits.yaml").write_text(yaml.safe_dump({"rate_limiting": {
         "global": {"requests_per_second": 1000},
         # "slow" refills one request per second: a sequence of requests sees the count, not the refill.
-        "per_client": {"tier_five": RATE, "tier_slow": {"requests_per_second": 1, "burst": 5}}}}))
+        "per_client": {"tier_five": RATE, "tier_slow": {"requests_per_second": 1, "burst": 5},
+                       "tier_fast": FAST_RATE}}}))
     redis_server = RedisServer().start()
     env = {**provider_env(emulator), "REDIS_URL": redis_server.url, "CLIENTS_FILE": str(d / "clients.yaml"),
            "RATE_LIMITS_FILE": str(d / "limits.yaml"),
            # Two replicas of two workers: with Redis gone each worker keeps a quarter of each limit.
-           "RATE_LIMIT_REPLICAS": "2"}
+           "RATE_LIMIT_REPLICAS": "2", "RATE_LIMIT_LEASE_MS": "200"}
     gateways = [GatewayProcess(env).start(), GatewayProcess(env).start()]
     yield gateways, redis_server
     for gw in gateways:
@@ -45,7 +49,7 @@ def setup(emulator, tmp_path_factory):
 
 
 def hammer(urls: list[str], seconds: float, threads_per_url: int = 3,
-           headers: dict[str, str] | None = None) -> list[tuple[float, int, float]]:
+           headers: dict[str, str] | None = None, key: str = KEY) -> list[tuple[float, int, float]]:
     """(finished at, status, latency) of every request sent by several threads per gateway for ``seconds``."""
     results: list[tuple[float, int, float]] = []
     lock = threading.Lock()
@@ -55,7 +59,7 @@ def hammer(urls: list[str], seconds: float, threads_per_url: int = 3,
         pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=5))
         while time.monotonic() < stop_at:
             started = time.monotonic()
-            status = pool.request("GET", url + "/v1/models", headers={"x-api-key": KEY, **(headers or {})}).status
+            status = pool.request("GET", url + "/v1/models", headers={"x-api-key": key, **(headers or {})}).status
             now = time.monotonic()
             with lock:
                 results.append((now, status, now - started))
@@ -80,6 +84,20 @@ def test_two_gateways_hold_five_per_second_together(setup):
     assert len(in_window) > 4 * admitted, "the gateways were offered far more than the limit"
     expected = RATE * (window_end - window_start)
     assert abs(admitted - expected) <= 0.2 * expected, (admitted, expected)
+
+
+def test_a_fast_client_admitted_in_leased_batches_gets_its_limit_across_gateways(setup):
+    """60/s is above the lease threshold: each worker admits in batches, yet the four hold 60/s together."""
+    gateways, _ = setup
+    started = time.monotonic()
+    results = hammer([gw.url for gw in gateways], seconds=4.5, threads_per_url=4, key=FAST_KEY)
+    window_start, window_end = started + 1.5, started + 4.5
+    in_window = [status for at, status, _ in results if window_start <= at < window_end]
+    admitted = in_window.count(200)
+    assert set(in_window) <= {200, 429}
+    assert len(in_window) > 2 * admitted, "the gateways were offered far more than the limit"
+    expected = FAST_RATE * (window_end - window_start)
+    assert abs(admitted - expected) <= 0.2 * expected, (admitted, expected, len(in_window))
 
 
 def test_every_api_answer_carries_the_limit_headers(setup):

@@ -24,12 +24,13 @@ POLICY = parse_policy({"rate_limiting": {
                    "tier_tok": {"requests_per_second": 100, "tokens_per_minute": 600}}}})
 
 
-def make(server, policy=POLICY, parts: int = 2, cooldown: float = 5.0) -> tuple[RateLimiter, redis.Redis]:
+def make(server, policy=POLICY, parts: int = 2, cooldown: float = 5.0, **lease) -> tuple[RateLimiter, redis.Redis]:
+    """A worker's limiter; ``lease`` (``lease_window``, ``clock``) turns leasing on for fast tiers."""
     settings = Settings.from_env({"REDIS_URL": server.url})
     from app.redis_guard import make_redis
 
     client = make_redis(settings)
-    limiter = RateLimiter(policy, RedisGuard(client, cooldown=cooldown), parts)
+    limiter = RateLimiter(policy, RedisGuard(client, cooldown=cooldown), parts, **lease)
     limiter.load_scripts()
     return limiter, client
 
