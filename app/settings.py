@@ -184,6 +184,7 @@ class Settings:
     otel_export_timeout: float = 10.0
     log_level: str = "INFO"
     log_file: str | None = None
+    log_flush_ms: int = 200  # 0: every log line written at once
     log_prompts: bool = False
 
     @classmethod
@@ -274,6 +275,7 @@ class Settings:
             otel_export_timeout=r.float("OTEL_EXPORTER_OTLP_TIMEOUT", d.otel_export_timeout, 0, 600),
             log_level=_LOG_LEVELS[log_word],
             log_file=log_file,
+            log_flush_ms=r.int("LOG_FLUSH_MS", d.log_flush_ms, 0, 10_000),
             log_prompts=r.bool("LOG_PROMPTS", d.log_prompts),
         )
         return settings

@@ -46,13 +46,18 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def logconfig_dict(level: str, log_file: str | None = None) -> dict[str, Any]:
-    """dictConfig for the app and gunicorn (error and access logs) alike: stderr, or ``log_file``."""
+def logconfig_dict(level: str, log_file: str | None = None, flush_ms: int = 0) -> dict[str, Any]:
+    """dictConfig for the app and gunicorn (error and access logs) alike: stderr, or ``log_file``.
+
+    ``flush_ms`` > 0 batches lines (``log_handlers.py``); 0 writes each line at once.
+    """
+    batching = {"flush_interval": flush_ms / 1000}
     if log_file:
-        handler: dict[str, Any] = {"class": "logging.FileHandler", "formatter": "json", "filename": log_file,
-                                   "encoding": "utf-8"}
+        handler: dict[str, Any] = {"class": "app.observability.log_handlers.BatchedFileHandler", "formatter": "json",
+                                   "filename": log_file, "encoding": "utf-8", **batching}
     else:
-        handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        handler = {"class": "app.observability.log_handlers.BatchedStreamHandler", "formatter": "json",
+                   "stream": "ext://sys.stderr", **batching}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -67,8 +72,8 @@ def logconfig_dict(level: str, log_file: str | None = None) -> dict[str, Any]:
     }
 
 
-def configure(level: str, log_file: str | None = None) -> None:
+def configure(level: str, log_file: str | None = None, flush_ms: int = 0) -> None:
     """For processes not started by gunicorn (tests, scripts)."""
     import logging.config
 
-    logging.config.dictConfig(logconfig_dict(level, log_file))
+    logging.config.dictConfig(logconfig_dict(level, log_file, flush_ms))

@@ -50,6 +50,11 @@ def chat(gw: GatewayProcess, content: str = "hello there", model: str = "gpt-4o-
                         headers={"content-type": "application/json", "connection": "close", **headers})
 
 
+def stream_line(gw: GatewayProcess, model: str) -> dict | None:
+    """The last access line of a stream answered by ``model``."""
+    return next((e for e in reversed(access_lines(gw)) if e["model"] == model and e["stream"]), None)
+
+
 def access_lines(gw: GatewayProcess) -> list[dict]:
     lines = [json.loads(line) for line in gw.logs().splitlines() if line.startswith("{")]
     return [entry for entry in lines if entry["logger"] == "llm_edge.access"]
@@ -115,7 +120,10 @@ def test_streams_are_accounted_with_cost_and_time_to_first_token(gw, upstream):
         assert expected > 0 and cost == pytest.approx(expected)
         assert after.total("llm_edge_time_to_first_token_seconds_count", provider=provider) - before.total(
             "llm_edge_time_to_first_token_seconds_count", provider=provider) == 1
-        line = next(e for e in reversed(access_lines(gw)) if e["model"] == model and e["stream"])
+        # Access lines are written in batches, at most LOG_FLUSH_MS late.
+        wait_until(partial(stream_line, gw, model), timeout=5, what="the stream's access line")
+        line = stream_line(gw, model)
+        assert line is not None
         assert line["completion_tokens"] == usage.completion_tokens
         assert line["cost_cents"] == pytest.approx(expected, abs=1e-6)
 

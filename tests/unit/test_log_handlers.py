@@ -1,0 +1,134 @@
+"""Batched log handlers: lines go out together, whole, in order, soon, and never twice or never."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from app.observability.log_handlers import PIPE_BUF, BatchedFileHandler, BatchedStreamHandler
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Writes(io.StringIO):
+    """A stream that remembers every write() it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def logger_with(handler: logging.Handler, name: str) -> logging.Logger:
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger(f"test.log_handlers.{name}")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    return log
+
+
+def test_info_lines_wait_and_a_warning_takes_them_all_out_in_order():
+    stream = Writes()
+    log = logger_with(BatchedStreamHandler(stream, flush_interval=60), "order")
+    for i in range(5):
+        log.info("line %d", i)
+    assert stream.getvalue() == "", "info lines wait for the batch"
+    log.warning("trouble")
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(5)] + ["trouble"]
+    assert len(stream.writes) == 1, "one write for the whole batch"
+
+
+def test_writes_hold_whole_lines_of_at_most_pipe_buf_bytes():
+    stream = Writes()
+    log = logger_with(BatchedStreamHandler(stream, flush_interval=60), "chunks")
+    lines = [f"{i:04d} " + "é" * (50 + i % 200) for i in range(300)]  # non-ASCII: bytes, not characters
+    for line in lines:
+        log.info(line)
+    log.handlers[0].flush()
+    assert stream.getvalue().splitlines() == lines
+    assert len(stream.writes) > 10
+    for chunk in stream.writes:
+        assert chunk.endswith("\n") and len(chunk.encode()) <= PIPE_BUF
+
+
+def test_a_line_longer_than_pipe_buf_goes_alone():
+    stream = Writes()
+    log = logger_with(BatchedStreamHandler(stream, flush_interval=60), "long")
+    log.info("short")
+    log.info("x" * 10_000)
+    log.handlers[0].flush()
+    assert stream.writes == ["short\n", "x" * 10_000 + "\n"]
+
+
+def test_an_idle_logger_still_writes_within_the_interval():
+    stream = Writes()
+    log = logger_with(BatchedStreamHandler(stream, flush_interval=0.05), "idle")
+    log.info("alone")
+    assert stream.getvalue() == ""
+    deadline = time.monotonic() + 2
+    while "alone" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue() == "alone\n", "the flush thread wrote it without another line arriving"
+
+
+def test_zero_interval_writes_every_line_at_once():
+    stream = Writes()
+    log = logger_with(BatchedStreamHandler(stream, flush_interval=0), "zero")
+    log.info("a")
+    log.info("b")
+    assert stream.writes == ["a\n", "b\n"]
+
+
+def test_closing_a_file_handler_writes_what_is_pending_and_reopens(tmp_path):
+    """What gunicorn does on SIGUSR1: close (pending lines go to the old file), then _open."""
+    path = tmp_path / "gw.log"
+    handler = BatchedFileHandler(str(path), encoding="utf-8", flush_interval=60)
+    log = logger_with(handler, "reopen")
+    log.info("before rotation")
+    path.rename(tmp_path / "gw.log.1")
+    handler.acquire()
+    try:
+        handler.close()
+        handler.stream = handler._open()
+    finally:
+        handler.release()
+    log.info("after rotation")
+    handler.flush()
+    assert (tmp_path / "gw.log.1").read_text() == "before rotation\n"
+    assert path.read_text() == "after rotation\n"
+    handler.close()
+
+
+SCRIPT = """
+import logging, os, sys
+sys.path.insert(0, {root!r})
+from app.observability.log_handlers import BatchedFileHandler
+h = BatchedFileHandler({path!r}, flush_interval=60)
+h.setFormatter(logging.Formatter("%(process)d %(message)s"))
+log = logging.getLogger("t"); log.addHandler(h); log.setLevel(logging.INFO)
+log.info("pending before fork")
+pid = os.fork()
+if pid == 0:
+    log.info("from the child")
+    sys.exit(0)  # a normal exit: logging.shutdown writes what is pending
+os.waitpid(pid, 0)
+log.info("from the parent")
+"""
+
+
+def test_a_fork_never_repeats_pending_lines_and_exit_writes_the_rest(tmp_path):
+    path = tmp_path / "fork.log"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-c", SCRIPT.format(root=root, path=str(path))], check=True, timeout=20)
+    messages = [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
+    assert sorted(messages) == ["from the child", "from the parent", "pending before fork"]
