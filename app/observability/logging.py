@@ -29,10 +29,20 @@ def redact(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    _cached: tuple[int, str] = (-1, "")  # (second, its text), swapped as one tuple: safe across threads
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second, not per line."""
+        second = int(record.created)
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._cached = cached
+        return f"{cached[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 import pytest
@@ -47,6 +48,17 @@ def test_json_lines_carry_fields_and_never_a_key() -> None:
     assert entry["request_id"] == "r1" and entry["n"] == 2 and isinstance(entry["pid"], int)
     assert "sk-abcdefghijklmnop" not in line and "tok123" not in line
     assert entry["ts"].endswith("Z")
+
+
+def test_timestamps_are_exact_across_seconds() -> None:
+    """The seconds part is cached per second: each line must still carry its own second and milliseconds."""
+    formatter = JsonFormatter()
+    for created in (1_700_000_000.123, 1_700_000_000.999, 1_700_000_001.0, 1_699_999_999.5, 1_700_000_001.042):
+        rec = record("tick")
+        rec.created, rec.msecs = created, (created - int(created)) * 1000
+        ts = orjson.loads(formatter.format(rec))["ts"]
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(created))) + f".{int(rec.msecs):03d}Z"
+        assert ts == expected
 
 
 def test_exceptions_are_inside_the_json_line() -> None:
