@@ -256,8 +256,10 @@ def run(args: argparse.Namespace) -> Bench:
                              threads=bench.threads, tracing=args.tracing,
                              extra={"L1_CACHE_SIZE": "0", "CACHE_COALESCING": "false", **args.env})
         keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+        # The c=1 rows measure the floors too: how much of the added latency gunicorn + Falcon cost alone.
         floors = {kind: FloorApp(kind, workers=bench.workers, threads=bench.threads, keepalive=keepalive,
-                                 upstream_url=upstream.url) for kind in ("constant", "passthrough") if kind in wanted}
+                                 upstream_url=upstream.url) for kind in ("constant", "passthrough")
+                  if kind in wanted or "c1" in wanted}
         starts: list[Callable[[], object]] = [main.start]
         to_stop.append(main.stop)
         if "l2" in wanted:
@@ -314,6 +316,10 @@ def run(args: argparse.Namespace) -> Bench:
                           headers=auth, connections=1, metrics_url=main.metrics_url)
             bench.wrk_row("c=1 gateway L1 hit", main.url, OPENAI_PATH, main.proc.pid, body=fixed, headers=auth,
                           connections=1, metrics_url=main.metrics_url)
+            bench.wrk_row("c=1 floor: Falcon constant", floors["constant"].url, OPENAI_PATH,
+                          floors["constant"].pid, body=fixed, connections=1)
+            bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
+                          floors["passthrough"].pid, template=openai_tpl, connections=1)
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
@@ -344,6 +350,7 @@ def add_targets(bench: Bench, held: int | None) -> None:
     miss, l1 = r.row("gateway miss (unique bodies)"), r.row("gateway L1 hit (same body)")
     passthrough, constant = r.row("floor: Falcon + urllib3 passthrough"), r.row("floor: Falcon constant")
     direct1, miss1, hit1 = r.row("c=1 direct upstream"), r.row("c=1 gateway miss"), r.row("c=1 gateway L1 hit")
+    constant1, passthrough1 = r.row("c=1 floor: Falcon constant"), r.row("c=1 floor: Falcon + urllib3 passthrough")
 
     def ratio(a: Row | None, b: Row | None) -> float | None:
         return 100 * a.rps / b.rps if a and b and a.rps and b.rps else None
@@ -355,7 +362,8 @@ def add_targets(bench: Bench, held: int | None) -> None:
                    and row.rss_mib is not None]
     if direct1:
         r.lines = [f"added latency at c=1 (p50 through the gateway minus p50 direct, {direct1.p50:.3f} ms): "
-                   f"miss {_ms(added(miss1))}, L1 hit {_ms(added(hit1))}"]
+                   f"miss {_ms(added(miss1))}, L1 hit {_ms(added(hit1))}; the floors alone add "
+                   f"{_ms(added(passthrough1))} (passthrough) and {_ms(added(constant1))} (constant)"]
     if bench.args.quick:
         r.lines.append(f"--quick: 1-second loads and at most {bench.args.stream_cap} slow streams check that every "
                        "path works; the verdicts below mean something only for a full run")

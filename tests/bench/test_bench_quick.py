@@ -29,6 +29,8 @@ LOAD_ROWS = [
     "c=1 direct upstream",
     "c=1 gateway miss",
     "c=1 gateway L1 hit",
+    "c=1 floor: Falcon constant",
+    "c=1 floor: Falcon + urllib3 passthrough",
 ]
 TARGETS = [
     "miss path req/s vs passthrough floor",
