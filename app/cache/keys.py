@@ -69,8 +69,46 @@ def request_fingerprint(req: ChatRequest) -> dict[str, Any]:
     return out
 
 
+def _dataclass_fields(value: Any) -> dict[str, Any]:
+    """orjson's ``default``: a canonical dataclass as the dict of its fields (then sorted like any dict)."""
+    names = getattr(value, "__dataclass_fields__", None)
+    if names is None:
+        raise TypeError(f"cannot put a {type(value).__name__} into a cache key")
+    return {name: getattr(value, name) for name in names}
+
+
+# orjson writes an integral float below 1e16 as "N.0"; where this matches, the normalizing path runs.
+_INTEGRAL_FLOAT = re.compile(rb"\.0(?![0-9])")
+_FAST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def key_payload(req: ChatRequest, target: Target, scope: str) -> bytes:
+    """The bytes the key hashes: scope, target and ``request_fingerprint``, as sorted-key JSON.
+
+    Most requests have no integral float (``1.0``) and no ``max_tokens`` alias, and for them the
+    fingerprint is the request's own data: orjson serializes it directly (dataclasses through
+    ``_dataclass_fields``), about four times faster than building ``request_fingerprint`` first.
+    The others take the normalizing path; both give the same bytes where both apply
+    (tests/unit/test_cache_keys.py checks it on generated requests).
+    """
+    fields = {name: getattr(req, name) for name in _REQUEST_FIELDS}
+    if not any(alias in req.extra for alias in _MAX_TOKENS_ALIASES):
+        try:
+            fast = orjson.dumps([scope, target.provider.name, target.model, fields], default=_dataclass_fields,
+                                option=_FAST_OPTIONS)
+        except TypeError:
+            fast = None  # e.g. a non-string dict key: the normalizing path decides
+        if fast is not None and not _INTEGRAL_FLOAT.search(fast):
+            return fast
+    return normalized_payload(req, target, scope)
+
+
+def normalized_payload(req: ChatRequest, target: Target, scope: str) -> bytes:
+    payload = [scope, target.provider.name, target.model, request_fingerprint(req)]
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
 def cache_key(req: ChatRequest, target: Target, scope: str) -> str:
     """``llm-edge:cache:v1:<scope>:<hash>``; the hash covers scope, target and request."""
-    payload = [scope, target.provider.name, target.model, request_fingerprint(req)]
-    digest = hashlib.blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=20).hexdigest()
+    digest = hashlib.blake2b(key_payload(req, target, scope), digest_size=20).hexdigest()
     return f"{KEY_PREFIX}{_UNSAFE.sub('_', scope)[:64]}:{digest}"

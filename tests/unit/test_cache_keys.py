@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.cache.keys import KEY_PREFIX, cache_key, cache_scope, request_fingerprint
+from app.cache.keys import KEY_PREFIX, cache_key, cache_scope, key_payload, normalized_payload, request_fingerprint
 from app.canonical import ChatRequest, ImageBlock, Message, TextBlock, Tool, ToolChoice, ToolResultBlock, ToolUseBlock
 from app.routing import Provider, Target
 
@@ -70,6 +70,15 @@ def key(req: ChatRequest, target: Target = OPENAI, scope: str = SCOPE) -> str:
 @given(requests)
 def test_the_key_ignores_key_order(req):
     assert key(reorder(req)) == key(req)
+
+
+@settings(max_examples=300)
+@given(requests, st.sampled_from([None, 1, 1.0, -0.0, 2.0**53, 1e16, 0.5, "1.0]", {"n": 3.0}]))
+def test_the_fast_payload_is_byte_for_byte_the_normalized_one(req, value):
+    """Direct serialization is only a shortcut: every request must hash the same bytes either way."""
+    for r in (req, dataclasses.replace(req, extra={**req.extra, "x": value}),
+              dataclasses.replace(req, temperature=value if isinstance(value, float) else req.temperature)):
+        assert key_payload(r, OPENAI, SCOPE) == normalized_payload(r, OPENAI, SCOPE)
 
 
 @settings(max_examples=100)
