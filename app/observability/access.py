@@ -12,7 +12,7 @@ import logging
 from app.canonical import ChatRequest, TextBlock, ToolResultBlock
 from app.context import RequestContext
 from app.observability import metrics
-from app.observability.logging import redact
+from app.observability.logging import log_fields, redact
 from app.observability.tracing import Tracing
 
 log = logging.getLogger("llm_edge.access")
@@ -58,7 +58,7 @@ def request_finished(ctx: RequestContext) -> None:
         }
         if ctx.prompt is not None:
             fields["prompt"] = ctx.prompt
-        log.info("request", extra={"fields": fields})
+        log_fields(log, logging.INFO, "request", fields)
 
 
 def prompt_text(req: ChatRequest) -> str:

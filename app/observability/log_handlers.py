@@ -26,10 +26,10 @@ from typing import TextIO
 
 PIPE_BUF = 4096
 
-_live: weakref.WeakSet[_Batching] = weakref.WeakSet()
+_live: weakref.WeakSet[Batching] = weakref.WeakSet()
 
 
-class _Batching:
+class Batching:
     """The batching part, shared by the stream and the file handler (both ``StreamHandler``s)."""
 
     stream: TextIO | None
@@ -45,20 +45,30 @@ class _Batching:
 
     def emit(self, record: logging.LogRecord) -> None:  # called by Handler.handle() under the handler's lock
         try:
-            line = self.format(record) + self.terminator  # type: ignore[attr-defined]
-            self._pending.append(line)
-            self._pending_bytes += len(line) if line.isascii() else len(line.encode())
-            if len(self._pending) == 1:
-                self._due = time.monotonic() + self.interval
-                if self._timer is None and self.interval > 0:
-                    self._start_timer()
-            if (record.levelno >= logging.WARNING or self._pending_bytes >= PIPE_BUF
-                    or self.interval <= 0 or time.monotonic() >= self._due):
-                self._write_pending()
+            self._add(self.format(record) + self.terminator, record.levelno)  # type: ignore[attr-defined]
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)  # type: ignore[attr-defined]
+
+    def add_line(self, line: str, levelno: int) -> None:
+        """A line formatted elsewhere (``logging.log_fields``), taken like an emitted record's."""
+        self.acquire()  # type: ignore[attr-defined]
+        try:
+            self._add(line, levelno)
+        finally:
+            self.release()  # type: ignore[attr-defined]
+
+    def _add(self, line: str, levelno: int) -> None:
+        self._pending.append(line)
+        self._pending_bytes += len(line) if line.isascii() else len(line.encode())
+        if len(self._pending) == 1:
+            self._due = time.monotonic() + self.interval
+            if self._timer is None and self.interval > 0:
+                self._start_timer()
+        if (levelno >= logging.WARNING or self._pending_bytes >= PIPE_BUF
+                or self.interval <= 0 or time.monotonic() >= self._due):
+            self._write_pending()
 
     def _write_pending(self) -> None:
         """Whole lines, up to PIPE_BUF bytes per write (caller holds the lock)."""
@@ -117,13 +127,13 @@ class _Batching:
         self._timer = None  # threads do not survive a fork; the child starts its own on its first line
 
 
-class BatchedStreamHandler(_Batching, logging.StreamHandler):  # type: ignore[type-arg]
+class BatchedStreamHandler(Batching, logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: TextIO | None = None, flush_interval: float = 0.2) -> None:
         logging.StreamHandler.__init__(self, stream)
         self._init_batching(flush_interval)
 
 
-class BatchedFileHandler(_Batching, logging.FileHandler):
+class BatchedFileHandler(Batching, logging.FileHandler):
     """A ``FileHandler`` still, so gunicorn's SIGUSR1 reopens it (``close`` writes what is pending first)."""
 
     def __init__(self, filename: str, encoding: str | None = None, flush_interval: float = 0.2) -> None:

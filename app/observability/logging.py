@@ -14,6 +14,7 @@ the app's loggers too, one signal reopens the file for all of them (logrotate).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -31,29 +32,76 @@ def redact(text: str) -> str:
 class JsonFormatter(logging.Formatter):
     _cached: tuple[int, str] = (-1, "")  # (second, its text), swapped as one tuple: safe across threads
 
-    def _timestamp(self, record: logging.LogRecord) -> str:
+    def timestamp(self, created: float) -> str:
         """ISO 8601 UTC with milliseconds; the seconds part is formatted once per second, not per line."""
-        second = int(record.created)
+        second = int(created)
         cached = self._cached
         if cached[0] != second:
             cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
             self._cached = cached
-        return f"{cached[1]}.{int(record.msecs):03d}Z"
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self._timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "msg": redact(record.getMessage()),
-        }
-        fields = getattr(record, "fields", None)
+    def line(self, created: float, level: str, logger: str, pid: int | None, msg: str,
+             fields: dict[str, Any] | None, exc: str | None = None) -> str:
+        """One JSON line; what ``format`` makes of a record, and ``log_fields`` of its arguments."""
+        entry: dict[str, Any] = {"ts": self.timestamp(created), "level": level, "logger": logger, "pid": pid,
+                                 "msg": redact(msg)}
         if fields:
             entry.update(fields)
-        if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+        if exc is not None:
+            entry["exc"] = redact(exc)
         return orjson.dumps(entry, default=str).decode()
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname.lower(), record.name, record.process,
+                         record.getMessage(), getattr(record, "fields", None), exc)
+
+
+def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, Any]) -> None:
+    """``logger.log(level, msg, extra={"fields": fields})``, without a ``LogRecord`` when it can.
+
+    The access line is logged for every request, and most of its cost was the
+    logging machinery around it (record, handler chain, formatter). When every
+    handler the line would reach is one of our batching handlers with a
+    ``JsonFormatter`` and no filters (what ``logconfig_dict`` configures), the
+    line is formatted once and handed to them directly: the same bytes. Any
+    other setup (a test's capture handler, a filter, another formatter) takes
+    the ordinary path.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    handlers = direct_handlers(logger, level)
+    if handlers is None:
+        logger.log(level, msg, extra={"fields": fields})
+        return
+    created, lines = time.time(), {}
+    for handler in handlers:
+        formatter = handler.formatter
+        text = lines.get(id(formatter))
+        if text is None:
+            text = lines[id(formatter)] = formatter.line(  # type: ignore[union-attr]
+                created, logging.getLevelName(level).lower(), logger.name, os.getpid(), msg, fields)
+        handler.add_line(text + handler.terminator, level)
+
+
+def direct_handlers(logger: logging.Logger, level: int) -> list[Any] | None:
+    """The handlers a record of ``level`` would reach, if all can take a line directly; else ``None``."""
+    from app.observability.log_handlers import Batching
+
+    found: list[Any] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if level < handler.level:
+                continue
+            if not isinstance(handler, Batching) or handler.filters or type(handler.formatter) is not JsonFormatter:
+                return None
+            found.append(handler)
+        current = current.parent if current.propagate else None  # type: ignore[assignment]
+    return found
 
 
 def logconfig_dict(level: str, log_file: str | None = None, flush_ms: int = 0) -> dict[str, Any]:

@@ -42,6 +42,10 @@ def child(path: str, n: int, redis_url: str, openai_url: str, anthropic_url: str
     class Upstream:
         openai_base_url, anthropic_base_url = openai_url, anthropic_url
 
+    # What gunicorn.conf.py sets in the master (lean log records), so the figures are production's.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     config = gw.BenchConfig(None)
     log = open(os.devnull, "w")  # the access lines are formatted and written, then dropped
     sys.stderr = log

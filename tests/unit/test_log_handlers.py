@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 
+import orjson
 import pytest
 
 from app.observability.log_handlers import PIPE_BUF, BatchedFileHandler, BatchedStreamHandler
+from app.observability.logging import JsonFormatter, direct_handlers, log_fields
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,3 +134,52 @@ def test_a_fork_never_repeats_pending_lines_and_exit_writes_the_rest(tmp_path):
     subprocess.run([sys.executable, "-c", SCRIPT.format(root=root, path=str(path))], check=True, timeout=20)
     messages = [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
     assert sorted(messages) == ["from the child", "from the parent", "pending before fork"]
+
+
+def json_logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, BatchedStreamHandler]:
+    handler = BatchedStreamHandler(stream, flush_interval=0)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger(f"test.log_fields.{name}")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    return log, handler
+
+
+FIELDS = {"request_id": "r-1", "status": 200, "cost_cents": 0.25, "error_type": None, "stream": False}
+
+
+def test_log_fields_writes_what_the_logging_path_writes():
+    direct, through_logging = io.StringIO(), io.StringIO()
+    log, _ = json_logger("direct", direct)
+    log_fields(log, logging.INFO, "request", FIELDS)
+    other, _ = json_logger("ordinary", through_logging)
+    other.info("request", extra={"fields": FIELDS})
+    a, b = orjson.loads(direct.getvalue()), orjson.loads(through_logging.getvalue())
+    assert a.pop("ts")[:16] == b.pop("ts")[:16] and a.pop("logger") != b.pop("logger")
+    assert a == b == {"level": "info", "pid": os.getpid(), "msg": "request", **FIELDS}
+
+
+def test_log_fields_takes_the_ordinary_path_for_any_other_handler_or_a_filter(caplog):
+    stream = io.StringIO()
+    log, handler = json_logger("mixed", stream)
+    assert direct_handlers(log, logging.INFO) == [handler]
+    log.addHandler(caplog.handler)  # not a batching handler: every line goes through logging
+    assert direct_handlers(log, logging.INFO) is None
+    log_fields(log, logging.INFO, "request", FIELDS)
+    assert [r.fields for r in caplog.records] == [FIELDS] and "r-1" in stream.getvalue()
+    log.removeHandler(caplog.handler)
+    log.addFilter(lambda record: False)  # a filter may drop the line: only logging can ask it
+    log_fields(log, logging.INFO, "request", {"request_id": "r-2"})
+    assert "r-2" not in stream.getvalue()
+
+
+def test_log_fields_respects_levels():
+    stream = io.StringIO()
+    log, handler = json_logger("levels", stream)
+    handler.setLevel(logging.WARNING)
+    assert direct_handlers(log, logging.INFO) == []
+    log_fields(log, logging.INFO, "request", FIELDS)
+    log.setLevel(logging.ERROR)
+    log_fields(log, logging.WARNING, "request", FIELDS)
+    assert stream.getvalue() == ""
