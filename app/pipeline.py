@@ -67,6 +67,12 @@ def breaker_verdict(err: GatewayError) -> bool | None:
     return None
 
 
+def observe_attempt(target: Target, started: float) -> None:
+    """One upstream attempt's time, failed or not, into llm_edge_provider_duration_seconds."""
+    metrics.child(metrics.PROVIDER_DURATION, target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
+        time.monotonic() - started)
+
+
 def error_kind(err: GatewayError) -> str:
     """A bounded label for provider errors."""
     if isinstance(err, UpstreamTimeout):
@@ -145,8 +151,7 @@ class Pipeline:
                     breaker.record(permit, breaker_verdict(err))
                     kind = error_kind(err)
                     metrics.PROVIDER_ERRORS.labels(target.provider.name, kind).inc()
-                    metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
-                        time.monotonic() - started)
+                    observe_attempt(target, started)
                     Tracing.end_attempt(span, target, error=kind)
                     if not should_fall_back(err):
                         raise
@@ -166,8 +171,7 @@ class Pipeline:
                     metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
                 ctx.provider, ctx.model = target.provider.name, target.model
                 if outcome.response is not None:
-                    metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
-                        time.monotonic() - started)
+                    observe_attempt(target, started)
                     self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage)
                     Tracing.end_attempt(span, target, outcome.response)
                     ticket.store(target, outcome.response)
@@ -259,7 +263,6 @@ class WatchedStream:
         self._stream.close()
         self._ticket.abandon()
         target = self._target
-        metrics.PROVIDER_DURATION.labels(target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
-            time.monotonic() - self._started)
+        observe_attempt(target, self._started)
         error = None if self._complete is not None else (self._error or "incomplete")
         Tracing.end_attempt(self._span, target, self._complete, error=error)

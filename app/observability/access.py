@@ -29,11 +29,11 @@ def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     metrics.IN_FLIGHT.dec()
     provider = ctx.provider or "none"
-    metrics.REQUESTS.labels(ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
-                            str(ctx.status)).inc()
-    metrics.REQUEST_DURATION.labels(ctx.endpoint, provider, ctx.cache).observe(duration)
+    metrics.child(metrics.REQUESTS, ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
+                  str(ctx.status)).inc()
+    metrics.child(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache).observe(duration)
     if ctx.first_token_at is not None:
-        metrics.TIME_TO_FIRST_TOKEN.labels(provider).observe(ctx.first_token_at - ctx.started)
+        metrics.child(metrics.TIME_TO_FIRST_TOKEN, provider).observe(ctx.first_token_at - ctx.started)
     if ctx.span is not None:
         Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):

@@ -26,9 +26,9 @@ class Accounting:
         cents = self.prices.cost_cents(provider, model, usage)
         ctx.cost_cents = cents
         label = metrics.MODEL_LABELS.admit(model)
-        metrics.TOKENS.labels(provider, label, "prompt").inc(usage.input_tokens)
-        metrics.TOKENS.labels(provider, label, "completion").inc(usage.output_tokens)
-        metrics.COST_CENTS.labels(provider, label).inc(cents)
+        metrics.child(metrics.TOKENS, provider, label, "prompt").inc(usage.input_tokens)
+        metrics.child(metrics.TOKENS, provider, label, "completion").inc(usage.output_tokens)
+        metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
         if self.spend is not None and cents > 0:
             self.spend.add(ctx.client_id, cents)
         return cents
@@ -37,5 +37,5 @@ class Accounting:
         """Count a cache hit: what the same answer cost upstream is saved (cents, also returned)."""
         ctx.usage = usage
         saved = self.prices.cost_cents(provider, model, usage)
-        metrics.CACHE_SAVINGS_CENTS.labels(provider, metrics.MODEL_LABELS.admit(model)).inc(saved)
+        metrics.child(metrics.CACHE_SAVINGS_CENTS, provider, metrics.MODEL_LABELS.admit(model)).inc(saved)
         return saved

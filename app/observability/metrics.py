@@ -61,6 +61,23 @@ CLIENT_DISCONNECTS = Counter("llm_edge_client_disconnects_total", "Streams aband
                              ["endpoint"])
 
 
+_children: dict[tuple[object, ...], object] = {}
+
+
+def child(metric, *values: str):  # type: ignore[no-untyped-def]
+    """``metric.labels(*values)``, remembered: the request path asks for the same few label sets over and over.
+
+    prometheus_client's ``labels`` checks and converts the values and takes a lock every time (~1.5 us);
+    a dict lookup is a fraction of that. Bounded like the label values themselves (see module docstring);
+    the metrics' children are never removed.
+    """
+    key = (metric, *values)
+    found = _children.get(key)
+    if found is None:
+        found = _children.setdefault(key, metric.labels(*values))
+    return found
+
+
 class LabelGuard:
     """Keeps one label's values bounded when callers can choose them (model names).
 

@@ -136,3 +136,15 @@ def test_every_metric_is_documented() -> None:
     for metric in defined:
         name = metric._name + ("_total" if metric._type == "counter" else "")
         assert f"`{name}`" in text, f"{name} is not in the README's metrics table"
+
+
+def test_child_is_the_labelled_metric_remembered() -> None:
+    first = metrics.child(metrics.REQUESTS, "/v1/models", "none", "none", "200")
+    assert first is metrics.child(metrics.REQUESTS, "/v1/models", "none", "none", "200")
+    assert first is metrics.REQUESTS.labels("/v1/models", "none", "none", "200")
+    assert first is not metrics.child(metrics.REQUESTS, "/v1/models", "none", "none", "404")
+    before = sample("llm_edge_requests_total", {"endpoint": "/v1/models", "provider": "none", "model": "none",
+                                                "status": "200"})
+    first.inc()
+    assert sample("llm_edge_requests_total", {"endpoint": "/v1/models", "provider": "none", "model": "none",
+                                              "status": "200"}) == before + 1
