@@ -90,6 +90,10 @@ class FillWriter:
 
     def _write(self, batch: list[Fill]) -> None:
         def send(client: redis.Redis) -> bool:
+            if len(batch) == 1:  # a lone fill: a plain SET costs redis-py less than a pipeline of one
+                key, data, seconds = batch[0]
+                client.set(key, data, ex=seconds)
+                return True
             pipe = client.pipeline(transaction=False)
             for key, data, seconds in batch:
                 pipe.set(key, data, ex=seconds)

@@ -88,6 +88,21 @@ def test_default_l2_ttl_is_the_setting_and_zero_stores_nothing(guard):
     assert guard.client.exists("never") == 0
 
 
+def test_an_l2_lookup_is_one_script_call_and_survives_a_flushed_script_cache(guard):
+    cache = tiers(guard)
+    cache.put("scripted", ANSWER, ttl=100)
+    l2 = cache.l2
+    assert l2 is not None
+    before = guard.client.info("commandstats")
+    data, seconds = l2.get("scripted")
+    after = guard.client.info("commandstats")
+    grown = {k for k in after if after[k]["calls"] != before.get(k, {}).get("calls")}
+    assert "cmdstat_evalsha" in grown  # GET and PTTL run inside it (commandstats counts those too)
+    assert data == encode(ANSWER)[0] and 99 < seconds <= 100
+    guard.client.script_flush()  # a restarted Redis forgets scripts: the lookup loads it again
+    assert l2.get("scripted") is not None and l2.get("absent") is None
+
+
 def test_an_unreadable_l2_value_is_a_miss(guard):
     guard.client.set("garbage", b"\x00not an entry")
     assert tiers(guard).get("garbage") is None
