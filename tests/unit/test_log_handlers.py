@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import orjson
@@ -70,6 +71,28 @@ def test_a_line_longer_than_pipe_buf_goes_alone():
     log.info("x" * 10_000)
     log.handlers[0].flush()
     assert stream.writes == ["short\n", "x" * 10_000 + "\n"]
+
+
+def test_lines_from_many_threads_are_all_written_once():
+    """Lines are queued without the handler's lock; a batch being written must not lose one added meanwhile."""
+    stream = Writes()
+    handler = BatchedStreamHandler(stream, flush_interval=0.001)
+
+    def run(t: int) -> None:
+        for i in range(500):
+            handler.add_line(f"{t}-{i}\n", logging.INFO)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert sorted(lines) == sorted(f"{t}-{i}" for t in range(8) for i in range(500))
+    for t in range(8):  # each thread's lines in its own order
+        mine = [line for line in lines if line.startswith(f"{t}-")]
+        assert mine == [f"{t}-{i}" for i in range(500)]
 
 
 def test_an_idle_logger_still_writes_within_the_interval():
