@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -150,3 +151,24 @@ def test_redis_gone_mid_batch_falls_back_to_local_limits(redis_server):
     decisions = [lim.check("acme", tier) for _ in range(5)]
     assert all(d.allowed for d in decisions) and not decisions[-1].shared
     assert decisions[-1].limit == 100, "the worker's quarter of the 400 burst"
+
+
+def test_threads_taking_from_one_batch_without_a_lock_never_exceed_the_limit(redis_server):
+    """Admissions are taken lock-free; renewals hand back what is left. Together: never above the limit."""
+    lim, _ = make(redis_server, POLICY, lease_window=0.2)
+    tier = POLICY.tier("refill")  # 100/s, burst 100: batches of up to 20
+    admitted = [0] * 8
+    started = time.monotonic()
+
+    def run(n: int) -> None:
+        while time.monotonic() - started < 1.0:
+            admitted[n] += lim.check("acme", tier).allowed
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    most = 100 + 100 * elapsed
+    assert most - 20 - 5 <= sum(admitted) <= most + 1, (sum(admitted), most)
