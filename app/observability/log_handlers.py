@@ -22,11 +22,9 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
 from typing import TextIO
 
 PIPE_BUF = 4096
-FLUSH_LINES = 64  # a batch this long is written at once, whatever its age
 
 _live: weakref.WeakSet[Batching] = weakref.WeakSet()
 
@@ -39,48 +37,48 @@ class Batching:
 
     def _init_batching(self, interval: float) -> None:
         self.interval = interval
-        # Appended to without the handler's lock (deque.append is atomic); only writing takes the lock,
-        # and it drains with popleft, so a line appended meanwhile is never lost.
-        self._pending: deque[str] = deque()
+        self._pending: list[str] = []
+        self._pending_bytes = 0
         self._due = 0.0
         self._timer: threading.Thread | None = None
         _live.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:  # called by Handler.handle() under the handler's lock
         try:
-            self.add_line(self.format(record) + self.terminator, record.levelno)  # type: ignore[attr-defined]
+            self._add(self.format(record) + self.terminator, record.levelno)  # type: ignore[attr-defined]
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)  # type: ignore[attr-defined]
 
     def add_line(self, line: str, levelno: int) -> None:
-        """Queue one formatted line; write the batch when it is due, full, or the line is a warning or worse."""
-        pending = self._pending
-        pending.append(line)
-        if len(pending) == 1:  # the first of a batch (racing threads at worst write a batch early)
+        """A line formatted elsewhere (``logging.log_fields``), taken like an emitted record's."""
+        self.acquire()  # type: ignore[attr-defined]
+        try:
+            self._add(line, levelno)
+        finally:
+            self.release()  # type: ignore[attr-defined]
+
+    def _add(self, line: str, levelno: int) -> None:
+        self._pending.append(line)
+        self._pending_bytes += len(line) if line.isascii() else len(line.encode())
+        if len(self._pending) == 1:
             self._due = time.monotonic() + self.interval
             if self._timer is None and self.interval > 0:
                 self._start_timer()
-        if (levelno >= logging.WARNING or len(pending) >= FLUSH_LINES or self.interval <= 0
-                or time.monotonic() >= self._due):
-            self.acquire()  # type: ignore[attr-defined]
-            try:
-                self._write_pending()
-            finally:
-                self.release()  # type: ignore[attr-defined]
+        if (levelno >= logging.WARNING or self._pending_bytes >= PIPE_BUF
+                or self.interval <= 0 or time.monotonic() >= self._due):
+            self._write_pending()
 
     def _write_pending(self) -> None:
         """Whole lines, up to PIPE_BUF bytes per write (caller holds the lock)."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
         stream = self._target()
-        pending = self._pending
-        if stream is None:  # closed for good: nowhere to write
-            pending.clear()
+        if stream is None or not pending:
             return
         chunk: list[str] = []
         size = 0
-        while pending:
-            line = pending.popleft()
+        for line in pending:
             n = len(line) if line.isascii() else len(line.encode())
             if chunk and size + n > PIPE_BUF:
                 stream.write("".join(chunk))
@@ -88,9 +86,8 @@ class Batching:
                 chunk, size = [], 0
             chunk.append(line)
             size += n
-        if chunk:
-            stream.write("".join(chunk))
-            stream.flush()
+        stream.write("".join(chunk))
+        stream.flush()
 
     def _target(self) -> TextIO | None:
         return self.stream
@@ -106,15 +103,6 @@ class Batching:
 
     def _start_timer(self) -> None:
         """Writes lines that would otherwise wait for the next one (an idle server); one thread per process."""
-        self.acquire()  # type: ignore[attr-defined]
-        try:
-            if self._timer is None:
-                self._timer = self._timer_thread()
-                self._timer.start()
-        finally:
-            self.release()  # type: ignore[attr-defined]
-
-    def _timer_thread(self) -> threading.Thread:
         ref = weakref.ref(self)
 
         def run() -> None:
@@ -132,7 +120,8 @@ class Batching:
                     handler.flush()
                 del handler
 
-        return threading.Thread(target=run, name="log-flush", daemon=True)
+        self._timer = threading.Thread(target=run, name="log-flush", daemon=True)
+        self._timer.start()
 
     def _after_fork(self) -> None:
         self._timer = None  # threads do not survive a fork; the child starts its own on its first line
