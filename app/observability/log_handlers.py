@@ -1,18 +1,20 @@
-"""Log handlers that write lines in batches instead of one system call per line.
+"""Log handlers that can write lines in batches instead of one system call per line.
 
-Why: every request logs one access line, and a ``write`` per line is a system
-call that releases the GIL; under load the request's thread then waits to get
-it back behind hundreds of others. Here lines collect in memory and go out
-together, at most ``LOG_FLUSH_MS`` after the first of them, as soon as a
-WARNING or worse arrives, before a fork, and at exit. This is what Envoy does
-with its access log by default (``--file-flush-interval-msec``).
+Every request logs one access line, and a ``write`` per line is a system call
+that releases the GIL. With ``LOG_FLUSH_MS`` > 0 lines collect in memory and go
+out together, at most ``LOG_FLUSH_MS`` after the first of them, as soon as a
+WARNING or worse arrives, before a fork, and at exit (as Envoy does with its
+access log, ``--file-flush-interval-msec``). With 0, the default, every line is
+written at once: on the benchmark batching made the gateway no faster (README,
+"Logs"); it is there for deployments where a write is slow (a busy pipe, a
+network filesystem).
 
 Each write holds whole lines and at most ``PIPE_BUF`` (4096) bytes, so lines
 from several workers sharing one pipe (stderr under Docker or Kubernetes) or
 one ``O_APPEND`` file never interleave mid-line; a longer line goes alone.
 
-The price: if a worker is killed outright (SIGKILL, OOM) the lines of its last
-``LOG_FLUSH_MS`` are lost. ``LOG_FLUSH_MS=0`` writes every line at once.
+The price of batching: if a worker is killed outright (SIGKILL, OOM) the lines
+of its last ``LOG_FLUSH_MS`` are lost.
 """
 
 from __future__ import annotations
