@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from app.observability.log_handlers import Batching
+
 # Provider-style keys (sk-..., sk-ant-...) and anything after "Bearer ".
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|x-api-key:\s*\S+)", re.IGNORECASE)
 
@@ -87,8 +89,6 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
 
 def direct_handlers(logger: logging.Logger, level: int) -> list[Any] | None:
     """The handlers a record of ``level`` would reach, if all can take a line directly; else ``None``."""
-    from app.observability.log_handlers import Batching
-
     found: list[Any] = []
     current: logging.Logger | None = logger
     while current is not None:
