@@ -7,16 +7,9 @@ import threading
 import pytest
 
 from app.resilience.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, Breakers, CircuitBreaker
+from tests.support.clock import Clock
 
 pytestmark = pytest.mark.timeout(10)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(**policy) -> tuple[CircuitBreaker, Clock, list[tuple[str, int]]]:

@@ -8,16 +8,9 @@ import threading
 import pytest
 
 from app.cache.l1 import L1Cache
+from tests.support.clock import Clock
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_least_recently_used_entry_goes_first():

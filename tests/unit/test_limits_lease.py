@@ -11,6 +11,7 @@ from app.limits.decision import REQUESTS, TOKENS, Decision
 from app.limits.lease import Lease
 from app.limits.policy import parse_policy
 from app.limits.ratelimit import lease_cap
+from tests.support.clock import Clock
 from tests.unit.test_limits_redis import make
 
 pytestmark = pytest.mark.timeout(30)
@@ -21,14 +22,6 @@ POLICY = parse_policy({"rate_limiting": {
                    "tier_small": {"requests_per_second": 100, "burst": 5},
                    "tier_refill": {"requests_per_second": 100, "burst": 100},
                    "tier_tok": {"requests_per_second": 1000, "tokens_per_minute": 600}}}})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def evalsha_calls(r) -> int:

@@ -7,14 +7,7 @@ import pytest
 from app.limits.decision import GLOBAL, REQUESTS, TOKENS, Decision, duration
 from app.limits.local import LocalLimiter
 from app.limits.policy import parse_policy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def limiter(per_client: dict, global_rps: float | None = None, parts: int = 1) -> tuple[LocalLimiter, Clock]:

@@ -5,15 +5,8 @@ from __future__ import annotations
 import redis
 
 from app.redis_guard import RedisGuard
+from tests.support.clock import Clock
 from tests.support.processes import free_port
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def dead_client() -> redis.Redis:

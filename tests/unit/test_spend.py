@@ -10,19 +10,12 @@ import redis
 from app.redis_guard import RedisGuard, make_redis
 from app.settings import Settings
 from app.spend import SpendLedger, period_bucket
+from tests.support.clock import Clock
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 NOV_26 = calendar.timegm((2026, 11, 26, 12, 0, 0))
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def guard_for(url: str) -> RedisGuard:
