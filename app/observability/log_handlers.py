@@ -31,6 +31,11 @@ PIPE_BUF = 4096
 _live: weakref.WeakSet[Batching] = weakref.WeakSet()
 
 
+def _bytes(line: str) -> int:
+    """A line's size once encoded (UTF-8), without encoding the usual all-ASCII line."""
+    return len(line) if line.isascii() else len(line.encode())
+
+
 class Batching:
     """The batching part, shared by the stream and the file handler (both ``StreamHandler``s)."""
 
@@ -62,14 +67,19 @@ class Batching:
             self.release()  # type: ignore[attr-defined]
 
     def _add(self, line: str, levelno: int) -> None:
+        if self.interval <= 0:  # no batching (the default): the line goes out now, alone
+            stream = self._target()
+            if stream is not None:
+                stream.write(line)
+                stream.flush()
+            return
         self._pending.append(line)
-        self._pending_bytes += len(line) if line.isascii() else len(line.encode())
+        self._pending_bytes += _bytes(line)
         if len(self._pending) == 1:
             self._due = time.monotonic() + self.interval
-            if self._timer is None and self.interval > 0:
+            if self._timer is None:
                 self._start_timer()
-        if (levelno >= logging.WARNING or self._pending_bytes >= PIPE_BUF
-                or self.interval <= 0 or time.monotonic() >= self._due):
+        if levelno >= logging.WARNING or self._pending_bytes >= PIPE_BUF or time.monotonic() >= self._due:
             self._write_pending()
 
     def _write_pending(self) -> None:
@@ -81,7 +91,7 @@ class Batching:
         chunk: list[str] = []
         size = 0
         for line in pending:
-            n = len(line) if line.isascii() else len(line.encode())
+            n = _bytes(line)
             if chunk and size + n > PIPE_BUF:
                 stream.write("".join(chunk))
                 stream.flush()
