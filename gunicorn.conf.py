@@ -50,7 +50,7 @@ except ConfigError as _exc:
     _settings = Settings.from_env({**_environ, **_config_files})
 raw_env = [f"{_name}={_path}" for _name, _path in _config_files.items()]
 
-from app.observability.logging import logconfig_dict  # noqa: E402
+from app.observability.logging import lean_log_records, logconfig_dict  # noqa: E402
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_concurrency
@@ -170,10 +170,5 @@ class QuietAccessLogger(_GunicornLogger):
 
 logger_class = QuietAccessLogger
 
-# Log records without the caller's file and line or thread names: our JSON lines print neither,
-# and the stack walk (findCaller) and lookups cost about 3 us of the ~80 us the gateway's own code
-# spends on a miss (the logging HOWTO's "Optimization" knobs). Set in the master, inherited by
-# every forked worker. (Process ids stay on: the JSON line carries the pid.)
-logging._srcfile = None
-logging.logThreads = False
-logging.logMultiprocessing = False
+# Lean log records (no caller file/line, no thread names), set in the master, inherited by workers.
+lean_log_records()

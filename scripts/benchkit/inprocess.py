@@ -33,6 +33,26 @@ def environ(body: bytes, headers: dict[str, str]) -> dict:
     return env
 
 
+def worker_app(upstream, redis_url: str, config):  # type: ignore[no-untyped-def]
+    """The WSGI app as a gunicorn worker builds it, with the benchmark's gateway environment.
+
+    Production logging too: lean records and ``logconfig_dict`` from the same settings gunicorn.conf.py
+    uses, so the access line costs what it costs in a worker. Sets a private multiprocess metrics
+    folder first, so call it before anything imports ``app.observability.metrics``.
+    """
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
+    from app.factory import create_gateway
+    from app.observability.logging import lean_log_records, logconfig_dict
+    from app.settings import Settings
+    from benchkit import gateway as gw
+
+    env = gw.gateway(upstream=upstream, redis_url=redis_url, config=config, workers=1, threads=8).env
+    settings = Settings.from_env(env)
+    lean_log_records()
+    logging.config.dictConfig(logconfig_dict(settings.log_level, None, settings.log_flush_ms))
+    return create_gateway(settings, env).app
+
+
 def measure(app, bodies, headers: dict[str, str]) -> float:
     def start_response(status, hdrs, exc_info=None):
         if not status.startswith("200"):
@@ -50,9 +70,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
     args = parser.parse_args()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
-    from app.factory import create_gateway  # after the metrics dir is set
-    from app.observability.logging import logconfig_dict
     from benchkit import gateway as gw
 
     upstream = nginx.NginxUpstream().start()
@@ -61,9 +78,7 @@ def main() -> None:
     log_file = tempfile.NamedTemporaryFile("w", prefix="llm-edge-bench-inproc-", suffix=".log", delete=False)
     sys.stderr = log_file  # the JSON access log goes to a file, as under gunicorn in the benchmark
     try:
-        logging.config.dictConfig(logconfig_dict("INFO"))
-        env = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=1, threads=8).env
-        app = create_gateway(environ=env).app
+        app = worker_app(upstream, redis.url, config)
         headers = gw.auth_headers()
         for _ in range(200):
             measure(app, [answers.openai_request("warm")], headers)

@@ -18,12 +18,10 @@ Run: ``.venv/bin/python -m benchkit.instructions [--paths hit,miss]`` from scrip
 from __future__ import annotations
 
 import argparse
-import logging.config
 import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from benchkit import answers
@@ -33,26 +31,17 @@ SCRIPTS = Path(__file__).resolve().parents[1]
 
 def child(path: str, n: int, redis_url: str, openai_url: str, anthropic_url: str) -> None:
     """Inside valgrind: build the app, warm it up, then serve ``n`` requests of ``path``."""
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
-    from app.factory import create_gateway
-    from app.observability.logging import logconfig_dict
     from benchkit import gateway as gw
-    from benchkit.inprocess import measure
+    from benchkit.inprocess import measure, worker_app
 
     class Upstream:
         openai_base_url, anthropic_base_url = openai_url, anthropic_url
 
-    # What gunicorn.conf.py sets in the master (lean log records), so the figures are production's.
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logMultiprocessing = False
     config = gw.BenchConfig(None)
     log = open(os.devnull, "w")  # the access lines are formatted and written, then dropped
     sys.stderr = log
     try:
-        logging.config.dictConfig(logconfig_dict("INFO", None, 200))
-        env = gw.gateway(upstream=Upstream, redis_url=redis_url, config=config, workers=1, threads=8).env
-        app = create_gateway(environ=env).app
+        app = worker_app(Upstream, redis_url, config)
         headers = gw.auth_headers()
         same = answers.openai_request("the same prompt")
         for i in range(60):
