@@ -21,6 +21,7 @@ whose cap is one is always checked request by request.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from app.limits.decision import Decision
 from app.limits.policy import TokenRate
@@ -81,8 +82,6 @@ class Lease:
         if s is None or s.token_remaining is None:
             return
         left = max(0, s.token_remaining - used)
-        self.state = Decision(allowed=True, refused_by=None, limit=s.limit, remaining=s.remaining, reset=s.reset,
-                              retry_after=0.0, token_limit=s.token_limit, token_remaining=left,
-                              token_reset=(s.token_reset or 0.0) + used * tokens.interval)
+        self.state = replace(s, token_remaining=left, token_reset=(s.token_reset or 0.0) + used * tokens.interval)
         if left == 0:
             self.expires = 0.0
