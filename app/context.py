@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.canonical import Usage
+
+if TYPE_CHECKING:
+    from app.resources.parse_memo import ParsedBody
 
 Dialect = Literal["openai", "anthropic"]
 
@@ -39,6 +42,7 @@ class RequestContext:
     attempts: int = 0
     span: Any = None  # the request's OpenTelemetry span, when tracing is on
     prompt: str | None = None  # the prompt's text, only with LOG_PROMPTS=true
+    parsed: ParsedBody | None = None  # the body as parsed (perhaps remembered), with its cache keys
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from lru import LRU
@@ -45,10 +45,10 @@ class L1Cache(Generic[V]):
     def __len__(self) -> int:
         return 0 if self._lru is None else len(self._lru)
 
-    def _evicted(self, key: str, item: tuple[float, int, V]) -> None:
+    def _evicted(self, key: Hashable, item: tuple[float, int, V]) -> None:
         self._bytes -= item[1]  # called by lru-dict inside __setitem__, so under our lock
 
-    def get(self, key: str) -> V | None:
+    def get(self, key: Hashable) -> V | None:
         if self._lru is None:
             return None
         with self._lock:
@@ -61,7 +61,7 @@ class L1Cache(Generic[V]):
                 return None
             return item[2]
 
-    def put(self, key: str, value: V, size: int, ttl: float | None = None) -> bool:
+    def put(self, key: Hashable, value: V, size: int, ttl: float | None = None) -> bool:
         """Store for ``min(ttl, L1_TTL_SECONDS)``; ``False`` if it is too big or not worth keeping."""
         lifetime = self.ttl if ttl is None else min(ttl, self.ttl)
         if self._lru is None or lifetime <= 0 or size > self.max_entry_bytes:

@@ -97,7 +97,7 @@ class CacheStage:
         """Serve the request from the cache, or return the ticket for its upstream call."""
         if not self.tiers.enabled or (not control.store and not control.lookup):
             return None, NO_TICKET  # ctx.cache stays "bypass"
-        key = cache_key(req, target, cache_scope(ctx.client_id, self.namespace))
+        key = self._key(ctx, req, target)
         if not control.lookup:  # no-cache: fresh answer, stored
             return None, Ticket(self.tiers, key, control, None)
         answer = self.tiers.get_l1(key)
@@ -122,6 +122,14 @@ class CacheStage:
             return served, NO_TICKET
         ctx.cache = "miss"  # the leader failed: this request calls upstream on its own
         return None, Ticket(self.tiers, key, control, None)
+
+    def _key(self, ctx: RequestContext, req: ChatRequest, target: Target) -> str:
+        """The cache key, remembered with the parsed body when this exact body was seen before."""
+        scope = cache_scope(ctx.client_id, self.namespace)
+        parsed = ctx.parsed
+        if parsed is None or parsed.request is not req:
+            return cache_key(req, target, scope)
+        return parsed.cache_key(scope, target.provider.name, target.model, lambda: cache_key(req, target, scope))
 
     def _lookup_l2(self, ctx: RequestContext, req: ChatRequest, key: str, control: CacheControl,
                    flight: Flight | None) -> tuple[Served | None, Ticket]:

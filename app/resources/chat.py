@@ -1,6 +1,7 @@
 """POST /v1/chat/completions and POST /v1/messages: one resource, two codecs.
 
-The resource reads and parses the body with the caller's codec, hands the
+The resource reads and parses the body with the caller's codec (a body it
+has parsed before comes from its ``ParseMemo``), hands the
 canonical request to the pipeline, and renders what comes back in the
 caller's dialect: JSON, or SSE through ``resp.stream`` (a generator).
 """
@@ -24,12 +25,13 @@ from app.observability import metrics
 from app.observability.access import request_finished
 from app.pipeline import Outcome, Pipeline
 from app.resilience.disconnects import ClientGone, DisconnectWatcher
+from app.resources.parse_memo import MEMO_ENTRIES, ParseMemo
 
 log = logging.getLogger("llm_edge.chat")
 
 
-def read_json_body(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, or the 413 / 415 / 400 that explains why not."""
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The raw request body, or the 413 / 415 / 400 that explains why not."""
     content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type must be application/json, got '{content_type}'")
@@ -42,6 +44,11 @@ def read_json_body(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
         raise PayloadTooLarge(f"Request body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
     if not raw:
         raise InvalidRequest("Request body is empty; expected a JSON object", param="body")
+    return raw
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or the 400 that explains why not."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -66,15 +73,18 @@ def _discard(req: falcon.Request, length: int) -> None:
 
 class ChatResource:
     def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
-                 watcher: DisconnectWatcher | None = None) -> None:
+                 watcher: DisconnectWatcher | None = None, *, memo_entries: int = MEMO_ENTRIES) -> None:
         self.codec = codec
         self.pipeline = pipeline
         self.max_request_bytes = max_request_bytes
         self.watcher = watcher or DisconnectWatcher()
+        self.memo = ParseMemo(lambda raw: codec.parse_request(json_object(raw)), max_entries=memo_entries)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx: RequestContext = req.context.gw
-        creq = self.codec.parse_request(read_json_body(req, self.max_request_bytes))
+        parsed = self.memo.parse(read_body(req, self.max_request_bytes))
+        ctx.parsed = parsed
+        creq = parsed.request
         ctx.stream = creq.stream
         control = CacheControl.from_headers(req.get_header("cache-control"), req.get_header(TTL_HEADER))
         outcome = self.pipeline.run(ctx, creq, control)
