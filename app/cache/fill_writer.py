@@ -89,11 +89,12 @@ class FillWriter:
                     self._idle.notify_all()
 
     def _write(self, batch: list[Fill]) -> None:
+        if len(batch) == 1:  # a lone fill: one SET on this thread's own connection
+            key, data, seconds = batch[0]
+            self.guard.command("cache_set", None, "SET", key, data, "EX", seconds)
+            return
+
         def send(client: redis.Redis) -> bool:
-            if len(batch) == 1:  # a lone fill: a plain SET costs redis-py less than a pipeline of one
-                key, data, seconds = batch[0]
-                client.set(key, data, ex=seconds)
-                return True
             pipe = client.pipeline(transaction=False)
             for key, data, seconds in batch:
                 pipe.set(key, data, ex=seconds)

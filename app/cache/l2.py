@@ -1,6 +1,7 @@
 """L2: answers shared by every worker and replica through Redis.
 
-Exactly one Redis round trip per operation: a lookup is one small Lua script
+Exactly one Redis round trip per operation, on the worker thread's own
+connection (``RedisGuard.command``): a lookup is one small Lua script
 that returns ``GET`` and ``PTTL`` together (so an L2 hit fills L1 for no
 longer than the entry has left; one ``EVALSHA`` costs redis-py less than a
 two-command pipeline), a fill is one ``SET ... EX``, or with ``write_behind`` a queued ``SET`` that a
@@ -35,14 +36,11 @@ class L2Cache:
         script = self._lookup
         if script is None:
             return None
-
-        def lookup(client) -> tuple[bytes, float] | None:  # type: ignore[no-untyped-def]
-            data, pttl = script(keys=[key], client=client)
-            if data is None:
-                return None
-            return data, (pttl / 1000.0 if pttl > 0 else float(self.ttl))
-
-        return self.guard.call("cache_get", lookup, None)
+        reply = self.guard.script("cache_get", None, script, (key,))
+        if reply is None or reply[0] is None:
+            return None
+        data, pttl = reply
+        return data, (pttl / 1000.0 if pttl > 0 else float(self.ttl))
 
     def put(self, key: str, data: bytes, ttl: int | None = None) -> bool:
         """Store for ``ttl`` seconds (``L2_TTL_SECONDS`` when not given); ``False`` if skipped or failed.
@@ -54,4 +52,4 @@ class L2Cache:
             return False
         if self.writer is not None:
             return self.writer.submit(key, data, seconds)
-        return self.guard.call("cache_set", lambda client: bool(client.set(key, data, ex=seconds)), False)
+        return self.guard.command("cache_set", None, "SET", key, data, "EX", seconds) == b"OK"

@@ -108,7 +108,7 @@ class RateLimiter:
     def _run_check(self, client_id: str, tier: Tier, args: tuple[str, ...]) -> list[int] | None:
         script, keys = self._check, self.keys(client_id)
         assert script is not None
-        return self.guard.call("ratelimit", lambda r: script(keys=keys, args=args, client=r), None)
+        return self.guard.script("ratelimit", None, script, keys, args)
 
     def _leased(self, client_id: str, tier: Tier, cap: int) -> Decision:
         lease = self._leases.get(client_id)
@@ -135,7 +135,7 @@ class RateLimiter:
         script = self._debit
         if script is not None:
             keys, args = self.keys(client_id)[1:2], [_us(tokens_used * tier.tokens.interval)]
-            if self.guard.call("ratelimit_tokens", lambda r: script(keys=keys, args=args, client=r), None):
+            if self.guard.script("ratelimit_tokens", None, script, keys, args):
                 return
         self.local.debit(client_id, tier.name, tokens_used)
 

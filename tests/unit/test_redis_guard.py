@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import redis
 
 from app.redis_guard import RedisGuard
@@ -54,3 +56,52 @@ def test_disabled_guard_is_ok_and_always_falls_back():
     guard = RedisGuard(None)
     assert guard.call("get", lambda c: c.get("k"), "fb") == "fb"
     assert guard.health().status == "ok" and guard.health().detail == {"enabled": False}
+
+
+def own_connections(client: redis.Redis, name: str) -> int:
+    return sum(1 for c in client.client_list() if c.get("name") == name)
+
+
+def test_commands_run_on_one_connection_per_thread_with_the_clients_settings(redis_server):
+    client = redis.Redis.from_url(redis_server.url, client_name="guard-own", db=3)
+    guard = RedisGuard(client)
+    assert guard.command("set", None, "SET", "k", b"v", "EX", 30) == b"OK"
+    assert guard.command("get", None, "GET", "k") == b"v"
+    assert client.get("k") == b"v" and 0 < client.ttl("k") <= 30  # same database as the client's
+    threads = [threading.Thread(target=lambda i=i: guard.command("set", None, "SET", f"t{i}", i)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert own_connections(client, "guard-own") == 4 + 1  # this thread, three others, and the client's pool
+
+
+def test_an_error_reply_is_a_failure_and_the_connection_stays_usable(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    guard = RedisGuard(client)
+    client.rpush("a-list", "x")
+    assert guard.command("get", "fallback", "GET", "a-list") == "fallback"  # WRONGTYPE
+    assert guard.last_error is not None and "WRONGTYPE" in guard.last_error
+    assert guard.command("llen", None, "LLEN", "a-list") == 1 and guard.last_error is None
+
+
+def test_a_script_runs_by_sha_and_is_loaded_again_when_redis_forgot_it(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    guard = RedisGuard(client)
+    script = client.register_script("return {KEYS[1], ARGV[1]}")
+    client.script_flush()
+    assert guard.script("s", None, script, ("key",), ("arg",)) == [b"key", b"arg"]
+    assert client.script_exists(script.sha) == [True]
+    assert guard.script("s", None, script, ("k2",), (7,)) == [b"k2", b"7"]
+
+
+def test_a_connection_lost_with_redis_is_made_again_when_redis_is_back(redis_server):
+    clock = Clock()
+    guard = RedisGuard(redis.Redis(port=redis_server.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                   retry=None), failure_threshold=1, cooldown=1.0, clock=clock)
+    assert guard.command("ping", None, "PING") in (b"PONG", True)
+    redis_server.stop()
+    assert guard.command("ping", "fallback", "PING") == "fallback" and guard.open
+    redis_server.start()
+    clock.now += 2
+    assert guard.command("set", None, "SET", "back", 1) == b"OK" and not guard.open
