@@ -71,7 +71,8 @@ class Lease:
         s = self.state
         assert s is not None
         aged = now - self.granted_at
-        return Decision(allowed=True, refused_by=None, limit=s.limit, remaining=s.remaining + self.left,
+        return Decision(allowed=True, refused_by=None, limit=s.limit,
+                        remaining=min(s.limit, s.remaining + self.left),
                         reset=max(0.0, s.reset - aged), retry_after=0.0, token_limit=s.token_limit,
                         token_remaining=s.token_remaining,
                         token_reset=None if s.token_reset is None else max(0.0, s.token_reset - aged))

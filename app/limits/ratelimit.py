@@ -158,9 +158,12 @@ class RateLimiter:
 def _decision(reply: list[int], tier: Tier) -> Decision:
     allowed, refused, remaining, reset_us, retry_us, tokens_left, token_debt_us = reply
     tokens = tier.tokens
+    limit = int(tier.requests.burst)
     return Decision(
-        allowed=bool(allowed), refused_by=_REFUSED.get(refused), limit=int(tier.requests.burst),
-        remaining=remaining, reset=reset_us / _US, retry_after=retry_us / _US,
+        # Redis keeps time in whole microseconds: above a million requests a second a client's
+        # interval rounds away and Redis may count one too few; the header never says more than the limit.
+        allowed=bool(allowed), refused_by=_REFUSED.get(refused), limit=limit, remaining=min(limit, remaining),
+        reset=reset_us / _US, retry_after=retry_us / _US,
         token_limit=tokens.per_minute if tokens else None,
         token_remaining=tokens_left if tokens else None,
         token_reset=token_debt_us / _US if tokens else None)

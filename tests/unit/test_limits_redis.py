@@ -152,3 +152,13 @@ def test_a_hanging_redis_costs_one_socket_timeout_then_nothing(redis_server):
         assert lim.health().status == "degraded"
     finally:
         os.kill(redis_server.proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("lease", [{}, {"lease_window": 0.05}])
+def test_remaining_never_says_more_than_the_limit_even_above_a_million_a_second(redis_server, lease):
+    """Redis keeps whole microseconds, so a sub-microsecond interval rounds away; the header must not show it."""
+    fast = parse_policy({"rate_limiting": {"per_client": {"tier_huge": 100_000_000}}})
+    lim, _ = make(redis_server, fast, **lease)
+    tier = fast.tier("huge")
+    decisions = [lim.check("firehose", tier) for _ in range(50)]
+    assert all(d.allowed and d.limit == 100_000_000 and 0 <= d.remaining <= d.limit for d in decisions)
