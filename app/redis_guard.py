@@ -41,6 +41,53 @@ def make_redis(settings: Settings) -> redis.Redis:
     )
 
 
+class OwnConnection:
+    """One thread's Redis connection; replies of commands sent without waiting are read before the next."""
+
+    __slots__ = ("conn", "late_error", "unread")
+
+    def __init__(self, conn: redis.Connection, late_error: Callable[[str, Exception], None]) -> None:
+        self.conn = conn
+        self.late_error = late_error
+        self.unread: list[str] = []  # operations whose replies are still on the socket, oldest first
+
+    def execute(self, args: Sequence[Any]) -> Any:
+        self._catch_up()
+        try:
+            self.conn.send_command(*args)
+            return self.conn.read_response()
+        except redis.ResponseError:
+            raise  # an error reply: the connection is still in step
+        except BaseException:
+            self._lost()
+            raise
+
+    def send(self, operation: str, args: Sequence[Any]) -> None:
+        self._catch_up()
+        try:
+            self.conn.send_command(*args)
+        except BaseException:
+            self._lost()
+            raise
+        self.unread.append(operation)
+
+    def _catch_up(self) -> None:
+        while self.unread:
+            try:
+                self.conn.read_response()
+            except redis.ResponseError as exc:
+                self.late_error(self.unread[0], exc)
+            except BaseException:
+                self._lost()
+                raise
+            del self.unread[0]
+
+    def _lost(self) -> None:
+        """Anything but an error reply may leave replies unread: start again on a new connection."""
+        self.unread.clear()
+        self.conn.disconnect()
+
+
 class RedisGuard:
     """The Redis client behind a ``CircuitBreaker`` (the same one providers have, with its own policy)."""
 
@@ -52,7 +99,7 @@ class RedisGuard:
         self.last_error: str | None = None
         self._clock = clock
         self._last_ok = float("-inf")
-        self._own = threading.local()  # each thread's own connection, for command() and script()
+        self._local = threading.local()  # each thread's own connection, for command(), send() and script()
 
     @property
     def enabled(self) -> bool:
@@ -102,33 +149,41 @@ class RedisGuard:
         CPU per command here (half of it); the hot path's commands need none of that. The reply is
         Redis's own (``b"OK"``, not ``True``).
         """
-        return self.call(operation, lambda client: self._on_own_connection(client, args), fallback)
+        return self.call(operation, lambda client: self._own(client).execute(args), fallback)
+
+    def send(self, operation: str, *args: Any) -> None:
+        """A command whose reply nobody waits for (a cache fill): sent now, on this thread's own connection.
+
+        Its reply is read before the thread's next command on that connection, when it has long
+        arrived, so the request that sent it does not wait a round trip. An error reply is counted
+        against ``operation`` then (``llm_edge_redis_errors_total``); a lost connection loses it.
+        """
+        self.call(operation, lambda client: self._own(client).send(operation, args), None)
 
     def script(self, operation: str, fallback: T, script: Script, keys: Sequence[str],
                args: Sequence[Any] = ()) -> Any:
         """``EVALSHA`` of a registered script, as ``command``; loaded again if Redis forgot it (restart, flush)."""
         def run(client: redis.Redis) -> Any:
+            own = self._own(client)
             evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
             try:
-                return self._on_own_connection(client, evalsha)
+                return own.execute(evalsha)
             except redis.exceptions.NoScriptError:
-                self._on_own_connection(client, ("SCRIPT", "LOAD", script.script))
-                return self._on_own_connection(client, evalsha)
+                own.execute(("SCRIPT", "LOAD", script.script))
+                return own.execute(evalsha)
         return self.call(operation, run, fallback)
 
-    def _on_own_connection(self, client: redis.Redis, args: Sequence[Any]) -> Any:
-        conn = getattr(self._own, "conn", None)
-        if conn is None:  # made with the client's settings (address, timeouts, auth, database)
+    def _own(self, client: redis.Redis) -> OwnConnection:
+        own = getattr(self._local, "own", None)
+        if own is None:  # made with the client's settings (address, timeouts, auth, database)
             pool = client.connection_pool
-            conn = self._own.conn = pool.connection_class(**pool.connection_kwargs)
-        try:
-            conn.send_command(*args)
-            return conn.read_response()
-        except redis.ResponseError:
-            raise  # an error reply: the connection is still in step
-        except BaseException:
-            conn.disconnect()  # anything else may leave a reply unread; the next command reconnects
-            raise
+            own = self._local.own = OwnConnection(pool.connection_class(**pool.connection_kwargs),
+                                                  self._late_error)
+        return own
+
+    def _late_error(self, operation: str, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+        metrics.REDIS_ERRORS.labels(operation, "failed").inc()
 
     def health(self) -> Check:
         if self.client is None:

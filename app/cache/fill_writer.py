@@ -2,9 +2,11 @@
 
 Why: a fill is a Redis round trip that the caller waits for and gains nothing
 from (its own worker already has the answer in L1). When no other fill is in
-flight, the request thread writes its fill itself, as before (handing it to
-another thread would cost a thread wake-up and a GIL hand-off, which on the
-benchmark's VM cost more than the round trip). When fills overlap, the later
+flight, the request thread sends its fill itself on its own connection and
+does not wait for the reply (``RedisGuard.send``: the reply is read before
+that thread's next command); handing it to another thread would cost a
+thread wake-up and a GIL hand-off, which on the benchmark's VM cost more
+than the round trip. When fills overlap, the later
 ones are queued and written behind in one pipeline (one round trip and one
 syscall pair for many fills), and their requests do not wait for Redis.
 The price: another worker or replica may see such an entry a moment later
@@ -89,9 +91,9 @@ class FillWriter:
                     self._idle.notify_all()
 
     def _write(self, batch: list[Fill]) -> None:
-        if len(batch) == 1:  # a lone fill: one SET on this thread's own connection
+        if len(batch) == 1:  # a lone fill: one SET on this thread's own connection, its reply read later
             key, data, seconds = batch[0]
-            self.guard.command("cache_set", None, "SET", key, data, "EX", seconds)
+            self.guard.send("cache_set", "SET", key, data, "EX", seconds)
             return
 
         def send(client: redis.Redis) -> bool:

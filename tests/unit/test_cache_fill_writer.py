@@ -3,6 +3,8 @@ bounded, and harmless when Redis is gone."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app.cache.fill_writer import FillWriter
@@ -40,11 +42,14 @@ class CountingGuard(RedisGuard):
         return super().call(operation, fn, fallback)
 
 
-def test_a_lone_fill_is_written_before_submit_returns_without_a_thread(client):
+def test_a_lone_fill_is_sent_by_the_request_thread_itself_without_a_writer_thread(client):
     writer = FillWriter(RedisGuard(client))
     assert writer.submit("alone", b"answer", 60)
+    assert writer._thread is None and writer._in_flight == 0
+    deadline = time.monotonic() + 2  # sent, not waited for: another connection sees it a moment later
+    while client.get("alone") is None and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert client.get("alone") == b"answer" and 55 < client.ttl("alone") <= 60
-    assert writer._thread is None
 
 
 def test_fills_that_overlap_one_in_flight_are_queued_and_written_in_one_pipeline(client):

@@ -105,3 +105,41 @@ def test_a_connection_lost_with_redis_is_made_again_when_redis_is_back(redis_ser
     redis_server.start()
     clock.now += 2
     assert guard.command("set", None, "SET", "back", 1) == b"OK" and not guard.open
+
+
+def test_sent_commands_are_not_waited_for_and_their_replies_never_answer_a_later_command(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    guard = RedisGuard(client)
+    for i in range(20):
+        guard.send("cache_set", "SET", f"sent-{i}", i, "EX", 30)
+    assert guard.command("get", None, "GET", "sent-7") == b"7"  # the twenty +OK were read first, in order
+    assert [client.get(f"sent-{i}") for i in range(20)] == [str(i).encode() for i in range(20)]
+    assert guard._local.own.unread == []
+
+
+def test_an_error_reply_to_a_sent_command_is_counted_against_it_when_read(redis_server):
+    from app.observability import metrics
+
+    client = redis.Redis.from_url(redis_server.url)
+    guard = RedisGuard(client)
+    failed = metrics.REDIS_ERRORS.labels("cache_set", "failed")
+    before = failed._value.get()
+    guard.send("cache_set", "SET", "bad", 1, "EX", -5)  # Redis refuses a negative expiry
+    assert failed._value.get() == before  # its reply is not read yet
+    guard.send("cache_set", "SET", "good", 1, "EX", 30)  # reads it first
+    assert failed._value.get() == before + 1
+    assert guard.command("get", None, "GET", "good") == b"1" and not guard.open
+    assert failed._value.get() == before + 1 and client.exists("bad") == 0
+
+
+def test_replies_lost_with_the_connection_are_dropped_and_the_next_connection_starts_clean(redis_server):
+    clock = Clock()
+    guard = RedisGuard(redis.Redis(port=redis_server.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                   retry=None), failure_threshold=1, cooldown=1.0, clock=clock)
+    guard.send("cache_set", "SET", "before", 1)
+    redis_server.stop()
+    assert guard.command("get", "fallback", "GET", "before") == "fallback" and guard.open
+    redis_server.start()
+    clock.now += 2
+    assert guard.command("set", None, "SET", "after", 2) == b"OK"
+    assert guard.command("get", None, "GET", "after") == b"2" and guard._local.own.unread == []
