@@ -47,7 +47,7 @@ from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
 from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
-from benchkit.upstream import DripServer, choose_upstream  # noqa: E402
+from benchkit.upstream import DripServer, LocalUpstream, choose_upstream  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 from tests.support.processes import GatewayProcess, RedisServer  # noqa: E402
@@ -71,15 +71,17 @@ class Plan:
     spread: float
     first_byte_limit: float
     ramp_budget: float
+    rounds: int = 1
 
     @classmethod
     def make(cls, args: argparse.Namespace) -> Plan:
         cap = args.stream_cap
         if args.quick:
             levels = tuple(n for n in (10, 20) if n <= cap) or (cap,)
-            return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5)
+            return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5, args.rounds)
         levels = (*(n for n in (100, 250, 500, 750, 1000) if n < cap), cap)
-        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.5, 2.0, 2.0, 90)
+        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.5, 2.0, 2.0, 90,
+                   args.rounds)
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -272,54 +274,20 @@ def run(args: argparse.Namespace) -> Bench:
 
         bench.report.header = machine_header(args, upstream.kind, bench)
         auth = gw.auth_headers()
-        openai_tpl = answers.template(answers.openai_request)
         fixed = answers.openai_request("What is the capital of France? (cached)")
-        upstream_pid = upstream.proc.pid
 
         # Sanity: every path answers 200 before anything is timed.
         probe(upstream.url + OPENAI_PATH, fixed)
         probe(main.url + OPENAI_PATH, answers.openai_request("probe"), auth)
         probe(main.url + OPENAI_PATH, answers.openai_request("probe", model=answers.ANTHROPIC_MODEL), auth)
 
-        if "direct" in wanted:
-            bench.wrk_row("direct upstream (no gateway)", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
-                          note=f"{upstream.kind}, fixed body")
-        if "constant" in wanted:
-            bench.wrk_row("floor: Falcon constant", floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
-                          body=fixed, note="minimal app, same gunicorn settings")
-        if "passthrough" in wanted:
-            bench.wrk_row("floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
-                          floors["passthrough"].pid, template=openai_tpl, note="minimal app, same gunicorn settings")
-        if "miss" in wanted:
-            bench.wrk_row("gateway miss (unique bodies)", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
-                          headers=auth, metrics_url=main.metrics_url, note="OpenAI in and out", profile_as="miss")
-        if "translated" in wanted:
-            bench.wrk_row("gateway miss, translated", main.url, OPENAI_PATH, main.proc.pid,
-                          template=answers.template(answers.openai_request, model=answers.ANTHROPIC_MODEL),
-                          headers=auth, metrics_url=main.metrics_url, note="OpenAI in, Anthropic upstream",
-                          profile_as="translated")
-        if "l1" in wanted:
-            warm_l1(main, fixed, auth, plan.connections)
-            bench.wrk_row("gateway L1 hit (same body)", main.url, OPENAI_PATH, main.proc.pid, body=fixed,
-                          headers=auth, metrics_url=main.metrics_url, profile_as="l1")
+        for _ in range(plan.rounds):  # the load rows, in alternating rounds; the median of each is kept
+            measure_round(bench, wanted, upstream, main, l2_only, floors, fixed, auth)
         if "l2" in wanted:
-            probe(l2_only.url + OPENAI_PATH, fixed, auth)
-            bench.wrk_row("gateway L2 hit (L1_CACHE_SIZE=0)", l2_only.url, OPENAI_PATH, l2_only.proc.pid,
-                          body=fixed, headers=auth, metrics_url=l2_only.metrics_url, profile_as="l2")
             l2_only.stop()  # frees its threads and memory before the slow-stream ramp
+        bench.report.keep_medians()
         if "stream" in wanted:
             bench.stream_row("gateway streaming (unique bodies)", main, plan.stream_concurrency)
-        if "c1" in wanted:
-            warm_l1(main, fixed, auth, plan.connections)
-            bench.wrk_row("c=1 direct upstream", upstream.url, OPENAI_PATH, upstream_pid, body=fixed, connections=1)
-            bench.wrk_row("c=1 gateway miss", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
-                          headers=auth, connections=1, metrics_url=main.metrics_url)
-            bench.wrk_row("c=1 gateway L1 hit", main.url, OPENAI_PATH, main.proc.pid, body=fixed, headers=auth,
-                          connections=1, metrics_url=main.metrics_url)
-            bench.wrk_row("c=1 floor: Falcon constant", floors["constant"].url, OPENAI_PATH,
-                          floors["constant"].pid, body=fixed, connections=1)
-            bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
-                          floors["passthrough"].pid, template=openai_tpl, connections=1)
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
@@ -331,6 +299,50 @@ def run(args: argparse.Namespace) -> Bench:
                 stop()
             except Exception as exc:  # keep stopping the rest
                 print(f"bench: stopping failed: {exc}", file=sys.stderr)
+
+
+def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main: GatewayProcess,
+                  l2_only: GatewayProcess, floors: dict[str, FloorApp], fixed: bytes, auth: dict[str, str]) -> None:
+    """One round of the load rows: each floor right before the gateway rows compared with it."""
+    plan = bench.plan
+    openai_tpl = answers.template(answers.openai_request)
+    upstream_pid = upstream.proc.pid
+    if "direct" in wanted:
+        bench.wrk_row("direct upstream (no gateway)", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
+                      note=f"{upstream.kind}, fixed body")
+    if "constant" in wanted:
+        bench.wrk_row("floor: Falcon constant", floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
+                      body=fixed, note="minimal app, same gunicorn settings")
+    if "passthrough" in wanted:
+        bench.wrk_row("floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
+                      floors["passthrough"].pid, template=openai_tpl, note="minimal app, same gunicorn settings")
+    if "miss" in wanted:
+        bench.wrk_row("gateway miss (unique bodies)", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
+                      headers=auth, metrics_url=main.metrics_url, note="OpenAI in and out", profile_as="miss")
+    if "translated" in wanted:
+        bench.wrk_row("gateway miss, translated", main.url, OPENAI_PATH, main.proc.pid,
+                      template=answers.template(answers.openai_request, model=answers.ANTHROPIC_MODEL),
+                      headers=auth, metrics_url=main.metrics_url, note="OpenAI in, Anthropic upstream",
+                      profile_as="translated")
+    if "l1" in wanted:
+        warm_l1(main, fixed, auth, plan.connections)
+        bench.wrk_row("gateway L1 hit (same body)", main.url, OPENAI_PATH, main.proc.pid, body=fixed,
+                      headers=auth, metrics_url=main.metrics_url, profile_as="l1")
+    if "l2" in wanted:
+        probe(l2_only.url + OPENAI_PATH, fixed, auth)
+        bench.wrk_row("gateway L2 hit (L1_CACHE_SIZE=0)", l2_only.url, OPENAI_PATH, l2_only.proc.pid,
+                      body=fixed, headers=auth, metrics_url=l2_only.metrics_url, profile_as="l2")
+    if "c1" in wanted:
+        warm_l1(main, fixed, auth, plan.connections)
+        bench.wrk_row("c=1 direct upstream", upstream.url, OPENAI_PATH, upstream_pid, body=fixed, connections=1)
+        bench.wrk_row("c=1 gateway miss", main.url, OPENAI_PATH, main.proc.pid, template=openai_tpl,
+                      headers=auth, connections=1, metrics_url=main.metrics_url)
+        bench.wrk_row("c=1 gateway L1 hit", main.url, OPENAI_PATH, main.proc.pid, body=fixed, headers=auth,
+                      connections=1, metrics_url=main.metrics_url)
+        bench.wrk_row("c=1 floor: Falcon constant", floors["constant"].url, OPENAI_PATH,
+                      floors["constant"].pid, body=fixed, connections=1)
+        bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
+                      floors["passthrough"].pid, template=openai_tpl, connections=1)
 
 
 def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int) -> None:
@@ -387,6 +399,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="every row with tiny durations (a smoke run)")
     parser.add_argument("--duration", type=float, default=10, help="seconds of load per row (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the load rows this many times, alternating, and keep each row's median "
+                             "(default 1; the README's figures use 3)")
     parser.add_argument("--stream-concurrency", type=int, default=16, help="streaming clients (default 16)")
     parser.add_argument("--stream-cap", type=int, default=1200, help="slow-stream ramp stops here (default 1200)")
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY (default: the shipped default)")

@@ -44,8 +44,8 @@ TARGETS = [
 
 @pytest.fixture(scope="module")
 def output() -> str:
-    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=280)
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--rounds", "2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc.stdout
 
@@ -64,6 +64,12 @@ def test_every_load_row_is_measured_without_errors(output: str, name: str) -> No
     assert "-" not in (rps, p50, p90, p99, cpu, rss), row
     assert float(rps.replace(",", "")) > 0, row
     assert errors == "0", row
+
+
+@pytest.mark.parametrize("name", [n for n in LOAD_ROWS if "streaming" not in n])
+def test_each_load_row_is_shown_once_as_the_median_of_its_rounds(output: str, name: str) -> None:
+    assert sum(line.startswith(f"| {name} ") for line in output.splitlines()) == 1
+    assert re.search(r"median of 2 rounds \([0-9,]+ / [0-9,]+ req/s\)", cells(output, name)[-1])
 
 
 def test_slow_stream_ramp_holds_the_quick_cap(output: str) -> None:
