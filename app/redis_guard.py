@@ -9,9 +9,9 @@ skipped or fails, so they degrade (L1 only, local limits) instead of failing.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -42,7 +42,8 @@ def make_redis(settings: Settings) -> redis.Redis:
 
 
 class OwnConnection:
-    """One thread's Redis connection; replies of commands sent without waiting are read before the next."""
+    """A Redis connection used by one call at a time; replies of commands sent without waiting are read
+    before its next command."""
 
     __slots__ = ("conn", "late_error", "unread")
 
@@ -99,7 +100,7 @@ class RedisGuard:
         self.last_error: str | None = None
         self._clock = clock
         self._last_ok = float("-inf")
-        self._local = threading.local()  # each thread's own connection, for command(), send() and script()
+        self._idle: list[OwnConnection] = []  # connections for command(), send() and script(), last used last
 
     @property
     def enabled(self) -> bool:
@@ -142,44 +143,59 @@ class RedisGuard:
         return result
 
     def command(self, operation: str, fallback: T, *args: Any) -> Any:
-        """One Redis command, through the breaker like ``call``, on the calling thread's own connection.
+        """One Redis command, through the breaker like ``call``, on one of the guard's own connections.
 
         Why not the client: redis-py's ``Redis`` checks a connection out of its pool and back in, wraps
         the call in its retry and instrumentation layers and runs response callbacks, about 30 us of
         CPU per command here (half of it); the hot path's commands need none of that. The reply is
         Redis's own (``b"OK"``, not ``True``).
         """
-        return self.call(operation, lambda client: self._own(client).execute(args), fallback)
+        def run(client: redis.Redis) -> Any:
+            with self._own(client) as own:
+                return own.execute(args)
+        return self.call(operation, run, fallback)
 
     def send(self, operation: str, *args: Any) -> None:
-        """A command whose reply nobody waits for (a cache fill): sent now, on this thread's own connection.
+        """A command whose reply nobody waits for (a cache fill): sent now, on one of the guard's own connections.
 
-        Its reply is read before the thread's next command on that connection, when it has long
-        arrived, so the request that sent it does not wait a round trip. An error reply is counted
+        Its reply is read before the next command on that connection, when it has long arrived, so
+        the request that sent it does not wait a round trip. An error reply is counted
         against ``operation`` then (``llm_edge_redis_errors_total``); a lost connection loses it.
         """
-        self.call(operation, lambda client: self._own(client).send(operation, args), None)
+        def run(client: redis.Redis) -> None:
+            with self._own(client) as own:
+                own.send(operation, args)
+        self.call(operation, run, None)
 
     def script(self, operation: str, fallback: T, script: Script, keys: Sequence[str],
                args: Sequence[Any] = ()) -> Any:
         """``EVALSHA`` of a registered script, as ``command``; loaded again if Redis forgot it (restart, flush)."""
         def run(client: redis.Redis) -> Any:
-            own = self._own(client)
             evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            try:
-                return own.execute(evalsha)
-            except redis.exceptions.NoScriptError:
-                own.execute(("SCRIPT", "LOAD", script.script))
-                return own.execute(evalsha)
+            with self._own(client) as own:
+                try:
+                    return own.execute(evalsha)
+                except redis.exceptions.NoScriptError:
+                    own.execute(("SCRIPT", "LOAD", script.script))
+                    return own.execute(evalsha)
         return self.call(operation, run, fallback)
 
-    def _own(self, client: redis.Redis) -> OwnConnection:
-        own = getattr(self._local, "own", None)
-        if own is None:  # made with the client's settings (address, timeouts, auth, database)
+    @contextmanager
+    def _own(self, client: redis.Redis) -> Iterator[OwnConnection]:
+        """A connection of this guard's own, for one call: the most recently used idle one, or a new one.
+
+        As many as calls run at once, not one per thread: a worker has hundreds of threads, and
+        connections kept per thread cost Redis a client each and this worker ~40 KiB each.
+        """
+        try:
+            own = self._idle.pop()  # list.pop and append are atomic: no lock needed
+        except IndexError:  # made with the client's settings (address, timeouts, auth, database)
             pool = client.connection_pool
-            own = self._local.own = OwnConnection(pool.connection_class(**pool.connection_kwargs),
-                                                  self._late_error)
-        return own
+            own = OwnConnection(pool.connection_class(**pool.connection_kwargs), self._late_error)
+        try:
+            yield own
+        finally:
+            self._idle.append(own)
 
     def _late_error(self, operation: str, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]

@@ -62,18 +62,38 @@ def own_connections(client: redis.Redis, name: str) -> int:
     return sum(1 for c in client.client_list() if c.get("name") == name)
 
 
-def test_commands_run_on_one_connection_per_thread_with_the_clients_settings(redis_server):
+def test_commands_share_a_few_connections_made_with_the_clients_settings(redis_server):
     client = redis.Redis.from_url(redis_server.url, client_name="guard-own", db=3)
     guard = RedisGuard(client)
     assert guard.command("set", None, "SET", "k", b"v", "EX", 30) == b"OK"
     assert guard.command("get", None, "GET", "k") == b"v"
     assert client.get("k") == b"v" and 0 < client.ttl("k") <= 30  # same database as the client's
-    threads = [threading.Thread(target=lambda i=i: guard.command("set", None, "SET", f"t{i}", i)) for i in range(3)]
+    for i in range(3):  # one after another from three threads: the same idle connection each time
+        t = threading.Thread(target=lambda i=i: guard.command("set", None, "SET", f"t{i}", i))
+        t.start()
+        t.join()
+    assert own_connections(client, "guard-own") == 1 + 1  # the guard's one, and the client's pool's
+
+
+def test_calls_at_the_same_time_get_a_connection_each_and_leave_them_for_the_next(redis_server):
+    client = redis.Redis.from_url(redis_server.url, client_name="guard-busy")
+    guard = RedisGuard(client)
+    started = threading.Barrier(4)
+
+    def slow_call() -> None:
+        started.wait()
+        guard.command("blpop", None, "BLPOP", "never", 0.2)  # holds its connection for 0.2 s
+
+    threads = [threading.Thread(target=slow_call) for _ in range(3)]
     for t in threads:
         t.start()
+    started.wait()
     for t in threads:
         t.join()
-    assert own_connections(client, "guard-own") == 4 + 1  # this thread, three others, and the client's pool
+    assert len(guard._idle) == 3 and own_connections(client, "guard-busy") == 3 + 1
+    for _ in range(10):
+        guard.command("ping", None, "PING")
+    assert len(guard._idle) == 3  # reused, none added
 
 
 def test_an_error_reply_is_a_failure_and_the_connection_stays_usable(redis_server):
@@ -114,7 +134,7 @@ def test_sent_commands_are_not_waited_for_and_their_replies_never_answer_a_later
         guard.send("cache_set", "SET", f"sent-{i}", i, "EX", 30)
     assert guard.command("get", None, "GET", "sent-7") == b"7"  # the twenty +OK were read first, in order
     assert [client.get(f"sent-{i}") for i in range(20)] == [str(i).encode() for i in range(20)]
-    assert guard._local.own.unread == []
+    assert all(own.unread == [] for own in guard._idle)
 
 
 def test_an_error_reply_to_a_sent_command_is_counted_against_it_when_read(redis_server):
@@ -142,4 +162,4 @@ def test_replies_lost_with_the_connection_are_dropped_and_the_next_connection_st
     redis_server.start()
     clock.now += 2
     assert guard.command("set", None, "SET", "after", 2) == b"OK"
-    assert guard.command("get", None, "GET", "after") == b"2" and guard._local.own.unread == []
+    assert guard.command("get", None, "GET", "after") == b"2" and all(own.unread == [] for own in guard._idle)
