@@ -40,15 +40,18 @@ class RequestContextMiddleware:
         self.client_address = client_address or ClientAddress(())  # trust no proxy unless told
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        incoming = req.get_header("x-request-id")
+        # Headers straight from the WSGI environ: Falcon's get_header builds the key and raises and
+        # catches a KeyError for every absent one, and most of these are absent on most requests.
+        env = req.env
+        incoming = env.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
-        traceparent = req.get_header("traceparent")
+        traceparent = env.get("HTTP_TRACEPARENT")
         ctx = RequestContext(
             request_id=request_id,
             endpoint=req.path if req.path in _ENDPOINTS else "other",
             dialect=dialect_for(req.path),  # type: ignore[arg-type]
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
-            client_addr=self.client_address(req.remote_addr, req.get_header("x-forwarded-for")),
+            client_addr=self.client_address(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR")),
         )
         req.context.gw = ctx
         if self.tracing is not None and not ctx.endpoint.startswith("/health"):  # probes make no traces

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from app.errors import InvalidRequest
 
 TTL_HEADER = "x-llm-edge-cache-ttl"
+TTL_ENVIRON = "HTTP_X_LLM_EDGE_CACHE_TTL"  # the same header, as the WSGI environ names it
 MAX_TTL_SECONDS = 30 * 24 * 3600
 
 

@@ -61,7 +61,7 @@ class AccessMiddleware:
     def _identify(self, req: falcon.Request) -> Client:
         if self.clients.open:
             return self.clients.anonymous
-        key = presented_key(req.get_header("authorization"), req.get_header("x-api-key"))
+        key = presented_key(req.env.get("HTTP_AUTHORIZATION"), req.env.get("HTTP_X_API_KEY"))
         if key is None:
             raise Unauthorized("Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
         client = self.clients.find(key)

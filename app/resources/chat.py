@@ -17,7 +17,7 @@ from typing import Any
 import falcon
 import orjson
 
-from app.cache.control import TTL_HEADER, CacheControl
+from app.cache.control import TTL_ENVIRON, CacheControl
 from app.canonical import TextDelta, ToolUseStart
 from app.context import RequestContext
 from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError
@@ -86,7 +86,7 @@ class ChatResource:
         ctx.parsed = parsed
         creq = parsed.request
         ctx.stream = creq.stream
-        control = CacheControl.from_headers(req.get_header("cache-control"), req.get_header(TTL_HEADER))
+        control = CacheControl.from_headers(req.env.get("HTTP_CACHE_CONTROL"), req.env.get(TTL_ENVIRON))
         outcome = self.pipeline.run(ctx, creq, control)
         if outcome.response is not None:
             resp.content_type = "application/json"
