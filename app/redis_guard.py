@@ -10,8 +10,7 @@ skipped or fails, so they degrade (L1 only, local limits) instead of failing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -150,10 +149,7 @@ class RedisGuard:
         CPU per command here (half of it); the hot path's commands need none of that. The reply is
         Redis's own (``b"OK"``, not ``True``).
         """
-        def run(client: redis.Redis) -> Any:
-            with self._own(client) as own:
-                return own.execute(args)
-        return self.call(operation, run, fallback)
+        return self.call(operation, lambda client: self._with_own(client, lambda own: own.execute(args)), fallback)
 
     def send(self, operation: str, *args: Any) -> None:
         """A command whose reply nobody waits for (a cache fill): sent now, on one of the guard's own connections.
@@ -162,40 +158,41 @@ class RedisGuard:
         the request that sent it does not wait a round trip. An error reply is counted
         against ``operation`` then (``llm_edge_redis_errors_total``); a lost connection loses it.
         """
-        def run(client: redis.Redis) -> None:
-            with self._own(client) as own:
-                own.send(operation, args)
-        self.call(operation, run, None)
+        self.call(operation, lambda client: self._with_own(client, lambda own: own.send(operation, args)), None)
 
     def script(self, operation: str, fallback: T, script: Script, keys: Sequence[str],
                args: Sequence[Any] = ()) -> Any:
         """``EVALSHA`` of a registered script, as ``command``; loaded again if Redis forgot it (restart, flush)."""
-        def run(client: redis.Redis) -> Any:
-            evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            with self._own(client) as own:
-                try:
-                    return own.execute(evalsha)
-                except redis.exceptions.NoScriptError:
-                    own.execute(("SCRIPT", "LOAD", script.script))
-                    return own.execute(evalsha)
-        return self.call(operation, run, fallback)
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    @contextmanager
-    def _own(self, client: redis.Redis) -> Iterator[OwnConnection]:
-        """A connection of this guard's own, for one call: the most recently used idle one, or a new one.
+        def run(own: OwnConnection) -> Any:
+            try:
+                return own.execute(evalsha)
+            except redis.exceptions.NoScriptError:
+                own.execute(("SCRIPT", "LOAD", script.script))
+                return own.execute(evalsha)
+        return self.call(operation, lambda client: self._with_own(client, run), fallback)
+
+    def _with_own(self, client: redis.Redis, use: Callable[[OwnConnection], T]) -> T:
+        """``use`` one of the guard's own connections: the most recently used idle one, or a new one.
 
         As many as calls run at once, not one per thread: a worker has hundreds of threads, and
         connections kept per thread cost Redis a client each and this worker ~40 KiB each.
         """
-        try:
-            own = self._idle.pop()  # list.pop and append are atomic: no lock needed
-        except IndexError:  # made with the client's settings (address, timeouts, auth, database)
+        idle = self._idle
+        own = None
+        if idle:
+            try:
+                own = idle.pop()  # list.pop and append are atomic: no lock needed
+            except IndexError:
+                pass  # another thread took the last one just now
+        if own is None:  # made with the client's settings (address, timeouts, auth, database)
             pool = client.connection_pool
             own = OwnConnection(pool.connection_class(**pool.connection_kwargs), self._late_error)
         try:
-            yield own
+            return use(own)
         finally:
-            self._idle.append(own)
+            idle.append(own)
 
     def _late_error(self, operation: str, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]

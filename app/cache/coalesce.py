@@ -38,7 +38,9 @@ class Flight:
     __slots__ = ("_cond", "_events", "_on_end", "_state", "answer", "origin", "tier")
 
     def __init__(self, on_end: Callable[[Flight], None]) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Its own RLock: given a plain Lock, Condition() probes it for three RLock methods and catches
+        # an AttributeError for each, on every miss.
+        self._cond = threading.Condition(threading.RLock())
         self._events: list[StreamEvent] = []
         self._state = _RUNNING
         self._on_end = on_end
