@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from app.process_id import current_pid
 from app.redis_guard import RedisGuard
 
 log = logging.getLogger("llm_edge.spend")
@@ -67,7 +68,7 @@ class SpendLedger:
         with self._lock:
             for k in keys:
                 self._pending[k] = self._pending.get(k, 0.0) + cents
-        if self._flusher_pid != os.getpid():
+        if self._flusher_pid != current_pid():
             self._start_flusher()
 
     def spent(self, client_id: str, period: Period = "month") -> float:

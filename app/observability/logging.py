@@ -14,7 +14,6 @@ the app's loggers too, one signal reopens the file for all of them (logrotate).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 
 from app.observability.log_handlers import Batching
+from app.process_id import current_pid
 
 # Provider-style keys (sk-..., sk-ant-...) and anything after "Bearer ".
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|x-api-key:\s*\S+)", re.IGNORECASE)
@@ -83,7 +83,7 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
         text = lines.get(id(formatter))
         if text is None:
             text = lines[id(formatter)] = formatter.line(  # type: ignore[union-attr]
-                created, logging.getLevelName(level).lower(), logger.name, os.getpid(), msg, fields)
+                created, logging.getLevelName(level).lower(), logger.name, current_pid(), msg, fields)
         handler.add_line(text + handler.terminator, level)
 
 

@@ -10,35 +10,16 @@ error kinds; never a request id or a key.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
-
-class _ProcessId:
-    """This process's id, asked of the kernel once per process rather than on every metric update.
-
-    In multiprocess mode prometheus_client calls its process identifier on every value update, to
-    notice a fork and move to the child's own file; ``os.getpid()`` is a system call, and under
-    load the check was the largest self time of an L1 hit's GIL samples (3.3%, py-spy). The id is
-    renewed in every forked child (``os.register_at_fork``), which is all that check needs.
-    """
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self.pid = os.getpid()
-
-    def __call__(self) -> int:
-        return self.pid
-
+from app.process_id import current_pid
 
 if getattr(values.ValueClass, "_multiprocess", False):  # before any metric below is created
-    values.ValueClass = values.MultiProcessValue(process_identifier=_ProcessId())
+    # prometheus_client asks for the process id on every value update, to notice a fork.
+    values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)
 
 # From a cache hit in well under a millisecond to a long generation of minutes.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,

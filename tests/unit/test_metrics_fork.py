@@ -1,6 +1,6 @@
 """Metric values written before and after a fork land in each process's own file, summed as one.
 
-The gateway gives prometheus_client a remembered process id instead of asking the kernel on every
+The gateway gives prometheus_client a remembered process id (app/process_id.py) instead of asking the kernel on every
 update; this checks, in a real subprocess that forks, that a child still moves to its own file.
 """
 
