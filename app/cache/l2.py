@@ -1,7 +1,7 @@
 """L2: answers shared by every worker and replica through Redis.
 
-Exactly one Redis round trip per operation, on the worker thread's own
-connection (``RedisGuard.command``): a lookup is one small Lua script
+Exactly one Redis round trip per operation, on one of the guard's own
+connections (``RedisGuard.script`` / ``command``): a lookup is one small Lua script
 that returns ``GET`` and ``PTTL`` together (so an L2 hit fills L1 for no
 longer than the entry has left; one ``EVALSHA`` costs redis-py less than a
 two-command pipeline), a fill is one ``SET ... EX``, or with ``write_behind`` a queued ``SET`` that a

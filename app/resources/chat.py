@@ -25,7 +25,7 @@ from app.observability import metrics
 from app.observability.access import request_finished
 from app.pipeline import Outcome, Pipeline
 from app.resilience.disconnects import ClientGone, DisconnectWatcher
-from app.resources.parse_memo import MEMO_ENTRIES, ParseMemo
+from app.resources.parse_memo import ParseMemo
 
 log = logging.getLogger("llm_edge.chat")
 
@@ -73,12 +73,12 @@ def _discard(req: falcon.Request, length: int) -> None:
 
 class ChatResource:
     def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
-                 watcher: DisconnectWatcher | None = None, *, memo_entries: int = MEMO_ENTRIES) -> None:
+                 watcher: DisconnectWatcher | None = None) -> None:
         self.codec = codec
         self.pipeline = pipeline
         self.max_request_bytes = max_request_bytes
         self.watcher = watcher or DisconnectWatcher()
-        self.memo = ParseMemo(lambda raw: codec.parse_request(json_object(raw)), max_entries=memo_entries)
+        self.memo = ParseMemo(lambda raw: codec.parse_request(json_object(raw)))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx: RequestContext = req.context.gw
