@@ -129,9 +129,8 @@ class RedisGuard:
         try:
             result = fn(self.client)
         except (redis.RedisError, OSError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"[:200]
             self._breaker.record(permit, False)
-            metrics.REDIS_ERRORS.labels(operation, "failed").inc()
+            self._failed(operation, exc)
             return fallback
         except BaseException:
             self._breaker.record(permit, None)
@@ -188,13 +187,14 @@ class RedisGuard:
                 pass  # another thread took the last one just now
         if own is None:  # made with the client's settings (address, timeouts, auth, database)
             pool = client.connection_pool
-            own = OwnConnection(pool.connection_class(**pool.connection_kwargs), self._late_error)
+            own = OwnConnection(pool.connection_class(**pool.connection_kwargs), self._failed)
         try:
             return use(own)
         finally:
             idle.append(own)
 
-    def _late_error(self, operation: str, exc: Exception) -> None:
+    def _failed(self, operation: str, exc: Exception) -> None:
+        """A failed operation: counted, and kept for /health (an error reply to a sent command, read late, too)."""
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]
         metrics.REDIS_ERRORS.labels(operation, "failed").inc()
 

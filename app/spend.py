@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -126,9 +125,9 @@ class SpendLedger:
     def _start_flusher(self) -> None:
         """One flusher thread per process, started after fork by the first ``add``."""
         with self._lock:
-            if self._flusher_pid == os.getpid():
+            if self._flusher_pid == current_pid():
                 return
-            self._flusher_pid = os.getpid()
+            self._flusher_pid = current_pid()
         threading.Thread(target=self._run, name="spend-flusher", daemon=True).start()
         atexit.register(self.close)
 

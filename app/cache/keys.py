@@ -43,6 +43,14 @@ def cache_scope(client_id: str, namespace: str | None) -> str:
     return f"ns:{namespace}" if namespace else f"client:{client_id}"
 
 
+def _dataclass_fields(value: Any) -> dict[str, Any]:
+    """A canonical dataclass as the dict of its fields; orjson's ``default`` on the fast path, and ``_plain``'s."""
+    names = getattr(value, "__dataclass_fields__", None)
+    if names is None:
+        raise TypeError(f"cannot put a {type(value).__name__} into a cache key")
+    return {name: getattr(value, name) for name in names}
+
+
 def _plain(value: Any) -> Any:
     """Canonical data as JSON-ready values; ``1.0`` and ``1`` are the same number in JSON."""
     if value is None or isinstance(value, (str, bool, int)):
@@ -53,10 +61,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    names = getattr(value, "__dataclass_fields__", None)
-    if names is None:
-        raise TypeError(f"cannot put a {type(value).__name__} into a cache key")
-    return {name: _plain(getattr(value, name)) for name in names}
+    return {name: _plain(item) for name, item in _dataclass_fields(value).items()}
 
 
 def request_fingerprint(req: ChatRequest) -> dict[str, Any]:
@@ -67,14 +72,6 @@ def request_fingerprint(req: ChatRequest) -> dict[str, Any]:
         if alias in extra and extra[alias] == out["max_tokens"]:
             del extra[alias]
     return out
-
-
-def _dataclass_fields(value: Any) -> dict[str, Any]:
-    """orjson's ``default``: a canonical dataclass as the dict of its fields (then sorted like any dict)."""
-    names = getattr(value, "__dataclass_fields__", None)
-    if names is None:
-        raise TypeError(f"cannot put a {type(value).__name__} into a cache key")
-    return {name: getattr(value, name) for name in names}
 
 
 # orjson writes an integral float below 1e16 as "N.0"; where this matches, the normalizing path runs.

@@ -3,7 +3,7 @@
 Exactly one Redis round trip per operation, on one of the guard's own
 connections (``RedisGuard.script`` / ``command``): a lookup is one small Lua script
 that returns ``GET`` and ``PTTL`` together (so an L2 hit fills L1 for no
-longer than the entry has left; one ``EVALSHA`` costs redis-py less than a
+longer than the entry has left; one ``EVALSHA`` costs less than a
 two-command pipeline), a fill is one ``SET ... EX``, or with ``write_behind`` a queued ``SET`` that a
 background thread pipelines with other fills (``app/cache/fill_writer.py``). Every call goes through the worker's
 ``RedisGuard``: a slow or dead Redis costs at most one short socket timeout
