@@ -30,12 +30,25 @@ PERIODS: tuple[Period, ...] = ("day", "month")
 _TTL_SECONDS = {"day": 3 * 86400, "month": 40 * 86400}
 
 
+# (UTC day number, its day bucket, its month bucket), swapped as one tuple: safe across threads.
+_buckets: tuple[int, str, str] = (-1, "", "")
+
+
 def period_bucket(period: Period, now: float) -> str:
-    """The UTC day (2026-11-26) or month (2026-11) that ``now`` falls in."""
+    """The UTC day (2026-11-26) or month (2026-11) that ``now`` falls in.
+
+    Formatted once per UTC day, not twice per answered request (POSIX days are exactly 86,400 s).
+    """
+    global _buckets
+    day = int(now // 86400)
+    buckets = _buckets
+    if buckets[0] != day:
+        utc = time.gmtime(now)
+        buckets = _buckets = (day, time.strftime("%Y-%m-%d", utc), time.strftime("%Y-%m", utc))
     if period == "day":
-        return time.strftime("%Y-%m-%d", time.gmtime(now))
+        return buckets[1]
     if period == "month":
-        return time.strftime("%Y-%m", time.gmtime(now))
+        return buckets[2]
     raise ValueError(f"unknown spend period {period!r}; expected one of {PERIODS}")
 
 

@@ -29,6 +29,16 @@ def test_buckets_are_utc_days_and_months() -> None:
         period_bucket("year", NOV_26)  # type: ignore[arg-type]
 
 
+def test_buckets_turn_over_at_utc_midnight_and_month_end() -> None:
+    """Buckets are remembered per UTC day: each call must still name the day its time falls in."""
+    last_second = calendar.timegm((2026, 11, 30, 23, 59, 59))
+    for now, day, month in [(last_second, "2026-11-30", "2026-11"), (last_second + 1, "2026-12-01", "2026-12"),
+                            (last_second + 0.999, "2026-11-30", "2026-11"), (NOV_26, "2026-11-26", "2026-11"),
+                            (calendar.timegm((2024, 2, 29, 0, 0, 0)), "2024-02-29", "2024-02"),
+                            (last_second + 1, "2026-12-01", "2026-12")]:
+        assert (period_bucket("day", now), period_bucket("month", now)) == (day, month)
+
+
 def test_two_workers_see_one_total_after_flushing(redis_server) -> None:
     clock = Clock(NOV_26)
     a = SpendLedger(guard_for(redis_server.url), clock=clock, max_age=0)
