@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import redis
+from redis.connection import Encoder, PythonRespSerializer
 
-from app.redis_guard import RedisGuard
+from app.redis_guard import RedisGuard, packed
 from tests.support.clock import Clock
 from tests.support.processes import free_port
 
@@ -163,3 +165,19 @@ def test_replies_lost_with_the_connection_are_dropped_and_the_next_connection_st
     clock.now += 2
     assert guard.command("set", None, "SET", "after", 2) == b"OK"
     assert guard.command("get", None, "GET", "after") == b"2" and all(own.unread == [] for own in guard._idle)
+
+
+def test_commands_go_out_in_the_bytes_redis_py_would_send():
+    """``packed`` skips redis-py's packer; the wire must not notice (names, keys, values, numbers, UTF-8)."""
+    reference = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+    for args in [("SET", "llm-edge:cache:k", b"\x00j[1,2]\xff", "EX", 3600),
+                 ("EVALSHA", "a" * 40, 1, "key-é", 2.5), ("GET", b"raw key"), ("PING",)]:
+        assert packed(args) == (b"".join(reference.pack(*args)),)
+
+
+def test_an_argument_redis_cannot_take_is_a_data_error_and_the_fallback(redis_server):
+    guard = RedisGuard(redis.Redis.from_url(redis_server.url))
+    with pytest.raises(redis.DataError):
+        packed(("SET", "k", object()))
+    assert guard.command("cache_set", "fell back", "SET", "k", object()) == "fell back"
+    assert guard.command("cache_set", None, "SET", "k", "v") == b"OK"  # the connection is still fine
