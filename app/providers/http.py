@@ -32,6 +32,7 @@ from urllib3.exceptions import (
 from urllib3.util import parse_url
 
 from app.errors import GatewayError, UpstreamError, UpstreamTimeout
+from app.providers import headers as response_headers
 from app.resilience.retry import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET
 
 READ_SIZE = 64 * 1024
@@ -57,6 +58,7 @@ class UpstreamHTTP:
         self.connect_timeout = connect_timeout
         self.pool = urllib3.PoolManager(num_pools=32, maxsize=pool_maxsize, block=False, retries=False)
         self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}
+        response_headers.install()  # providers' response headers without the email parser
 
     def target(self, url: str) -> tuple[HTTPConnectionPool, str]:
         """The manager's connection pool for ``url``'s origin, and the request target, remembered per URL.
