@@ -151,7 +151,10 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
 
 
 # --- Hot-path trims (measured with scripts/bench.py; see README, "Performance") ---------------------
+import gunicorn.util  # noqa: E402
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
+
+from app.http_date import http_date  # noqa: E402
 
 
 class QuietAccessLogger(_GunicornLogger):
@@ -169,6 +172,9 @@ class QuietAccessLogger(_GunicornLogger):
 
 
 logger_class = QuietAccessLogger
+
+# The Date header's text once a second, not once a response (app/http_date.py); workers inherit it.
+gunicorn.util.http_date = http_date
 
 # Lean log records (no caller file/line, no thread names), set in the master, inherited by workers.
 lean_log_records()
