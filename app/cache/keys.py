@@ -27,7 +27,7 @@ import orjson
 from app.canonical import ChatRequest
 from app.routing import Target
 
-KEY_PREFIX = "llm-edge:cache:v1:"
+KEY_PREFIX = "llm-edge:cache:v2:"
 
 # ChatRequest fields that never change the answer (or, for ``model``, are replaced by the target).
 _NOT_IN_KEY = frozenset({"model", "stream", "include_usage", "user", "metadata", "source_format"})
@@ -106,6 +106,6 @@ def normalized_payload(req: ChatRequest, target: Target, scope: str) -> bytes:
 
 
 def cache_key(req: ChatRequest, target: Target, scope: str) -> str:
-    """``llm-edge:cache:v1:<scope>:<hash>``; the hash covers scope, target and request."""
+    """``llm-edge:cache:v2:<scope>:<hash>``; the hash covers scope, target and request."""
     digest = hashlib.blake2b(key_payload(req, target, scope), digest_size=20).hexdigest()
     return f"{KEY_PREFIX}{_UNSAFE.sub('_', scope)[:64]}:{digest}"

@@ -154,7 +154,7 @@ def test_redis_dying_and_returning(start_gateway, redis_server, upstream):
     stored = unique("stored before the outage")
     assert post(gw, stored).headers["x-llm-edge-cache"] == "miss"
     direct = redis.Redis.from_url(redis_server.url)
-    assert len(direct.keys("llm-edge:cache:v1:*")) == 1
+    assert len(direct.keys("llm-edge:cache:v2:*")) == 1
     direct.close()
 
     os.kill(redis_server.proc.pid, signal.SIGSTOP)  # hung first: sockets open, nothing answers
@@ -185,7 +185,7 @@ def test_redis_dying_and_returning(start_gateway, redis_server, upstream):
 
     def l2_used_again() -> bool:
         post(gw, unique("after the outage"))
-        return len(direct.keys("llm-edge:cache:v1:*")) > 0
+        return len(direct.keys("llm-edge:cache:v2:*")) > 0
 
     wait_until(l2_used_again, timeout=20, interval=0.3, what="answers stored in Redis again")
     wait_until(lambda: orjson.loads(http.request("GET", gw.url + "/health").data)["status"] == "ok"

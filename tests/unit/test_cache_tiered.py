@@ -8,7 +8,7 @@ import pytest
 
 from app.cache.entry import CachedAnswer, encode
 from app.cache.l1 import L1Cache
-from app.cache.l2 import L2Cache
+from app.cache.l2 import EXPIRY_TAG, L2Cache
 from app.cache.tiered import TieredCache
 from app.canonical import ChatResponse, TextBlock, Usage
 from app.observability import metrics
@@ -88,29 +88,51 @@ def test_default_l2_ttl_is_the_setting_and_zero_stores_nothing(guard):
     assert guard.client.exists("never") == 0
 
 
-def test_an_l2_lookup_is_one_script_call_and_survives_a_flushed_script_cache(guard):
+def test_an_l2_lookup_is_one_get_and_knows_the_entry_s_remaining_lifetime(guard):
     cache = tiers(guard)
-    cache.put("scripted", ANSWER, ttl=100)
+    cache.put("plain", ANSWER, ttl=100)
     l2 = cache.l2
     assert l2 is not None
     before = guard.client.info("commandstats")
-    data, seconds = l2.get("scripted")
+    data, seconds = l2.get("plain")
     after = guard.client.info("commandstats")
     grown = {k for k in after if after[k]["calls"] != before.get(k, {}).get("calls")}
-    assert "cmdstat_evalsha" in grown  # GET and PTTL run inside it (commandstats counts those too)
+    assert grown - {"cmdstat_info"} == {"cmdstat_get"}  # no script, no PTTL: the lifetime comes with the value
     assert data == encode(ANSWER)[0] and 99 < seconds <= 100
-    guard.client.script_flush()  # a restarted Redis forgets scripts: the lookup loads it again
-    assert l2.get("scripted") is not None and l2.get("absent") is None
+    assert l2.get("absent") is None
 
 
 def test_an_unreadable_l2_value_is_a_miss(guard):
     guard.client.set("garbage", b"\x00not an entry")
     assert tiers(guard).get("garbage") is None
+    guard.client.set("cut", EXPIRY_TAG + b"\x00\x01")  # a tag and half an expiry
+    assert tiers(guard).get("cut") is None
 
 
-def test_l2_stores_the_compact_bytes(guard):
+def test_l2_stores_the_expiry_then_the_compact_bytes(guard):
+    started = time.time()
     tiers(guard).put("bytes", ANSWER)
-    assert guard.client.get("bytes") == encode(ANSWER)[0]
+    stored = guard.client.get("bytes")
+    assert stored[:1] == EXPIRY_TAG and stored[9:] == encode(ANSWER)[0]
+    expires = int.from_bytes(stored[1:9], "big") / 1000
+    assert started + 3600 <= expires + 0.001 and expires <= time.time() + 3600  # tiers(): 3600 s
+
+
+def test_a_value_without_the_expiry_tag_is_a_miss(guard):
+    guard.client.set("untagged", encode(ANSWER)[0], ex=40)  # a valid entry, but not an L2 value
+    assert tiers(guard).get("untagged") is None
+
+
+def test_a_writer_clock_ahead_or_behind_only_shortens_or_lengthens_the_l1_copy(guard):
+    fast_writer = L2Cache(guard, 60, clock=lambda: time.time() + 30)
+    slow_writer = L2Cache(guard, 60, clock=lambda: time.time() - 120)
+    fast_writer.put("ahead", encode(ANSWER)[0], 10)
+    slow_writer.put("behind", encode(ANSWER)[0], 10)  # already past its expiry on this reader's clock
+    reader = tiers(guard)
+    assert 39 < reader.l2.get("ahead")[1] <= 40
+    assert reader.get("behind") == (ANSWER, "hit-l2")  # Redis still has it: served
+    assert reader.l2.get("behind")[1] == 0.0
+    assert reader.l1.get("behind") is None  # but not copied into L1: no lifetime left
 
 
 def test_with_redis_gone_l1_still_serves_and_redis_is_skipped_after_a_few_failures(server, guard):
