@@ -8,6 +8,7 @@ when the answer is done. Nothing here is ever shared between requests.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,6 +44,7 @@ class RequestContext:
     span: Any = None  # the request's OpenTelemetry span, when tracing is on
     prompt: str | None = None  # the prompt's text, only with LOG_PROMPTS=true
     parsed: ParsedBody | None = None  # the body as parsed (perhaps remembered), with its cache keys
+    after: list[Callable[[], None]] | None = None  # steps run once the response is out (app/after_response.py)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import falcon
 
 from app import error_handlers
+from app.after_response import GatewayApp
 from app.cache.coalesce import Coalescer
 from app.cache.l1 import L1Cache
 from app.cache.l2 import L2Cache
@@ -105,7 +106,7 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     lifecycle = Lifecycle()
     access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
 
-    app = falcon.App(middleware=[RequestContextMiddleware(
+    app = GatewayApp(middleware=[RequestContextMiddleware(
         tracing, client_address=ClientAddress(settings.forwarded_allow_ips)), access.middleware])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False

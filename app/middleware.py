@@ -11,6 +11,7 @@ import re
 
 import falcon
 
+from app.after_response import AFTER_ENVIRON
 from app.context import RequestContext
 from app.forwarded import ClientAddress
 from app.observability.access import request_finished, request_started
@@ -52,6 +53,7 @@ class RequestContextMiddleware:
             dialect=dialect_for(req.path),  # type: ignore[arg-type]
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
             client_addr=self.client_address(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR")),
+            after=env.get(AFTER_ENVIRON),
         )
         req.context.gw = ctx
         if self.tracing is not None and not ctx.endpoint.startswith("/health"):  # probes make no traces

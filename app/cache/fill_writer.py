@@ -2,11 +2,12 @@
 
 Why: a fill is a Redis round trip that the caller waits for and gains nothing
 from (its own worker already has the answer in L1). When no other fill is in
-flight, the request thread sends its fill itself on its own connection and
-does not wait for the reply (``RedisGuard.send``: the reply is read before
-that thread's next command); handing it to another thread would cost a
-thread wake-up and a GIL hand-off, which on the benchmark's VM cost more
-than the round trip. When fills overlap, the later
+flight, the request thread sends its fill itself (once its answer is out:
+``app/after_response.py``) on its own connection and does not wait for the
+reply (``RedisGuard.send``: the reply is read before that thread's next
+command); handing it to another thread would cost a thread wake-up and a GIL
+hand-off, which on the benchmark's VM cost more than the round trip. When
+fills overlap, the later
 ones are queued and written behind in one pipeline (one round trip and one
 syscall pair for many fills), and their requests do not wait for Redis.
 The price: another worker or replica may see such an entry a moment later

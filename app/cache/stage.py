@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
+from app.after_response import Step, defer
 from app.cache.coalesce import Coalescer, Flight
 from app.cache.control import CacheControl
 from app.cache.entry import CachedAnswer
@@ -44,14 +46,15 @@ class Served:
 class Ticket:
     """A request's business with the cache after a miss; every method is safe to call twice."""
 
-    __slots__ = ("_open", "_tiers", "control", "flight", "key")
+    __slots__ = ("_later", "_open", "_tiers", "control", "flight", "key")
 
     def __init__(self, tiers: TieredCache | None, key: str | None, control: CacheControl,
-                 flight: Flight | None) -> None:
+                 flight: Flight | None, later: Callable[[Step], None] | None = None) -> None:
         self._tiers = tiers
         self.key = key
         self.control = control
         self.flight = flight
+        self._later = later  # runs the L2 fill once the response is out (app/after_response.py)
         self._open = True
 
     def streaming_from(self, target: Target) -> None:
@@ -70,7 +73,7 @@ class Ticket:
         self._open = False
         answer = CachedAnswer(response, target.provider.name, target.model)
         if self._tiers is not None and self.key is not None and self.control.store:
-            self._tiers.put(self.key, answer, self.control.ttl)
+            self._tiers.put(self.key, answer, self.control.ttl, later=self._later)
         if self.flight is not None:
             self.flight.finish(answer)
 
@@ -99,7 +102,7 @@ class CacheStage:
             return None, NO_TICKET  # ctx.cache stays "bypass"
         key = self._key(ctx, req, target)
         if not control.lookup:  # no-cache: fresh answer, stored
-            return None, Ticket(self.tiers, key, control, None)
+            return None, Ticket(self.tiers, key, control, None, partial(defer, ctx))
         answer = self.tiers.get_l1(key)
         if answer is not None:
             return self._serve(ctx, req, answer, "hit-l1"), NO_TICKET
@@ -121,7 +124,7 @@ class CacheStage:
         if served is not None:
             return served, NO_TICKET
         ctx.cache = "miss"  # the leader failed: this request calls upstream on its own
-        return None, Ticket(self.tiers, key, control, None)
+        return None, Ticket(self.tiers, key, control, None, partial(defer, ctx))
 
     def _key(self, ctx: RequestContext, req: ChatRequest, target: Target) -> str:
         """The cache key, remembered with the parsed body when this exact body was seen before."""
@@ -139,7 +142,7 @@ class CacheStage:
                 flight.finish(answer, "hit-l2")
             return self._serve(ctx, req, answer, "hit-l2"), NO_TICKET
         ctx.cache = "miss"
-        return None, Ticket(self.tiers, key, control, flight)
+        return None, Ticket(self.tiers, key, control, flight, partial(defer, ctx))
 
     def _serve(self, ctx: RequestContext, req: ChatRequest, answer: CachedAnswer, tier: str) -> Served:
         ctx.cache = tier

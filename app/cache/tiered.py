@@ -10,6 +10,10 @@ request followed an identical one in flight).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
+from app.after_response import Step
 from app.cache.entry import CachedAnswer, decode, encode
 from app.cache.l1 import L1Cache
 from app.cache.l2 import L2Cache
@@ -71,9 +75,17 @@ class TieredCache:
         answer = self.get_l2(key)
         return (answer, "hit-l2") if answer is not None else None
 
-    def put(self, key: str, answer: CachedAnswer, ttl: int | None = None) -> None:
-        """Store in both tiers: L1 for at most ``L1_TTL_SECONDS``, L2 for ``ttl`` or ``L2_TTL_SECONDS``."""
+    def put(self, key: str, answer: CachedAnswer, ttl: int | None = None, *,
+            later: Callable[[Step], None] | None = None) -> None:
+        """Store in both tiers: L1 for at most ``L1_TTL_SECONDS``, L2 for ``ttl`` or ``L2_TTL_SECONDS``.
+
+        L1 at once (this worker's next identical request must find it); L2 through ``later`` when
+        given, which sends the fill once the response is out (``app/after_response.py``).
+        """
         data, size = encode(answer)
         self.l1.put(key, answer, size, ttl=ttl)
         if self.l2 is not None:
-            self.l2.put(key, data, ttl)
+            if later is None:
+                self.l2.put(key, data, ttl)
+            else:
+                later(partial(self.l2.put, key, data, ttl))
