@@ -136,17 +136,11 @@ class Bench:
         if self.plan.warmup:
             wrk.run(base_url, script(), connections=connections, duration=self.plan.warmup)
         before_metrics = gw.scrape(metrics_url) if metrics_url else None
-        spies = []
-        if profile_as and profile_as in self.args.profile:
-            out = Path(tempfile.mkdtemp(prefix=f"llm-edge-bench-profile-{profile_as}-"))
-            spies = profile.record(family(root_pid)[1:], self.plan.duration, out)
+        finish_profile = self.start_profile(profile_as, name, root_pid)
         before = CpuSample.take(root_pid)
         result = wrk.run(base_url, script(), connections=connections, duration=self.plan.duration)
         cpu = CpuSample.take(root_pid).micros_since(before)
-        if spies:
-            for spy in spies:
-                spy.wait(60)
-            self.profiles.append(f"== profile: {name}\n" + profile.summarize(sorted(out.glob("*.txt"))))
+        finish_profile()
         if before_metrics is not None:
             note = ", ".join(filter(None, [note, cache_note(before_metrics, gw.scrape(metrics_url))]))
         row = Row(name, result.rps, result.p50_ms, result.p90_ms, result.p99_ms,
@@ -154,15 +148,30 @@ class Bench:
         self.report.rows.append(row)
         return row
 
+    def start_profile(self, profile_as: str | None, name: str, root_pid: int) -> Callable[[], None]:
+        """py-spy on every worker for the row's duration when ``--profile`` names it; call the result after."""
+        if not profile_as or profile_as not in self.args.profile:
+            return lambda: None
+        out = Path(tempfile.mkdtemp(prefix=f"llm-edge-bench-profile-{profile_as}-"))
+        spies = profile.record(family(root_pid)[1:], self.plan.duration, out)
+
+        def finish() -> None:
+            for spy in spies:
+                spy.wait(60)
+            self.profiles.append(f"== profile: {name}\n" + profile.summarize(sorted(out.glob("*.txt"))))
+        return finish
+
     def stream_row(self, name: str, gateway: GatewayProcess, concurrency: int) -> Row:
         head, tail = answers.template(answers.openai_request, stream=True)
         cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH, "head": head, "tail": tail,
                "headers": gw.auth_headers(), "concurrency": concurrency, "duration": self.plan.duration}
         if self.plan.warmup:
             run_streams("latency", {**cfg, "duration": self.plan.warmup})
+        finish_profile = self.start_profile("stream", name, gateway.proc.pid)
         before = CpuSample.take(gateway.proc.pid)
         r = run_streams("latency", cfg)
         cpu = CpuSample.take(gateway.proc.pid).micros_since(before)
+        finish_profile()
         note = f"TTFT p50 {r['ttft_p50']:.2f} ms, p99 {r['ttft_p99']:.2f} ms; c={concurrency}, Python client"
         if r["error_sample"]:
             note += f"; e.g. {r['error_sample'][0]}"
@@ -409,7 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upstream", choices=["auto", "nginx", "emulator"], default="auto",
                         help="fast upstream: nginx when installed (auto), else the emulator")
     parser.add_argument("--tracing", action="store_true", help="turn tracing on (no collector runs here)")
-    parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2")
+    parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2,stream")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra gateway environment, repeatable (e.g. LOG_LEVEL=warning to price the access log)")
     parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
