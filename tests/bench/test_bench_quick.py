@@ -109,3 +109,16 @@ def test_profile_samples_the_workers_of_a_wrk_row_and_of_the_streaming_row() -> 
         samples = re.match(r"(\d+) samples of threads holding the GIL", section[1])
         assert samples and int(samples.group(1)) > 0, section[1][:500]
         assert "ChatResource.on_post (resources/chat.py)" in section[1].split("== profile:", 1)[0]
+
+
+def test_the_gateways_own_share_at_c1_is_its_p50_minus_its_floors(output: str) -> None:
+    found = re.search(r"the gateway's own share at c=1 \(its p50 minus its floor's\): "
+                      r"miss (-?\d+\.\d{3}) ms, L1 hit (-?\d+\.\d{3}) ms", output)
+    assert found, output
+    p50 = {name: float(cells(output, name)[2]) for name in
+           ("c=1 gateway miss", "c=1 gateway L1 hit", "c=1 floor: Falcon + urllib3 passthrough",
+            "c=1 floor: Falcon constant")}
+    # The table rounds p50 to 0.01 ms: the differences agree within that.
+    miss = p50["c=1 gateway miss"] - p50["c=1 floor: Falcon + urllib3 passthrough"]
+    hit = p50["c=1 gateway L1 hit"] - p50["c=1 floor: Falcon constant"]
+    assert abs(float(found.group(1)) - miss) <= 0.011 and abs(float(found.group(2)) - hit) <= 0.011
