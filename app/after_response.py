@@ -8,12 +8,14 @@ on the request and run by ``GatewayApp`` when the WSGI server closes the
 response iterable, which every server does after the last byte is written
 (PEP 3333; gunicorn in a ``finally``, also when the client has hung up).
 Another replica still finds the entry about when the answer reaches the
-client (microseconds after, instead of before).
+client (microseconds, at most a few milliseconds, after instead of before).
 
 What stays before the answer, because the next request must see it: the L1
 fill, the spend tally and token rate limits. The access line and the request
-metrics stay there too: deferring them as well measured no better at c=1
-under wrk and mixed (worse on hits) with a paced client (README, Performance).
+metrics stay there too for now: deferring them as well made paced misses
+faster and hits no slower, but a request would be counted just after its
+answer, and tests that read the count right after one must first learn to
+wait for it (README, Performance, fifth pass).
 
 A request context made outside ``GatewayApp`` (unit tests, scripts) has no
 queue: ``defer`` then runs the step at once, as before.
