@@ -110,7 +110,10 @@ def test_profile_samples_the_workers_of_a_wrk_row_and_of_the_streaming_row() -> 
         assert len(section) == 2, f"no profile of {row!r}:\n{proc.stdout}"
         samples = re.match(r"(\d+) samples of threads holding the GIL", section[1])
         assert samples and int(samples.group(1)) > 0, section[1][:500]
-        assert "(resources/chat.py)" in section[1].split("== profile:", 1)[0]  # our resource's frames
+        ours = section[1].split("== profile:", 1)[0]
+        # Our frames (GatewayApp.__call__ holds ~40% inclusive), not only gunicorn's and Falcon's.
+        assert any(where in ours for where in ("(app/after_response.py)", "(resources/", "(observability/",
+                                               "(limits/", "(cache/")), ours
 
 
 def test_the_gateways_own_share_at_c1_is_its_p50_minus_its_floors(output: str) -> None:
