@@ -376,11 +376,12 @@ def add_targets(bench: Bench, held: int | None) -> None:
     def ratio(a: Row | None, b: Row | None) -> float | None:
         return 100 * a.rps / b.rps if a and b and a.rps and b.rps else None
 
-    def added(row: Row | None) -> float | None:
-        return row.p50 - direct1.p50 if row and direct1 and row.p50 is not None and direct1.p50 is not None else None
+    def beyond(row: Row | None, base: Row | None) -> float | None:
+        """``row``'s p50 minus ``base``'s, when both were measured."""
+        return row.p50 - base.p50 if row and base and row.p50 is not None and base.p50 is not None else None
 
-    def beyond(row: Row | None, floor: Row | None) -> float | None:
-        return row.p50 - floor.p50 if row and floor and row.p50 is not None and floor.p50 is not None else None
+    def added(row: Row | None) -> float | None:
+        return beyond(row, direct1)
 
     gateway_rss = [row.rss_mib for row in r.rows if row.name.startswith(("gateway", "c=1 gateway", "slow"))
                    and row.rss_mib is not None]
