@@ -102,7 +102,7 @@ class CacheStage:
             return None, NO_TICKET  # ctx.cache stays "bypass"
         key = self._key(ctx, req, target)
         if not control.lookup:  # no-cache: fresh answer, stored
-            return None, Ticket(self.tiers, key, control, None, partial(defer, ctx))
+            return None, self._ticket(ctx, key, control, None)
         answer = self.tiers.get_l1(key)
         if answer is not None:
             return self._serve(ctx, req, answer, "hit-l1"), NO_TICKET
@@ -124,7 +124,11 @@ class CacheStage:
         if served is not None:
             return served, NO_TICKET
         ctx.cache = "miss"  # the leader failed: this request calls upstream on its own
-        return None, Ticket(self.tiers, key, control, None, partial(defer, ctx))
+        return None, self._ticket(ctx, key, control, None)
+
+    def _ticket(self, ctx: RequestContext, key: str, control: CacheControl, flight: Flight | None) -> Ticket:
+        """A miss's ticket, whose L2 fill waits until the response is out (``app/after_response.py``)."""
+        return Ticket(self.tiers, key, control, flight, partial(defer, ctx))
 
     def _key(self, ctx: RequestContext, req: ChatRequest, target: Target) -> str:
         """The cache key, remembered with the parsed body when this exact body was seen before."""
@@ -142,7 +146,7 @@ class CacheStage:
                 flight.finish(answer, "hit-l2")
             return self._serve(ctx, req, answer, "hit-l2"), NO_TICKET
         ctx.cache = "miss"
-        return None, Ticket(self.tiers, key, control, flight, partial(defer, ctx))
+        return None, self._ticket(ctx, key, control, flight)
 
     def _serve(self, ctx: RequestContext, req: ChatRequest, answer: CachedAnswer, tier: str) -> Served:
         ctx.cache = tier
