@@ -1,24 +1,26 @@
-"""Work that can wait until the answer is out: today, the L2 fill of a miss.
+"""Work that can wait until the answer is out: the access line, request metrics and the L2 fill.
 
 A client waits for the last byte of its answer, not for the gateway's
-bookkeeping. A miss used to send its L2 fill (a ``SET``, its reply read later)
-before the answer went out, and Redis, woken on the worker's core, took its
-turn on the request's critical path. Now the fill is a *deferred step*: queued
-on the request and run by ``GatewayApp`` when the WSGI server closes the
-response iterable, which every server does after the last byte is written
-(PEP 3333; gunicorn in a ``finally``, also when the client has hung up).
-Another replica still finds the entry about when the answer reaches the
-client (microseconds, at most a few milliseconds, after instead of before).
+bookkeeping. Such work is a *deferred step*: queued on the request and run by
+``GatewayApp`` when the WSGI server closes the response iterable, which every
+server does after the last byte is written (PEP 3333; gunicorn in a
+``finally``, also when the client has hung up). Two kinds of step:
+
+- the end of the request (``request_finished``: access line, request metrics,
+  the request span), queued by the middleware for a whole answer and by the
+  stream generator as a stream ends. Its duration runs past the last byte,
+  as nginx's ``$request_time`` does; a scrape or log reader sees the request
+  microseconds after its client does.
+- a miss's L2 fill (a ``SET``, its reply read later). Sent before the answer,
+  Redis, woken on the worker's core, took its turn on the request's critical
+  path; now another replica finds the entry microseconds to a few
+  milliseconds after the client has the answer, instead of just before.
 
 What stays before the answer, because the next request must see it: the L1
-fill, the spend tally and token rate limits. The access line and the request
-metrics stay there too for now: deferring them as well made paced misses
-faster and hits no slower, but a request would be counted just after its
-answer, and tests that read the count right after one must first learn to
-wait for it (README, Performance, fifth pass).
+fill, the spend tally and token rate limits.
 
 A request context made outside ``GatewayApp`` (unit tests, scripts) has no
-queue: ``defer`` then runs the step at once, as before.
+queue: ``defer`` then runs the step at once.
 """
 
 from __future__ import annotations
@@ -88,9 +90,4 @@ class GatewayApp(falcon.App):
         except BaseException:
             run_steps(steps)
             raise
-        if not steps and type(body) is list:
-            return body  # a whole answer with nothing to do after it (a hit): no wrapper
-        if isinstance(body, env.get("wsgi.file_wrapper") or ()):  # served by sendfile: keep the server's type
-            run_steps(steps)
-            return body
-        return ClosingBody(body, steps)  # a stream may still queue steps (its fill) while it is written
+        return ClosingBody(body, steps)  # a stream may still queue steps (its fill, its end) while it is written

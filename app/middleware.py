@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 import re
+from functools import partial
 
 import falcon
 
-from app.after_response import AFTER_ENVIRON
+from app.after_response import AFTER_ENVIRON, defer
 from app.context import RequestContext
 from app.forwarded import ClientAddress
 from app.observability.access import request_finished, request_started
@@ -75,7 +76,7 @@ class RequestContextMiddleware:
         if resp.stream is not None and ctx.stream:
             return  # the stream generator finishes the request when its last byte is out
         ctx.status = int(resp.status_code)
-        request_finished(ctx)
+        defer(ctx, partial(request_finished, ctx))  # the access line and metrics follow the last byte
 
 
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",

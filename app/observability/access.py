@@ -1,6 +1,7 @@
 """The end of every request: one access log line, the request metrics, the request span.
 
-Called exactly once per request: by the middleware for plain answers, or by
+Run exactly once per request, after its last byte (a deferred step,
+``app/after_response.py``): queued by the middleware for plain answers, or by
 the stream generator's ``finally`` for SSE (Falcon runs ``process_response``
 before a streamed body is read, so the middleware cannot know a stream's end).
 """
@@ -27,13 +28,13 @@ def request_started(ctx: RequestContext) -> None:
 
 def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
-    metrics.IN_FLIGHT.dec()
     provider = ctx.provider or "none"
     metrics.child(metrics.REQUESTS, ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
                   str(ctx.status)).inc()
     metrics.child(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache).observe(duration)
     if ctx.first_token_at is not None:
         metrics.child(metrics.TIME_TO_FIRST_TOKEN, provider).observe(ctx.first_token_at - ctx.started)
+    metrics.IN_FLIGHT.dec()  # last: a scrape that finds nothing in flight finds every answered request counted
     if ctx.span is not None:
         Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from functools import partial
 from types import ModuleType
 from typing import Any
 
 import falcon
 import orjson
 
+from app.after_response import defer
 from app.cache.control import TTL_ENVIRON, CacheControl
 from app.canonical import TextDelta, ToolUseStart
 from app.context import RequestContext
@@ -132,4 +134,4 @@ class ChatResource:
             if not completed:  # the client went away mid-stream (GeneratorExit or ClientGone)
                 ctx.status, ctx.error_type = 499, "client_disconnected"
                 metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
-            request_finished(ctx)
+            defer(ctx, partial(request_finished, ctx))  # after the terminating chunk, like a whole answer's

@@ -23,7 +23,7 @@ from app.canonical import Usage
 from app.observability.cost import PriceTable
 from app.spend import period_bucket
 from tests.conftest import Fault, provider_env
-from tests.support.metrics import scrape
+from tests.support.metrics import scrape, settled
 from tests.support.processes import ROOT, GatewayProcess, wait_until
 from tests.support.prometheus import PrometheusServer
 
@@ -76,7 +76,7 @@ def test_counts_tokens_and_cost_are_summed_across_both_workers(gw, upstream):
                 usages.append(Usage(usage["prompt_tokens"], usage["completion_tokens"]))
             pids = {e["pid"] for e in access_lines(gw) if e["endpoint"] == CHAT}
     assert len(pids) == 2, "every request went to one worker"
-    after = scrape(gw.metrics_url)
+    after = settled(gw.metrics_url)
 
     labels = {"endpoint": CHAT, "provider": "openai", "model": "gpt-4o-mini", "status": "200"}
     assert after.total("llm_edge_requests_total", **labels) - before.total("llm_edge_requests_total", **labels) \
@@ -132,7 +132,7 @@ def test_provider_errors_are_counted_by_kind(gw, upstream):
     before = scrape(gw.metrics_url)
     upstream.push_faults(Fault(status=500), path="/v1/chat/completions")
     assert chat(gw, f"fails {uuid.uuid4()}").status == 502
-    after = scrape(gw.metrics_url)
+    after = settled(gw.metrics_url)
     assert after.total("llm_edge_provider_errors_total", provider="openai", error_type="http_5xx") - before.total(
         "llm_edge_provider_errors_total", provider="openai", error_type="http_5xx") == 1
     assert after.total("llm_edge_requests_total", endpoint=CHAT, status="502") - before.total(
@@ -148,9 +148,9 @@ def test_client_chosen_model_names_do_not_become_labels(gw, upstream):
     assert 'model="other"' in text
 
 
-def live_values(gw: GatewayProcess) -> dict[tuple[str, tuple], float]:
-    """Every counter-like sample (what must survive worker deaths)."""
-    s = scrape(gw.metrics_url)
+def live_values(gw: GatewayProcess, *, in_flight_allowed: bool = False) -> dict[tuple[str, tuple], float]:
+    """Every counter-like sample (what must survive worker deaths), once nothing is in flight unless allowed."""
+    s = scrape(gw.metrics_url) if in_flight_allowed else settled(gw.metrics_url)
     keep = {}
     for name, labels, value in s.samples:
         if name == "llm_edge_in_flight_requests" or name.startswith("llm_edge_circuit_breaker"):
@@ -167,9 +167,10 @@ def test_counters_survive_killed_workers_and_their_in_flight_requests_leave_the_
     upstream.set_default_fault(Fault(hang=True), path="/v1/chat/completions")
     pool = ThreadPoolExecutor(2)
     hanging = [pool.submit(chat, gw, f"hang {i}") for i in range(2)]
-    wait_until(lambda: scrape(gw.metrics_url).total("llm_edge_in_flight_requests") >= 2, timeout=10,
+    # Exactly two: the hanging ones, and every warm request recorded (that ends with leaving the gauge).
+    wait_until(lambda: scrape(gw.metrics_url).total("llm_edge_in_flight_requests") == 2, timeout=10,
                what="two requests in flight")
-    before = live_values(gw)
+    before = live_values(gw, in_flight_allowed=True)
     old = set(gw.worker_pids())
     for pid in old:
         os.kill(pid, signal.SIGKILL)
@@ -180,7 +181,7 @@ def test_counters_survive_killed_workers_and_their_in_flight_requests_leave_the_
     pool.shutdown()
     upstream.clear_faults()
     wait_until(lambda: http.request("GET", gw.url + "/health/ready").status == 200, timeout=30, what="ready")
-    after_kill = scrape(gw.metrics_url)
+    after_kill = settled(gw.metrics_url)  # waits for the readiness probe's record; fails after 5 s
     assert after_kill.total("llm_edge_in_flight_requests") == 0  # livesum: dead workers' gauges are gone
     after = live_values(gw)
     for key, value in before.items():
@@ -322,7 +323,7 @@ def test_metrics_port_is_separate_and_serves_only_metrics(gw):
 
 
 def chat_total(gw: GatewayProcess) -> float:
-    return scrape(gw.metrics_url).total("llm_edge_requests_total", endpoint=CHAT, status="200")
+    return settled(gw.metrics_url).total("llm_edge_requests_total", endpoint=CHAT, status="200")
 
 
 def test_sighup_reload_keeps_counters_and_the_metrics_folder(start_gateway, upstream):

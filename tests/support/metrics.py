@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import urllib3
@@ -36,3 +37,18 @@ def scrape(url: str) -> Scrape:
         types[family.name] = family.type
         samples.extend((s.name, dict(s.labels), s.value) for s in family.samples)
     return Scrape(text, types, samples)
+
+
+def settled(url: str, timeout: float = 5.0) -> Scrape:
+    """A scrape taken when the gateway has nothing in flight, so every answered request is counted.
+
+    A request is recorded just after its last byte (app/after_response.py): a
+    scrape sent the moment an answer arrives can come microseconds too early.
+    Only for tests whose own requests are the only ones in flight.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = scrape(url)
+        if result.total("llm_edge_in_flight_requests") == 0 or time.monotonic() > deadline:
+            return result
+        time.sleep(0.01)

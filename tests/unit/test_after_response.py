@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis
 from falcon.testing import create_environ
+from prometheus_client import REGISTRY
 
 from app.after_response import AFTER_ENVIRON, ClosingBody, GatewayApp, defer
 from app.cache.keys import KEY_PREFIX
@@ -36,9 +37,6 @@ class Recorder:
         defer(ctx, lambda: self.events.append("first"))
         defer(ctx, lambda: self.events.append("second"))
         resp.data = b"whole"
-
-    def on_get_plain(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data = b"plain"
 
     def on_get_stream(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = ctx_of(req)
@@ -67,7 +65,7 @@ class Recorder:
 @pytest.fixture
 def recorder() -> tuple[GatewayApp, Recorder]:
     app, resource = GatewayApp(), Recorder()
-    for suffix in ("whole", "plain", "stream", "failing", "exit"):
+    for suffix in ("whole", "stream", "failing", "exit"):
         app.add_route(f"/{suffix}", resource, suffix=suffix)
     return app, resource
 
@@ -89,11 +87,6 @@ def test_steps_run_in_order_only_when_the_server_closes_the_body(recorder):
     assert resource.events == []  # every byte handed to the server, nothing run yet
     body.close()
     assert resource.events == ["first", "second"]
-
-
-def test_an_answer_with_nothing_deferred_goes_out_unwrapped(recorder):
-    app, _ = recorder
-    assert call(app, "/plain") == [b"plain"]  # Falcon's own list: a hit pays for no wrapper
 
 
 def test_a_step_queued_by_a_stream_as_it_ends_runs_at_close(recorder):
@@ -147,3 +140,22 @@ def test_a_miss_fills_l2_only_after_its_answer_is_written(upstream, redis_server
         time.sleep(0.01)  # a lone fill is sent without waiting for Redis's reply
     assert len(client.keys(KEY_PREFIX + "*")) == 1
     client.close()
+
+
+def test_a_request_is_logged_and_counted_only_after_its_last_byte(upstream, caplog):
+    gw = create_gateway(environ={**provider_env(upstream), "ENABLE_TRACING": "false"})
+    in_flight = REGISTRY.get_sample_value("llm_edge_in_flight_requests") or 0.0
+    env = create_environ(path="/v1/models", headers={"x-request-id": "req-after-last-byte"})
+    with caplog.at_level(logging.INFO, logger="llm_edge.access"):
+        answer = gw.app(env, lambda status, headers, exc_info=None: None)
+        assert orjson.loads(b"".join(answer))["data"]
+        assert not access_lines(caplog, "req-after-last-byte")  # every byte out, the request not yet recorded
+        assert REGISTRY.get_sample_value("llm_edge_in_flight_requests") == in_flight + 1
+        answer.close()
+    (line,) = access_lines(caplog, "req-after-last-byte")
+    assert line["status"] == 200 and line["endpoint"] == "/v1/models"
+    assert REGISTRY.get_sample_value("llm_edge_in_flight_requests") == in_flight
+
+
+def access_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict]:
+    return [r.fields for r in caplog.records if getattr(r, "fields", {}).get("request_id") == request_id]
