@@ -45,6 +45,7 @@ import urllib3  # noqa: E402
 from benchkit import answers, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
+from benchkit.peers import DEFAULT_VENV, LiteLLMPeer, ensure_litellm  # noqa: E402
 from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
 from benchkit.upstream import DripServer, LocalUpstream, choose_upstream  # noqa: E402
@@ -221,7 +222,8 @@ def started_in_parallel(starts: list[Callable[[], object]]) -> None:
             future.result()
 
 
-def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench) -> list[str]:
+def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench,
+                   peer: LiteLLMPeer | None = None) -> list[str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown")
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
@@ -242,16 +244,19 @@ def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench) -
         f"load: wrk -t1 -c{plan.connections} for {plan.duration:g} s per row"
         + (f" after {plan.warmup:g} s warm-up" if plan.warmup else "")
         + (f", wrk and upstream pinned to core {core}" if core is not None else ", no pinning (1 core)"),
-    ]
+    ] + ([f"peer: {peer.label}, uvicorn + httptools, {bench.workers} workers, master key, no database, "
+          "no cache, no retries, logs at ERROR (scripts/benchkit/peers.py)"] if peer is not None else [])
 
 
-ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "stream", "c1", "slow")
+ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "stream", "c1", "slow", "peer")
 
 
 def run(args: argparse.Namespace) -> Bench:
     bench = Bench(args)
     plan = bench.plan
     wanted = set(args.only or ROW_KEYS)
+    if args.peers and "peer" in wanted:
+        ensure_litellm(args.peer_venv)  # before anything starts: the first install takes a minute or two
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
     drip = DripServer(plan.drip_interval)
@@ -279,9 +284,14 @@ def run(args: argparse.Namespace) -> Bench:
         for floor in floors.values():
             starts.append(lambda f=floor: f.start().wait())
             to_stop.append(floor.stop)
+        peer = None
+        if args.peers and "peer" in wanted:
+            peer = LiteLLMPeer(upstream.openai_base_url, workers=bench.workers, venv=args.peer_venv)
+            starts.append(lambda: peer.start().wait(plan.connections))
+            to_stop.append(peer.stop)
         started_in_parallel(starts)
 
-        bench.report.header = machine_header(args, upstream.kind, bench)
+        bench.report.header = machine_header(args, upstream.kind, bench, peer)
         auth = gw.auth_headers()
         fixed = answers.openai_request("What is the capital of France? (cached)")
 
@@ -291,7 +301,7 @@ def run(args: argparse.Namespace) -> Bench:
         probe(main.url + OPENAI_PATH, answers.openai_request("probe", model=answers.ANTHROPIC_MODEL), auth)
 
         for _ in range(plan.rounds):  # the load rows, in alternating rounds; the median of each is kept
-            measure_round(bench, wanted, upstream, main, l2_only, floors, fixed, auth)
+            measure_round(bench, wanted, upstream, main, l2_only, floors, fixed, auth, peer)
         if "l2" in wanted:
             l2_only.stop()  # frees its threads and memory before the slow-stream ramp
         bench.report.keep_medians()
@@ -300,7 +310,9 @@ def run(args: argparse.Namespace) -> Bench:
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
-        add_targets(bench, held)
+        if peer is not None:
+            peer.stop()
+        add_targets(bench, held, peer)
         return bench
     finally:
         for stop in reversed(to_stop):
@@ -311,7 +323,8 @@ def run(args: argparse.Namespace) -> Bench:
 
 
 def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main: GatewayProcess,
-                  l2_only: GatewayProcess, floors: dict[str, FloorApp], fixed: bytes, auth: dict[str, str]) -> None:
+                  l2_only: GatewayProcess, floors: dict[str, FloorApp], fixed: bytes, auth: dict[str, str],
+                  peer: LiteLLMPeer | None) -> None:
     """One round of the load rows: each floor right before the gateway rows compared with it."""
     plan = bench.plan
     openai_tpl = answers.template(answers.openai_request)
@@ -352,6 +365,11 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
                       floors["constant"].pid, body=fixed, connections=1)
         bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
                       floors["passthrough"].pid, template=openai_tpl, connections=1)
+    if peer is not None:  # the same load as the gateway's miss rows, on the same upstream
+        bench.wrk_row(f"peer: {peer.label}, unique bodies", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
+                      headers=peer.auth_headers(), note="OpenAI in and out, no cache")
+        bench.wrk_row(f"c=1 peer: {peer.label}", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
+                      headers=peer.auth_headers(), connections=1)
 
 
 def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int) -> None:
@@ -366,7 +384,7 @@ def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], conne
             future.result()
 
 
-def add_targets(bench: Bench, held: int | None) -> None:
+def add_targets(bench: Bench, held: int | None, peer: LiteLLMPeer | None = None) -> None:
     r = bench.report
     miss, l1 = r.row("gateway miss (unique bodies)"), r.row("gateway L1 hit (same body)")
     passthrough, constant = r.row("floor: Falcon + urllib3 passthrough"), r.row("floor: Falcon constant")
@@ -392,6 +410,12 @@ def add_targets(bench: Bench, held: int | None) -> None:
         # The floors' own latency moves with the VM's speed; what the gateway adds beyond them moves less.
         r.lines.append("the gateway's own share at c=1 (its p50 minus its floor's): "
                        f"miss {_ms(beyond(miss1, passthrough1))}, L1 hit {_ms(beyond(hit1, constant1))}")
+    if peer is not None:
+        peer_miss, peer1 = r.row(f"peer: {peer.label}, unique bodies"), r.row(f"c=1 peer: {peer.label}")
+        if miss and peer_miss and miss.rps and peer_miss.rps:
+            r.lines.append(f"side by side with {peer.label} (same upstream, same load, unique bodies): the gateway "
+                           f"{miss.rps:,.0f} req/s, the peer {peer_miss.rps:,.0f} ({miss.rps / peer_miss.rps:.1f}x); "
+                           f"added p50 at c=1: the gateway {_ms(added(miss1))}, the peer {_ms(added(peer1))}")
     if bench.args.quick:
         r.lines.append(f"--quick: 1-second loads and at most {bench.args.stream_cap} slow streams check that every "
                        "path works; the verdicts below mean something only for a full run")
@@ -428,6 +452,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2,stream")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra gateway environment, repeatable (e.g. LOG_LEVEL=warning to price the access log)")
+    parser.add_argument("--peers", choices=["litellm"], help="also measure a peer gateway side by side: "
+                        f"litellm (LiteLLM proxy, installed into {DEFAULT_VENV.relative_to(ROOT)} when missing)")
+    parser.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV,
+                        help="the virtual environment holding the peer (default: %(default)s)")
     parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
     args = parser.parse_args(argv)
     args.profile = [p for p in args.profile.split(",") if p]
@@ -439,6 +467,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.only) - set(ROW_KEYS)
     if unknown:
         parser.error(f"--only: unknown rows {', '.join(sorted(unknown))}")
+    if "peer" in args.only and not args.peers:
+        parser.error("--only peer needs --peers litellm")
     if args.quick:
         args.stream_cap = min(args.stream_cap, 20)
     return args
