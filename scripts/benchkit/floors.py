@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchkit import answers
-from benchkit.procs import Managed, free_port, wait_until
+from benchkit.procs import LocalServer, Managed, free_port, wait_until
 
 CONSTANT_APP = '''
 import falcon
@@ -59,7 +59,7 @@ app.add_sink(passthrough, "/v1/")
 '''
 
 
-class FloorApp:
+class FloorApp(LocalServer):
     """One floor app under gunicorn, with the same worker, thread and keep-alive settings as the gateway."""
 
     def __init__(self, kind: str, *, workers: int, threads: int, keepalive: int, upstream_url: str) -> None:
@@ -76,18 +76,6 @@ class FloorApp:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.proc = Managed(f"floor-{kind}", [gunicorn, "-c", str(self.dir / "gunicorn_floor.conf.py"),
                                               "--chdir", str(self.dir), f"floor_{kind}:app"])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self) -> FloorApp:
-        self.proc.start()
-        return self
 
     def wait(self) -> FloorApp:
         import urllib3

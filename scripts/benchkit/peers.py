@@ -29,7 +29,7 @@ from pathlib import Path
 import urllib3
 
 from benchkit import answers
-from benchkit.procs import ROOT, Managed, free_port, wait_until
+from benchkit.procs import ROOT, LocalServer, Managed, free_port, wait_until
 
 # The newest release whose `proxy` extra installs from PyPI as mirrored here: 1.108.8 and later ask for
 # litellm-proxy-extras / litellm-enterprise / litellm-proxy releases the registry does not have.
@@ -87,7 +87,7 @@ def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL) -> s
     )
 
 
-class LiteLLMPeer:
+class LiteLLMPeer(LocalServer):
     """LiteLLM's proxy (uvicorn, ``workers`` processes) in front of ``openai_base_url``, on a free port."""
 
     def __init__(self, openai_base_url: str, *, workers: int, venv: Path = DEFAULT_VENV) -> None:
@@ -116,20 +116,8 @@ class LiteLLMPeer:
     def label(self) -> str:
         return f"LiteLLM proxy {self.version}"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
-
-    def start(self) -> LiteLLMPeer:
-        self.proc.start()
-        return self
 
     def wait(self, connections: int = 32) -> LiteLLMPeer:
         """Ready, then warmed: its liveness answers with one worker up, and each worker's first request is slow."""

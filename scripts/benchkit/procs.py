@@ -13,11 +13,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from tests.support.processes import ROOT, RedisServer, free_port, terminate, wait_until
 
-__all__ = ["ROOT", "CpuSample", "Managed", "RedisServer", "child_env", "cpu_ticks", "family", "free_port", "load_core",
-           "pinned", "rss_mib", "wait_until"]
+__all__ = ["ROOT", "CpuSample", "LocalServer", "Managed", "RedisServer", "child_env", "cpu_ticks", "family",
+           "free_port", "load_core", "pinned", "rss_mib", "wait_until"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -135,3 +136,22 @@ class Managed:
     def stop(self, timeout: float = 10) -> None:
         if self.proc is not None:
             terminate(self.proc, timeout)
+
+
+class LocalServer:
+    """A server the benchmark runs as a ``Managed`` process on 127.0.0.1:``port`` (a floor app, a peer)."""
+
+    port: int
+    proc: Managed
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self) -> Self:
+        self.proc.start()
+        return self
