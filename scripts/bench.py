@@ -45,7 +45,7 @@ import urllib3  # noqa: E402
 from benchkit import answers, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
-from benchkit.peers import DEFAULT_VENV, LiteLLMPeer, ensure_litellm  # noqa: E402
+from benchkit.peers import DEFAULT_VENV, STREAM_MODEL, LiteLLMPeer, ensure_litellm  # noqa: E402
 from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
 from benchkit.upstream import DripServer, LocalUpstream, choose_upstream  # noqa: E402
@@ -125,6 +125,7 @@ class Bench:
         self.threads = args.threads or defaults.gunicorn_threads
         self.report = Report()
         self.profiles: list[str] = []
+        self.ttft_p50: dict[str, float] = {}  # stream row -> time to first token, p50 ms
 
     # one wrk scenario -> one row
     def wrk_row(self, name: str, base_url: str, path: str, root_pid: int, *, body: bytes | None = None,
@@ -162,22 +163,24 @@ class Bench:
             self.profiles.append(f"== profile: {name}\n" + profile.summarize(sorted(out.glob("*.txt"))))
         return finish
 
-    def stream_row(self, name: str, gateway: GatewayProcess, concurrency: int) -> Row:
-        head, tail = answers.template(answers.openai_request, stream=True)
-        cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH, "head": head, "tail": tail,
-               "headers": gw.auth_headers(), "concurrency": concurrency, "duration": self.plan.duration}
+    def stream_row(self, name: str, port: int, root_pid: int, headers: dict[str, str], concurrency: int, *,
+                   model: str = answers.OPENAI_MODEL, profile_as: str | None = None) -> Row:
+        head, tail = answers.template(answers.openai_request, model=model, stream=True)
+        cfg = {"host": "127.0.0.1", "port": port, "path": OPENAI_PATH, "head": head, "tail": tail,
+               "headers": headers, "concurrency": concurrency, "duration": self.plan.duration}
         if self.plan.warmup:
             run_streams("latency", {**cfg, "duration": self.plan.warmup})
-        finish_profile = self.start_profile("stream", name, gateway.proc.pid)
-        before = CpuSample.take(gateway.proc.pid)
+        finish_profile = self.start_profile(profile_as, name, root_pid)
+        before = CpuSample.take(root_pid)
         r = run_streams("latency", cfg)
-        cpu = CpuSample.take(gateway.proc.pid).micros_since(before)
+        cpu = CpuSample.take(root_pid).micros_since(before)
         finish_profile()
+        self.ttft_p50[name] = r["ttft_p50"]
         note = f"TTFT p50 {r['ttft_p50']:.2f} ms, p99 {r['ttft_p99']:.2f} ms; c={concurrency}, Python client"
         if r["error_sample"]:
             note += f"; e.g. {r['error_sample'][0]}"
         row = Row(name, r["requests"] / r["seconds"], r["p50"], r["p90"], r["p99"],
-                  cpu / r["requests"] if r["requests"] else None, worker_rss(gateway.proc.pid), r["errors"], note)
+                  cpu / r["requests"] if r["requests"] else None, worker_rss(root_pid), r["errors"], note)
         self.report.rows.append(row)
         return row
 
@@ -248,6 +251,7 @@ def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench,
           "no cache, no retries, logs at ERROR (scripts/benchkit/peers.py)"] if peer is not None else [])
 
 
+GATEWAY_STREAM = "gateway streaming (unique bodies)"
 ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "stream", "c1", "slow", "peer")
 
 
@@ -306,7 +310,11 @@ def run(args: argparse.Namespace) -> Bench:
             l2_only.stop()  # frees its threads and memory before the slow-stream ramp
         bench.report.keep_medians()
         if "stream" in wanted:
-            bench.stream_row("gateway streaming (unique bodies)", main, plan.stream_concurrency)
+            bench.stream_row(GATEWAY_STREAM, main.port, main.proc.pid, auth, plan.stream_concurrency,
+                             profile_as="stream")
+        if peer is not None:
+            bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.auth_headers(),
+                             plan.stream_concurrency, model=STREAM_MODEL)
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
@@ -416,6 +424,10 @@ def add_targets(bench: Bench, held: int | None, peer: LiteLLMPeer | None = None)
             r.lines.append(f"side by side with {peer.label} (same upstream, same load, unique bodies): the gateway "
                            f"{miss.rps:,.0f} req/s, the peer {peer_miss.rps:,.0f} ({miss.rps / peer_miss.rps:.1f}x); "
                            f"added p50 at c=1: the gateway {_ms(added(miss1))}, the peer {_ms(added(peer1))}")
+        peer_ttft, ttft = bench.ttft_p50.get(f"peer streaming: {peer.label}"), bench.ttft_p50.get(GATEWAY_STREAM)
+        if peer_ttft is not None and ttft is not None:
+            r.lines.append(f"streams at c={bench.plan.stream_concurrency}, time to first token p50: the gateway "
+                           f"{ttft:.2f} ms, the peer {peer_ttft:.2f} ms")
     if bench.args.quick:
         r.lines.append(f"--quick: 1-second loads and at most {bench.args.stream_cap} slow streams check that every "
                        "path works; the verdicts below mean something only for a full run")

@@ -67,15 +67,22 @@ def ensure_litellm(venv: Path = DEFAULT_VENV) -> str:
     return version
 
 
+# LiteLLM calls upstream through the OpenAI SDK, which asks for JSON even when streaming, and the
+# benchmark's nginx picks SSE by the Accept header: streams go to an alias that asks for SSE.
+STREAM_MODEL = answers.OPENAI_MODEL + "-sse"
+
+
 def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL) -> str:
-    """The proxy's config.yaml: one OpenAI-compatible model at the benchmark's upstream, nothing else on."""
+    """The proxy's config.yaml: the OpenAI-compatible model (and its SSE alias) at the upstream, nothing else on."""
+    entries = ""
+    for name, extra in ((model, ""), (STREAM_MODEL, "      extra_headers: {accept: text/event-stream}\n")):
+        entries += (f"  - model_name: {name}\n"
+                    "    litellm_params:\n"
+                    f"      model: openai/{model}\n"
+                    f"      api_base: {openai_base_url}\n"
+                    "      api_key: sk-bench-upstream\n" + extra)
     return (
-        "model_list:\n"
-        f"  - model_name: {model}\n"
-        "    litellm_params:\n"
-        f"      model: openai/{model}\n"
-        f"      api_base: {openai_base_url}\n"
-        "      api_key: sk-bench-upstream\n"
+        "model_list:\n" + entries +
         "litellm_settings:\n"
         "  set_verbose: false\n"
         "  json_logs: false\n"  # on, it ignores LITELLM_LOG and logs every request
