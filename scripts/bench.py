@@ -247,8 +247,7 @@ def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench,
         f"load: wrk -t1 -c{plan.connections} for {plan.duration:g} s per row"
         + (f" after {plan.warmup:g} s warm-up" if plan.warmup else "")
         + (f", wrk and upstream pinned to core {core}" if core is not None else ", no pinning (1 core)"),
-    ] + ([f"peer: {peer.label}, uvicorn + httptools, {bench.workers} workers, master key, no database, "
-          "no cache, no retries, logs at ERROR (scripts/benchkit/peers.py)"] if peer is not None else [])
+    ] + ([f"peer: {peer.setup}"] if peer is not None else [])
 
 
 GATEWAY_STREAM = "gateway streaming (unique bodies)"
@@ -259,8 +258,8 @@ def run(args: argparse.Namespace) -> Bench:
     bench = Bench(args)
     plan = bench.plan
     wanted = set(args.only or ROW_KEYS)
-    if args.peers and "peer" in wanted:
-        ensure_litellm(args.peer_venv)  # before anything starts: the first install takes a minute or two
+    # Installed before anything starts: the first install takes a minute or two.
+    peer_version = ensure_litellm(args.peer_venv) if args.peers and "peer" in wanted else None
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
     drip = DripServer(plan.drip_interval)
@@ -289,8 +288,9 @@ def run(args: argparse.Namespace) -> Bench:
             starts.append(lambda f=floor: f.start().wait())
             to_stop.append(floor.stop)
         peer = None
-        if args.peers and "peer" in wanted:
-            peer = LiteLLMPeer(upstream.openai_base_url, workers=bench.workers, venv=args.peer_venv)
+        if peer_version is not None:
+            peer = LiteLLMPeer(upstream.openai_base_url, workers=bench.workers, venv=args.peer_venv,
+                               version=peer_version)
             starts.append(lambda: peer.start().wait(plan.connections))
             to_stop.append(peer.stop)
         started_in_parallel(starts)
@@ -315,11 +315,10 @@ def run(args: argparse.Namespace) -> Bench:
         if peer is not None:
             bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.auth_headers(),
                              plan.stream_concurrency, model=STREAM_MODEL)
+            peer.stop()  # its last row: frees ~1 GB and its processes before the slow-stream ramp
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
-        if peer is not None:
-            peer.stop()
         add_targets(bench, held, peer)
         return bench
     finally:

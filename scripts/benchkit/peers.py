@@ -97,8 +97,9 @@ def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL) -> s
 class LiteLLMPeer(LocalServer):
     """LiteLLM's proxy (uvicorn, ``workers`` processes) in front of ``openai_base_url``, on a free port."""
 
-    def __init__(self, openai_base_url: str, *, workers: int, venv: Path = DEFAULT_VENV) -> None:
-        self.version = installed_version(venv) or "?"
+    def __init__(self, openai_base_url: str, *, workers: int, version: str, venv: Path = DEFAULT_VENV) -> None:
+        self.version = version  # from ensure_litellm, which asked the venv
+        self.workers = workers
         self.port = free_port()
         self.key = "sk-bench-" + secrets.token_hex(16)
         self.dir = Path(tempfile.mkdtemp(prefix="llm-edge-bench-litellm-"))
@@ -122,6 +123,12 @@ class LiteLLMPeer(LocalServer):
     @property
     def label(self) -> str:
         return f"LiteLLM proxy {self.version}"
+
+    @property
+    def setup(self) -> str:
+        """How it runs, for the table's header: what this module configures, in a line."""
+        return (f"{self.label}, uvicorn + httptools, {self.workers} workers, master key, no database, no cache, "
+                "no retries, logs at ERROR (scripts/benchkit/peers.py)")
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
