@@ -128,8 +128,12 @@ def post_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
-    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains."""
-    from app import wsgi
+    """Answers leave in one write (app/response_write.py); on SIGTERM, readiness turns 503 before draining."""
+    from app import response_write, wsgi
+
+    if not response_write.install():
+        worker.log.warning("this gunicorn's Response is not the one app/response_write.py knows: "
+                           "answers go out as gunicorn writes them (head and body apart)")
 
     default_exit = worker.handle_exit
 
