@@ -8,6 +8,13 @@ gateway's own gunicorn settings (workers, gthread threads, keep-alive):
 - ``passthrough``: reads the body and forwards it with one pooled urllib3
   PoolManager per worker to the upstream, answering its bytes (what a
   cache miss could at best cost).
+
+Both write to the wire as the gateway does: answers leave with their header
+block in one write (``app/response_write.py``, installed by the floor's
+gunicorn config as by the gateway's) and the passthrough's upstream requests
+with their body (``app/providers/one_write.py``). Those are transport, not
+gateway work, so the floors have them too and the ratios price only what the
+gateway does on top.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from benchkit import answers
-from benchkit.procs import LocalServer, Managed, free_port, wait_until
+from benchkit.procs import LocalServer, Managed, child_env, free_port, wait_until
 
 CONSTANT_APP = '''
 import falcon
@@ -41,8 +48,11 @@ PASSTHROUGH_APP = '''
 import falcon
 import urllib3
 
+from app.providers.one_write import POOL_CLASSES
+
 UPSTREAM = {upstream!r}
 pool = urllib3.PoolManager(maxsize={threads}, retries=False, timeout=urllib3.Timeout(connect=5, read=120))
+pool.pool_classes_by_scheme = POOL_CLASSES
 
 
 def passthrough(req, resp):
@@ -72,10 +82,11 @@ class FloorApp(LocalServer):
         # An explicit config, or gunicorn would load the gateway's ./gunicorn.conf.py and its hooks.
         (self.dir / "gunicorn_floor.conf.py").write_text(
             f"bind = ['127.0.0.1:{self.port}']\nworkers = {workers}\nworker_class = 'gthread'\n"
-            f"threads = {threads}\nkeepalive = {keepalive}\npreload_app = False\nloglevel = 'warning'\n")
+            f"threads = {threads}\nkeepalive = {keepalive}\npreload_app = False\nloglevel = 'warning'\n"
+            "def post_worker_init(worker):\n    from app import response_write\n    response_write.install()\n")
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.proc = Managed(f"floor-{kind}", [gunicorn, "-c", str(self.dir / "gunicorn_floor.conf.py"),
-                                              "--chdir", str(self.dir), f"floor_{kind}:app"])
+                                              "--chdir", str(self.dir), f"floor_{kind}:app"], env=child_env())
 
     def wait(self) -> FloorApp:
         import urllib3
