@@ -45,7 +45,7 @@ import urllib3  # noqa: E402
 from benchkit import answers, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
-from benchkit.peers import DEFAULT_VENV, STREAM_MODEL, LiteLLMPeer, ensure_litellm  # noqa: E402
+from benchkit.peers import DEFAULT_VENV, PEER_NAMES, Peer, install, make_peer  # noqa: E402
 from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
 from benchkit.upstream import DripServer, LocalUpstream, choose_upstream  # noqa: E402
@@ -226,7 +226,7 @@ def started_in_parallel(starts: list[Callable[[], object]]) -> None:
 
 
 def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench,
-                   peer: LiteLLMPeer | None = None) -> list[str]:
+                   peers: list[Peer] | None = None) -> list[str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown")
     mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
@@ -247,7 +247,7 @@ def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench,
         f"load: wrk -t1 -c{plan.connections} for {plan.duration:g} s per row"
         + (f" after {plan.warmup:g} s warm-up" if plan.warmup else "")
         + (f", wrk and upstream pinned to core {core}" if core is not None else ", no pinning (1 core)"),
-    ] + ([f"peer: {peer.setup}"] if peer is not None else [])
+    ] + [f"peer: {peer.setup}" for peer in peers or []]
 
 
 GATEWAY_STREAM = "gateway streaming (unique bodies)"
@@ -258,8 +258,8 @@ def run(args: argparse.Namespace) -> Bench:
     bench = Bench(args)
     plan = bench.plan
     wanted = set(args.only or ROW_KEYS)
-    # Installed before anything starts: the first install takes a minute or two.
-    peer_version = ensure_litellm(args.peer_venv) if args.peers and "peer" in wanted else None
+    # Installed before anything starts: LiteLLM's first install takes a minute or two.
+    peer_versions = {name: install(name, args.peer_venv) for name in args.peers} if "peer" in wanted else {}
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
     drip = DripServer(plan.drip_interval)
@@ -287,15 +287,14 @@ def run(args: argparse.Namespace) -> Bench:
         for floor in floors.values():
             starts.append(lambda f=floor: f.start().wait())
             to_stop.append(floor.stop)
-        peer = None
-        if peer_version is not None:
-            peer = LiteLLMPeer(upstream.openai_base_url, workers=bench.workers, venv=args.peer_venv,
-                               version=peer_version)
-            starts.append(lambda: peer.start().wait(plan.connections))
+        peers = [make_peer(name, version, upstream.openai_base_url, workers=bench.workers,
+                           litellm_venv=args.peer_venv) for name, version in peer_versions.items()]
+        for peer in peers:
+            starts.append(lambda p=peer: p.start().wait(plan.connections))
             to_stop.append(peer.stop)
         started_in_parallel(starts)
 
-        bench.report.header = machine_header(args, upstream.kind, bench, peer)
+        bench.report.header = machine_header(args, upstream.kind, bench, peers)
         auth = gw.auth_headers()
         fixed = answers.openai_request("What is the capital of France? (cached)")
 
@@ -305,21 +304,22 @@ def run(args: argparse.Namespace) -> Bench:
         probe(main.url + OPENAI_PATH, answers.openai_request("probe", model=answers.ANTHROPIC_MODEL), auth)
 
         for _ in range(plan.rounds):  # the load rows, in alternating rounds; the median of each is kept
-            measure_round(bench, wanted, upstream, main, l2_only, floors, fixed, auth, peer)
+            measure_round(bench, wanted, upstream, main, l2_only, floors, fixed, auth, peers)
         if "l2" in wanted:
             l2_only.stop()  # frees its threads and memory before the slow-stream ramp
         bench.report.keep_medians()
         if "stream" in wanted:
             bench.stream_row(GATEWAY_STREAM, main.port, main.proc.pid, auth, plan.stream_concurrency,
                              profile_as="stream")
-        if peer is not None:
-            bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.auth_headers(),
-                             plan.stream_concurrency, model=STREAM_MODEL)
-            peer.stop()  # its last row: frees ~1 GB and its processes before the slow-stream ramp
+        for peer in peers:
+            if not peer.not_streamed:
+                bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.request_headers(),
+                                 plan.stream_concurrency, model=peer.stream_model)
+            peer.stop()  # its last row: frees its memory (~1 GB for LiteLLM) before the slow-stream ramp
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
             floor.stop()
-        add_targets(bench, held, peer)
+        add_targets(bench, held, peers)
         return bench
     finally:
         for stop in reversed(to_stop):
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> Bench:
 
 def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main: GatewayProcess,
                   l2_only: GatewayProcess, floors: dict[str, FloorApp], fixed: bytes, auth: dict[str, str],
-                  peer: LiteLLMPeer | None) -> None:
+                  peers: list[Peer]) -> None:
     """One round of the load rows: each floor right before the gateway rows compared with it."""
     plan = bench.plan
     openai_tpl = answers.template(answers.openai_request)
@@ -372,11 +372,11 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
                       floors["constant"].pid, body=fixed, connections=1)
         bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
                       floors["passthrough"].pid, template=openai_tpl, connections=1)
-    if peer is not None:  # the same load as the gateway's miss rows, on the same upstream
+    for peer in peers:  # the same load as the gateway's miss rows, on the same upstream
         bench.wrk_row(f"peer: {peer.label}, unique bodies", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
-                      headers=peer.auth_headers(), note="OpenAI in and out, no cache")
+                      headers=peer.request_headers(), note="OpenAI in and out, no cache")
         bench.wrk_row(f"c=1 peer: {peer.label}", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
-                      headers=peer.auth_headers(), connections=1)
+                      headers=peer.request_headers(), connections=1)
 
 
 def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int) -> None:
@@ -391,7 +391,7 @@ def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], conne
             future.result()
 
 
-def add_targets(bench: Bench, held: int | None, peer: LiteLLMPeer | None = None) -> None:
+def add_targets(bench: Bench, held: int | None, peers: list[Peer] | None = None) -> None:
     r = bench.report
     miss, l1 = r.row("gateway miss (unique bodies)"), r.row("gateway L1 hit (same body)")
     passthrough, constant = r.row("floor: Falcon + urllib3 passthrough"), r.row("floor: Falcon constant")
@@ -417,16 +417,23 @@ def add_targets(bench: Bench, held: int | None, peer: LiteLLMPeer | None = None)
         # The floors' own latency moves with the VM's speed; what the gateway adds beyond them moves less.
         r.lines.append("the gateway's own share at c=1 (its p50 minus its floor's): "
                        f"miss {_ms(beyond(miss1, passthrough1))}, L1 hit {_ms(beyond(hit1, constant1))}")
-    if peer is not None:
+    for peer in peers or []:
         peer_miss, peer1 = r.row(f"peer: {peer.label}, unique bodies"), r.row(f"c=1 peer: {peer.label}")
         if miss and peer_miss and miss.rps and peer_miss.rps:
-            r.lines.append(f"side by side with {peer.label} (same upstream, same load, unique bodies): the gateway "
-                           f"{miss.rps:,.0f} req/s, the peer {peer_miss.rps:,.0f} ({miss.rps / peer_miss.rps:.1f}x); "
-                           f"added p50 at c=1: the gateway {_ms(added(miss1))}, the peer {_ms(added(peer1))}")
+            line = (f"side by side with {peer.label} (same upstream, same load, unique bodies): the gateway "
+                    f"{miss.rps:,.0f} req/s, the peer {peer_miss.rps:,.0f} ({miss.rps / peer_miss.rps:.1f}x)")
+            if miss.cpu_us and peer_miss.cpu_us:
+                line += f", CPU per request {miss.cpu_us:,.0f} against {peer_miss.cpu_us:,.0f} us"
+            line += f"; added p50 at c=1: the gateway {_ms(added(miss1))}, the peer {_ms(added(peer1))}"
+            if miss1 and peer1 and miss1.p99 is not None and peer1.p99 is not None:
+                line += f"; p99 at c=1: {miss1.p99:.2f} against {peer1.p99:.2f} ms"
+            r.lines.append(line)
         peer_ttft, ttft = bench.ttft_p50.get(f"peer streaming: {peer.label}"), bench.ttft_p50.get(GATEWAY_STREAM)
         if peer_ttft is not None and ttft is not None:
             r.lines.append(f"streams at c={bench.plan.stream_concurrency}, time to first token p50: the gateway "
-                           f"{ttft:.2f} ms, the peer {peer_ttft:.2f} ms")
+                           f"{ttft:.2f} ms, {peer.label} {peer_ttft:.2f} ms")
+        elif peer.not_streamed:
+            r.lines.append(f"{peer.label}: streams not measured: {peer.not_streamed}")
     if bench.args.quick:
         r.lines.append(f"--quick: 1-second loads and at most {bench.args.stream_cap} slow streams check that every "
                        "path works; the verdicts below mean something only for a full run")
@@ -463,14 +470,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2,stream")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra gateway environment, repeatable (e.g. LOG_LEVEL=warning to price the access log)")
-    parser.add_argument("--peers", choices=["litellm"], help="also measure a peer gateway side by side: "
-                        f"litellm (LiteLLM proxy, installed into {DEFAULT_VENV.relative_to(ROOT)} when missing)")
+    parser.add_argument("--peers", default="", help="also measure peer gateways side by side, comma-separated: "
+                        "litellm (LiteLLM proxy), portkey (Portkey's AI gateway, Node); each installed into "
+                        ".venv-peers/ when missing")
     parser.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV,
-                        help="the virtual environment holding the peer (default: %(default)s)")
+                        help="the virtual environment holding LiteLLM (default: %(default)s)")
     parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
     args = parser.parse_args(argv)
     args.profile = [p for p in args.profile.split(",") if p]
     args.only = [p for p in args.only.split(",") if p]
+    args.peers = list(dict.fromkeys(p for p in args.peers.split(",") if p))
+    if set(args.peers) - set(PEER_NAMES):
+        parser.error(f"--peers: unknown peers {', '.join(sorted(set(args.peers) - set(PEER_NAMES)))} "
+                     f"(known: {', '.join(PEER_NAMES)})")
     try:
         args.env = dict(item.split("=", 1) for item in args.env)
     except ValueError:
@@ -479,7 +491,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--only: unknown rows {', '.join(sorted(unknown))}")
     if "peer" in args.only and not args.peers:
-        parser.error("--only peer needs --peers litellm")
+        parser.error(f"--only peer needs --peers ({','.join(PEER_NAMES)})")
     if args.quick:
         args.stream_cap = min(args.stream_cap, 20)
     return args
