@@ -128,12 +128,8 @@ def post_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
-    """Answers leave in one write (app/response_write.py); on SIGTERM, readiness turns 503 before draining."""
-    from app import response_write, wsgi
-
-    if not response_write.install():
-        worker.log.warning("this gunicorn's Response is not the one app/response_write.py knows: "
-                           "answers go out as gunicorn writes them (head and body apart)")
+    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains."""
+    from app import wsgi
 
     default_exit = worker.handle_exit
 
@@ -158,6 +154,7 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
 import gunicorn.util  # noqa: E402
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
+from app import response_write  # noqa: E402
 from app.http_date import http_date  # noqa: E402
 
 
@@ -179,6 +176,11 @@ logger_class = QuietAccessLogger
 
 # The Date header's text once a second, not once a response (app/http_date.py); workers inherit it.
 gunicorn.util.http_date = http_date
+
+# Answers leave with their header block in one write (app/response_write.py); workers inherit it.
+if not response_write.install():
+    print("llm-edge-agent: warning: this gunicorn's Response is not the one app/response_write.py knows; "
+          "answers go out as gunicorn writes them (head and body apart)", file=sys.stderr, flush=True)
 
 # Lean log records (no caller file/line, no thread names), set in the master, inherited by workers.
 lean_log_records()

@@ -9,12 +9,13 @@ gateway's own gunicorn settings (workers, gthread threads, keep-alive):
   PoolManager per worker to the upstream, answering its bytes (what a
   cache miss could at best cost).
 
-Both write to the wire as the gateway does: answers leave with their header
-block in one write (``app/response_write.py``, installed by the floor's
-gunicorn config as by the gateway's) and the passthrough's upstream requests
-with their body (``app/providers/one_write.py``). Those are transport, not
-gateway work, so the floors have them too and the ratios price only what the
-gateway does on top.
+Both get the gateway's trims of gunicorn and urllib3, installed by the
+floor's gunicorn config as gunicorn.conf.py installs them for the gateway:
+the Date header formatted once a second (``app/http_date.py``), answers sent
+with their header block in one write (``app/response_write.py``), and the
+passthrough's upstream requests with their body (``app/providers/one_write.py``).
+Those are transport, not gateway work, so the floors have them too and the
+ratios price only what the gateway does on top.
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ app.add_sink(passthrough, "/v1/")
 '''
 
 
+# The gateway's transport trims (gunicorn.conf.py, "Hot-path trims"), for a floor's gunicorn config.
+FLOOR_TRIMS = """
+import gunicorn.util
+from app import response_write
+from app.http_date import http_date
+
+gunicorn.util.http_date = http_date
+response_write.install()
+"""
+
+
 class FloorApp(LocalServer):
     """One floor app under gunicorn, with the same worker, thread and keep-alive settings as the gateway."""
 
@@ -83,7 +95,7 @@ class FloorApp(LocalServer):
         (self.dir / "gunicorn_floor.conf.py").write_text(
             f"bind = ['127.0.0.1:{self.port}']\nworkers = {workers}\nworker_class = 'gthread'\n"
             f"threads = {threads}\nkeepalive = {keepalive}\npreload_app = False\nloglevel = 'warning'\n"
-            "def post_worker_init(worker):\n    from app import response_write\n    response_write.install()\n")
+            + FLOOR_TRIMS)
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.proc = Managed(f"floor-{kind}", [gunicorn, "-c", str(self.dir / "gunicorn_floor.conf.py"),
                                               "--chdir", str(self.dir), f"floor_{kind}:app"], env=child_env())
