@@ -61,17 +61,22 @@ _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, re
 class Peer(LocalServer):
     """A peer gateway the benchmark starts, warms and measures; subclasses say how it runs."""
 
-    version: str
-    workers: int
-    dir: Path
     ready_path = "/"  # answers 200 once the peer serves
     ready_timeout = 60.0
     stream_model = answers.OPENAI_MODEL  # the model its streams ask for
     not_streamed = ""  # why its streams are not measured, when they are not
 
+    def __init__(self, kind: str, *, version: str, workers: int) -> None:
+        self.version = version  # from its installer, which asked the installation
+        self.workers = workers
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"llm-edge-bench-{kind}-"))  # its config and launcher
+
+    title = ""  # what it is called in the table, before its version
+
     @property
     def label(self) -> str:
-        raise NotImplementedError
+        return f"{self.title} {self.version}"
 
     @property
     def setup(self) -> str:
@@ -165,16 +170,14 @@ def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL) -> s
 class LiteLLMPeer(Peer):
     """LiteLLM's proxy (uvicorn, ``workers`` processes) in front of ``openai_base_url``, on a free port."""
 
+    title = "LiteLLM proxy"
     ready_path = "/health/liveliness"  # answers with one worker up; the warm-up reaches the others
     ready_timeout = 120.0
     stream_model = STREAM_MODEL
 
     def __init__(self, openai_base_url: str, *, workers: int, version: str, venv: Path = DEFAULT_VENV) -> None:
-        self.version = version  # from ensure_litellm, which asked the venv
-        self.workers = workers
-        self.port = free_port()
+        super().__init__("litellm", version=version, workers=workers)
         self.key = "sk-bench-" + secrets.token_hex(16)
-        self.dir = Path(tempfile.mkdtemp(prefix="llm-edge-bench-litellm-"))
         (self.dir / "config.yaml").write_text(litellm_config(openai_base_url))
         env = {
             "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -191,10 +194,6 @@ class LiteLLMPeer(Peer):
                                         "--host", "127.0.0.1", "--port", str(self.port), "--num_workers",
                                         str(workers), "--timeout_worker_healthcheck", "30"],
                             env=env, cwd=self.dir)
-
-    @property
-    def label(self) -> str:
-        return f"LiteLLM proxy {self.version}"
 
     @property
     def setup(self) -> str:
@@ -248,15 +247,13 @@ if (cluster.isPrimary) {
 class PortkeyPeer(Peer):
     """Portkey's AI gateway (Node, ``workers`` processes through node:cluster) in front of ``openai_base_url``."""
 
+    title = "Portkey gateway"
     not_streamed = (f"Portkey {PORTKEY_VERSION} answers every stream 500 on Node 20 "
                     "(TypeError: immutable in updateHeaders; Portkey-AI/gateway#1389, #1550)")
 
     def __init__(self, openai_base_url: str, *, workers: int, version: str, directory: Path = PORTKEY_DIR) -> None:
-        self.version = version
-        self.workers = workers
-        self.port = free_port()
+        super().__init__("portkey", version=version, workers=workers)
         self.openai_base_url = openai_base_url
-        self.dir = Path(tempfile.mkdtemp(prefix="llm-edge-bench-portkey-"))
         (self.dir / "cluster.mjs").write_text(CLUSTER_LAUNCHER)
         self.node = (subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
                      if shutil.which("node") else "(not installed)")
@@ -264,10 +261,6 @@ class PortkeyPeer(Peer):
         env = {**os.environ, "NODE_ENV": "production", "PEER_WORKERS": str(workers), "PEER_SERVER": str(server)}
         self.proc = Managed("portkey", ["node", str(self.dir / "cluster.mjs"), f"--port={self.port}", "--headless"],
                             env=env, cwd=self.dir)
-
-    @property
-    def label(self) -> str:
-        return f"Portkey gateway {self.version}"
 
     @property
     def setup(self) -> str:

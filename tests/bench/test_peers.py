@@ -76,6 +76,14 @@ def test_an_unknown_peer_is_refused():
     assert proc.returncode == 2 and "--peers: unknown peers kong (known: litellm, portkey)" in proc.stderr
 
 
+def quick_run(peers: str, only: str) -> str:
+    """``scripts/bench.py --quick`` with ``peers`` beside the gateway: its output, once it succeeded."""
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--only", only, "--peers", peers],
+                          cwd=ROOT, capture_output=True, text=True, timeout=380)
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
 def peer_rows(out: str, label: str, streamed: bool) -> None:
     """The peer's rows answered with no errors, and the side-by-side line compares it with the gateway."""
     names = [f"peer: {label}, unique bodies", f"c=1 peer: {label}"] + ([f"peer streaming: {label}"] if streamed else [])
@@ -90,12 +98,8 @@ def peer_rows(out: str, label: str, streamed: bool) -> None:
 
 @pytest.mark.skipif(not node_available(), reason="Portkey's gateway needs Node.js and npm")
 def test_a_quick_run_measures_portkey_beside_the_gateway():
-    version = ensure_portkey()
-    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--only", "direct,miss,c1,peer",
-                           "--peers", "portkey"], cwd=ROOT, capture_output=True, text=True, timeout=380)
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    out = proc.stdout
-    label = f"Portkey gateway {version}"
+    label = f"Portkey gateway {ensure_portkey()}"
+    out = quick_run("portkey", "direct,miss,c1,peer")
     assert f"peer: {label}, Node v" in out
     peer_rows(out, label, streamed=False)
     assert f"{label}: streams not measured: Portkey {PORTKEY_VERSION} answers every stream 500" in out
@@ -104,11 +108,8 @@ def test_a_quick_run_measures_portkey_beside_the_gateway():
 @pytest.mark.skipif(installed_version(DEFAULT_VENV) is None,
                     reason=f"LiteLLM is not installed in {DEFAULT_VENV} (scripts/bench --peers litellm installs it)")
 def test_a_quick_run_measures_litellm_beside_the_gateway():
-    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--only", "direct,miss,c1,stream,peer",
-                           "--peers", "litellm"], cwd=ROOT, capture_output=True, text=True, timeout=380)
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    out = proc.stdout
     label = f"LiteLLM proxy {installed_version(DEFAULT_VENV)}"
+    out = quick_run("litellm", "direct,miss,c1,stream,peer")
     assert f"peer: {label}, uvicorn" in out
     peer_rows(out, label, streamed=True)
     assert re.search(rf"time to first token p50: the gateway [0-9.]+ ms, {re.escape(label)} [0-9.]+ ms", out)

@@ -168,3 +168,16 @@ class GatewayProcess:
         if self.proc is None:
             return None
         return terminate(self.proc, timeout)
+
+
+def after_gunicorn_conf(check: str, home: Path) -> subprocess.CompletedProcess:
+    """Run ``check`` (Python source) in a fresh interpreter right after loading gunicorn.conf.py, as gunicorn's
+    master does before it forks the workers; its on_exit hook cleans up after."""
+    source = ("import runpy\n"
+              "conf = runpy.run_path('gunicorn.conf.py')\n"
+              "try:\n" + "".join(f"    {line}\n" for line in check.splitlines()) +
+              "finally:\n"
+              "    conf['on_exit'](None)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS", "LLM_EDGE"))}
+    return subprocess.run([sys.executable, "-c", source], cwd=ROOT, env={**env, "HOME": str(home)},
+                          capture_output=True, text=True, timeout=60)

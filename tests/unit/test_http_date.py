@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import email.utils
-import os
 import random
-import subprocess
-import sys
 import time
 
 import urllib3
 
 from app import http_date as module
 from app.http_date import http_date
-from tests.support.processes import ROOT
+from tests.support.processes import after_gunicorn_conf
 
 
 def gunicorns(timestamp: float) -> str:
@@ -48,13 +45,6 @@ def test_a_live_gateway_sends_it(gateway):
 
 def test_gunicorn_conf_installs_it_for_every_worker(tmp_path):
     """gunicorn.conf.py runs in the master before the fork: gunicorn's own function must be ours there."""
-    check = ("import runpy, gunicorn.util, app.http_date\n"
-             "conf = runpy.run_path('gunicorn.conf.py')\n"
-             "try:\n"
-             "    assert gunicorn.util.http_date is app.http_date.http_date\n"
-             "finally:\n"
-             "    conf['on_exit'](None)\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS", "LLM_EDGE"))}
-    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env={**env, "HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=60)
+    done = after_gunicorn_conf("import gunicorn.util, app.http_date\n"
+                               "assert gunicorn.util.http_date is app.http_date.http_date", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

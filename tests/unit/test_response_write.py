@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +10,7 @@ from gunicorn import util
 from gunicorn.http import wsgi
 
 from app import response_write
-from tests.support.processes import ROOT
+from tests.support.processes import after_gunicorn_conf
 
 
 class Req:
@@ -118,16 +115,7 @@ def test_install_leaves_an_unknown_gunicorn_alone(monkeypatch: pytest.MonkeyPatc
 
 def test_gunicorn_conf_installs_it_for_every_worker(tmp_path: Path) -> None:
     """gunicorn.conf.py runs in the master before the fork: gunicorn's Response must write with ours there."""
-    check = ("import runpy\n"
-             "from gunicorn.http import wsgi\n"
-             "from app import response_write\n"
-             "conf = runpy.run_path('gunicorn.conf.py')\n"
-             "try:\n"
-             "    assert wsgi.Response.write is response_write.write\n"
-             "finally:\n"
-             "    conf['on_exit'](None)\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS", "LLM_EDGE"))}
-    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env={**env, "HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=60)
+    done = after_gunicorn_conf("from gunicorn.http import wsgi\nfrom app import response_write\n"
+                               "assert wsgi.Response.write is response_write.write", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warning" not in done.stderr
