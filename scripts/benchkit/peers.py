@@ -61,6 +61,7 @@ _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, re
 class Peer(LocalServer):
     """A peer gateway the benchmark starts, warms and measures; subclasses say how it runs."""
 
+    title = ""  # what it is called in the table, before its version
     ready_path = "/"  # answers 200 once the peer serves
     ready_timeout = 60.0
     stream_model = answers.OPENAI_MODEL  # the model its streams ask for
@@ -71,8 +72,6 @@ class Peer(LocalServer):
         self.workers = workers
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"llm-edge-bench-{kind}-"))  # its config and launcher
-
-    title = ""  # what it is called in the table, before its version
 
     @property
     def label(self) -> str:
