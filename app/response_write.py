@@ -37,10 +37,10 @@ def write(self: Any, arg: Any) -> None:
     lines = self.default_headers()
     lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
     head = ("".join(lines) + "\r\n").encode("latin-1")
-    self.headers_sent = True
-    self.sent += len(arg)
     body = b"%X\r\n%b\r\n" % (len(arg), arg) if self.chunked else arg
+    self.sent += len(arg)  # as gunicorn counts the body before writing it
     self.sock.sendall(head + body)
+    self.headers_sent = True  # as gunicorn marks the head sent once its write returned
 
 
 def install() -> bool:

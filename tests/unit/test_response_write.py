@@ -78,6 +78,20 @@ def test_the_same_bytes_as_gunicorn_in_fewer_writes(name: str) -> None:
         assert ours[0].startswith(b"HTTP/1.") and chunks[0] in ours[0]
 
 
+class GoneSock:
+    def sendall(self, data: bytes) -> None:
+        raise BrokenPipeError("client gone")
+
+
+@pytest.mark.parametrize("write", [response_write._GUNICORN_WRITE, response_write.write], ids=["gunicorn", "ours"])
+def test_a_client_gone_before_the_head_leaves_it_unsent(write: Any) -> None:
+    resp = wsgi.Response(Req(), GoneSock(), Cfg())
+    resp.start_response("200 OK", JSON)
+    with pytest.raises(BrokenPipeError):
+        write(resp, BODY)
+    assert resp.headers_sent is False  # gunicorn's worker then closes the connection, as before
+
+
 def test_other_response_classes_keep_their_own_write() -> None:
     class Framed(wsgi.Response):  # as gunicorn's HTTP/2 response: its own framing of the same calls
         def _emit_body(self, data: bytes) -> None:
