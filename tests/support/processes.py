@@ -110,6 +110,9 @@ class GatewayProcess:
             "GUNICORN_THREADS": str(threads),
             "ENABLE_TRACING": "false",
             "ENABLE_L2_CACHE": "false",
+            # Not the machine's Redis on 6379 (the settings' default): a test that wants Redis starts its own
+            # (RedisServer) and passes its URL; the others run as a gateway does when Redis is down.
+            "REDIS_URL": "redis://127.0.0.1:1/0",
             "LOG_LEVEL": "info",
             "GUNICORN_GRACEFUL_TIMEOUT": "10",
             **env,
