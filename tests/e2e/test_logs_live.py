@@ -12,7 +12,7 @@ import pytest
 import urllib3
 
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
-from tests.support.processes import wait_until
+from tests.support.processes import wait_until, whole_lines_of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -98,8 +98,8 @@ def test_rust_log_is_an_alias_and_sigusr1_reopens_the_log_file(start_gateway, up
     log_file = tmp_path / "gateway.log"
     gw = start_gateway({"LOG_FILE": str(log_file), "LOG_LEVEL": "", "RUST_LOG": "debug,hyper=warn"})
     assert chat(gw, "req-before").status == 200
-    wait_until(lambda: "req-before" in log_file.read_text(), timeout=5, what="the first access line")
-    entries = parse(log_file.read_text())
+    wait_until(lambda: "req-before" in whole_lines_of(log_file.read_text()), timeout=5, what="the first access line")
+    entries = parse(whole_lines_of(log_file.read_text()))
     assert any(e["level"] == "debug" for e in entries)  # RUST_LOG's level counts
     assert not gw.logs().strip()  # nothing on stderr: it all went to the file
 
@@ -111,10 +111,11 @@ def test_rust_log_is_an_alias_and_sigusr1_reopens_the_log_file(start_gateway, up
     ids = [f"req-after-{i}" for i in range(8)]
     for request_id in ids:
         assert chat(gw, request_id).status == 200
-    wait_until(lambda: all(i in log_file.read_text() for i in ids), timeout=5, what="lines in the new file")
-    old = rotated.read_text()
+    wait_until(lambda: all(i in whole_lines_of(log_file.read_text()) for i in ids), timeout=5,
+               what="lines in the new file")
+    old = whole_lines_of(rotated.read_text())
     assert "req-before" in old and not any(i in old for i in ids)
-    parse(log_file.read_text())
+    parse(whole_lines_of(log_file.read_text()))
 
 
 def test_batched_lines_are_all_written_when_the_gateway_stops(start_gateway, upstream, tmp_path):
@@ -127,6 +128,6 @@ def test_batched_lines_are_all_written_when_the_gateway_stops(start_gateway, ups
     time.sleep(0.3)
     assert not any(i in log_file.read_text() for i in ids), "still batched: LOG_FLUSH_MS is 10 s"
     assert gw.stop() == 0
-    entries = parse(log_file.read_text())
+    entries = parse(whole_lines_of(log_file.read_text()))
     written = [e["request_id"] for e in entries if e["logger"] == "llm_edge.access"]
     assert sorted(i for i in written if i.startswith("req-batched-")) == ids

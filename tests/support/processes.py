@@ -93,6 +93,11 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def whole_lines_of(text: str) -> str:
+    """``text`` without an unfinished last line: a log being written may end in the first part of one."""
+    return text[:text.rfind("\n") + 1]
+
+
 class GatewayProcess:
     """``gunicorn -c gunicorn.conf.py app.wsgi:app`` with the given environment, on free ports."""
 
@@ -160,7 +165,7 @@ class GatewayProcess:
         just after each answer), and a reader can catch its first part: by default that unfinished last
         line is left out, as it is not a log line yet."""
         text = self.log_path.read_text(errors="replace")
-        return text[:text.rfind("\n") + 1] if whole_lines else text
+        return whole_lines_of(text) if whole_lines else text
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
