@@ -151,11 +151,9 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
 
 
 # --- Hot-path trims (measured with scripts/bench.py; see README, "Performance") ---------------------
-import gunicorn.util  # noqa: E402
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
-from app import response_write  # noqa: E402
-from app.http_date import http_date  # noqa: E402
+from app import gunicorn_trims  # noqa: E402
 
 
 class QuietAccessLogger(_GunicornLogger):
@@ -174,11 +172,9 @@ class QuietAccessLogger(_GunicornLogger):
 
 logger_class = QuietAccessLogger
 
-# The Date header's text once a second, not once a response (app/http_date.py); workers inherit it.
-gunicorn.util.http_date = http_date
-
-# Answers leave with their header block in one write (app/response_write.py); workers inherit it.
-if not response_write.install():
+# The Date header's text once a second, answers with their header block in one write
+# (app/gunicorn_trims.py); workers inherit them.
+if not gunicorn_trims.install():
     print("llm-edge-agent: warning: this gunicorn's Response is not the one app/response_write.py knows; "
           "answers go out as gunicorn writes them (head and body apart)", file=sys.stderr, flush=True)
 

@@ -2,7 +2,7 @@
 
 gunicorn builds every response's ``Date`` with ``email.utils.formatdate``
 (``gunicorn.util.http_date``): 5% of a worker's GIL samples on an L1 hit at
-c=1 (py-spy), for text that changes once a second. gunicorn.conf.py installs
+c=1 (py-spy), for text that changes once a second. app/gunicorn_trims.py installs
 ``http_date`` in its place; the text is the same, byte for byte.
 """
 

@@ -10,7 +10,7 @@ chunked, as a stream's first event is). Whatever else gunicorn does in
 Content-Length, an empty chunk, HTTP/2) still goes through gunicorn's own
 code unchanged.
 
-Installed by ``gunicorn.conf.py`` in the master, so every worker inherits it. Written
+Installed by ``app/gunicorn_trims.py`` in the master, so every worker inherits it. Written
 against gunicorn 27 (``requirements.txt`` pins it); ``install`` declines, and
 gunicorn writes as before, when the ``Response`` it finds lacks what this relies on.
 """

@@ -9,11 +9,11 @@ gateway's own gunicorn settings (workers, gthread threads, keep-alive):
   PoolManager per worker to the upstream, answering its bytes (what a
   cache miss could at best cost).
 
-Both get the gateway's trims of gunicorn and urllib3, installed by the
-floor's gunicorn config as gunicorn.conf.py installs them for the gateway:
-the Date header formatted once a second (``app/http_date.py``), answers sent
-with their header block in one write (``app/response_write.py``), and the
-passthrough's upstream requests with their body (``app/providers/one_write.py``).
+Both get the gateway's trims of gunicorn and urllib3: the floor's gunicorn
+config calls ``app/gunicorn_trims.py`` as gunicorn.conf.py does (the Date
+header formatted once a second, answers sent with their header block in one
+write), and the passthrough's upstream requests leave with their body
+(``app/providers/one_write.py``).
 Those are transport, not gateway work, so the floors have them too and the
 ratios price only what the gateway does on top.
 """
@@ -70,14 +70,11 @@ app.add_sink(passthrough, "/v1/")
 '''
 
 
-# The gateway's transport trims (gunicorn.conf.py, "Hot-path trims"), for a floor's gunicorn config.
+# The gateway's transport trims of gunicorn, installed as gunicorn.conf.py installs them.
 FLOOR_TRIMS = """
-import gunicorn.util
-from app import response_write
-from app.http_date import http_date
+from app import gunicorn_trims
 
-gunicorn.util.http_date = http_date
-response_write.install()
+gunicorn_trims.install()
 """
 
 
