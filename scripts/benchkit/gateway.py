@@ -16,7 +16,7 @@ from pathlib import Path
 
 import urllib3
 
-from tests.support.processes import GatewayProcess
+from tests.support.processes import UNREACHABLE_RATE_LIMITS, GatewayProcess
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=10))
 
@@ -33,9 +33,7 @@ class BenchConfig:
         if drip_url:
             providers = f"providers:\n  {SLOW_PROVIDER}:\n    type: openai\n    base_url: {drip_url}/v1\n"
         (self.dir / "models.yaml").write_text(providers + "models: {}\n")
-        (self.dir / "rate-limits.yaml").write_text(
-            "rate_limiting:\n  global:\n    requests_per_second: 100000000\n  per_client:\n"
-            "    tier_free: 100000000\n    tier_pro: 100000000\n    tier_enterprise: 100000000\n")
+        (self.dir / "rate-limits.yaml").write_text(UNREACHABLE_RATE_LIMITS)
         digest = hashlib.sha256(CLIENT_KEY.encode()).hexdigest()
         (self.dir / "clients.yaml").write_text(
             f"clients:\n  - id: bench\n    tier: enterprise\n    key_sha256: {digest}\n")

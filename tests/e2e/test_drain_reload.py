@@ -15,7 +15,7 @@ import pytest
 import urllib3
 
 from tests.conftest import UNCACHED, Fault
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import ROOT, UNREACHABLE_RATE_LIMITS, wait_until
 from tests.support.workers import pinned_connections
 
 pytestmark = pytest.mark.timeout(90)
@@ -87,8 +87,7 @@ def test_sighup_reloads_models_without_dropping_a_request(start_gateway, upstrea
     # One client thread sends back to back for several seconds, over 1,100 requests/s here: more than the
     # shipped anonymous tier's 1,000/s. Limits are not what this test is about, so they are far above it.
     limits = tmp_path / "rate-limits.yaml"
-    limits.write_text("rate_limiting:\n  global:\n    requests_per_second: 100000000\n  per_client:\n"
-                      "    tier_free: 100000000\n    tier_pro: 100000000\n    tier_enterprise: 100000000\n")
+    limits.write_text(UNREACHABLE_RATE_LIMITS)
     gw = start_gateway({**UNCACHED, "MODELS_FILE": str(models), "RATE_LIMITS_FILE": str(limits),
                         "GUNICORN_GRACEFUL_TIMEOUT": "20"})
     http = urllib3.PoolManager(maxsize=4, retries=False, timeout=urllib3.Timeout(connect=2, read=10))

@@ -93,6 +93,11 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# A rate-limits file (RATE_LIMITS_FILE) whose limits no test or benchmark load reaches: the limiter still runs.
+UNREACHABLE_RATE_LIMITS = ("rate_limiting:\n  global:\n    requests_per_second: 100000000\n  per_client:\n"
+                           "    tier_free: 100000000\n    tier_pro: 100000000\n    tier_enterprise: 100000000\n")
+
+
 def whole_lines_of(text: str) -> str:
     """``text`` without an unfinished last line: a log being written may end in the first part of one."""
     return text[:text.rfind("\n") + 1]
