@@ -32,8 +32,7 @@ from urllib3.exceptions import (
 from urllib3.util import parse_url
 
 from app.errors import GatewayError, UpstreamError, UpstreamTimeout
-from app.providers import headers as response_headers
-from app.providers.one_write import POOL_CLASSES
+from app.providers import transport_trims
 from app.resilience.retry import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET
 
 READ_SIZE = 64 * 1024
@@ -57,10 +56,9 @@ _TIMED_OUT = {
 class UpstreamHTTP:
     def __init__(self, *, connect_timeout: float, pool_maxsize: int) -> None:
         self.connect_timeout = connect_timeout
-        self.pool = urllib3.PoolManager(num_pools=32, maxsize=pool_maxsize, block=False, retries=False)
-        self.pool.pool_classes_by_scheme = POOL_CLASSES  # a request's head and body in one write
+        self.pool = transport_trims.install(
+            urllib3.PoolManager(num_pools=32, maxsize=pool_maxsize, block=False, retries=False))
         self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}
-        response_headers.install()  # providers' response headers without the email parser
 
     def target(self, url: str) -> tuple[HTTPConnectionPool, str]:
         """The manager's connection pool for ``url``'s origin, and the request target, remembered per URL.

@@ -12,8 +12,9 @@ gateway's own gunicorn settings (workers, gthread threads, keep-alive):
 Both get the gateway's trims of gunicorn and urllib3: the floor's gunicorn
 config calls ``app/gunicorn_trims.py`` as gunicorn.conf.py does (the Date
 header formatted once a second, answers sent with their header block in one
-write), and the passthrough's upstream requests leave with their body
-(``app/providers/one_write.py``).
+write), and the passthrough's pool gets ``app/providers/transport_trims.py``
+as the gateway's does (each upstream request sent with its body in one write,
+response headers read without the email parser).
 Those are transport, not gateway work, so the floors have them too and the
 ratios price only what the gateway does on top.
 """
@@ -49,11 +50,11 @@ PASSTHROUGH_APP = '''
 import falcon
 import urllib3
 
-from app.providers.one_write import POOL_CLASSES
+from app.providers import transport_trims
 
 UPSTREAM = {upstream!r}
-pool = urllib3.PoolManager(maxsize={threads}, retries=False, timeout=urllib3.Timeout(connect=5, read=120))
-pool.pool_classes_by_scheme = POOL_CLASSES
+pool = transport_trims.install(
+    urllib3.PoolManager(maxsize={threads}, retries=False, timeout=urllib3.Timeout(connect=5, read=120)))
 
 
 def passthrough(req, resp):
