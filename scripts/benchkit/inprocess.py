@@ -33,12 +33,13 @@ def environ(body: bytes, headers: dict[str, str]) -> dict:
     return env
 
 
-def worker_app(upstream, redis_url: str, config):  # type: ignore[no-untyped-def]
+def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     """The WSGI app as a gunicorn worker builds it, with the benchmark's gateway environment.
 
     Production logging too: lean records and ``logconfig_dict`` from the same settings gunicorn.conf.py
-    uses, so the access line costs what it costs in a worker. Sets a private multiprocess metrics
-    folder first, so call it before anything imports ``app.observability.metrics``.
+    uses, so the access line costs what it costs in a worker. ``extra``: more gateway environment (a
+    variant to price). Sets a private multiprocess metrics folder first, so call it before anything
+    imports ``app.observability.metrics``.
     """
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
     from app.factory import create_gateway
@@ -46,7 +47,7 @@ def worker_app(upstream, redis_url: str, config):  # type: ignore[no-untyped-def
     from app.settings import Settings
     from benchkit import gateway as gw
 
-    env = gw.gateway(upstream=upstream, redis_url=redis_url, config=config, workers=1, threads=8).env
+    env = gw.gateway(upstream=upstream, redis_url=redis_url, config=config, workers=1, threads=8, extra=extra).env
     settings = Settings.from_env(env)
     lean_log_records()
     logging.config.dictConfig(logconfig_dict(settings.log_level, None, settings.log_flush_ms))

@@ -11,8 +11,17 @@ out. The app is built exactly as a worker builds it (``create_gateway``:
 metrics, JSON access log, L1 + L2 on a real redis-server, rate limits, client
 auth) and called as a WSGI app, against nginx as the upstream.
 
-Run: ``.venv/bin/python -m benchkit.instructions [--paths hit,miss]`` from scripts/
-(PYTHONPATH=.:..); needs valgrind. About a minute per path.
+The floors are counted the same way (``constant`` and ``passthrough``, the
+benchmark's own floor apps with their transport trims), and the table gives
+the gateway's own instructions per request: a hit minus the constant floor, a
+miss minus the passthrough floor. That is the part of the load benchmark's
+ratios the gateway's code decides, without the noise; what it leaves out is
+kernel time (the cache's Redis round trips, the access line's write) and
+threads waiting for the GIL. ``--env NAME=VALUE`` counts a gateway variant
+(``LOG_LEVEL=warning``: what the access line costs).
+
+Run: ``.venv/bin/python -m benchkit.instructions [--paths hit,miss,constant,passthrough] [--env NAME=VALUE]``
+from scripts/ (PYTHONPATH=.:..); needs valgrind. About a minute per path.
 """
 
 from __future__ import annotations
@@ -29,7 +38,11 @@ from benchkit import answers
 SCRIPTS = Path(__file__).resolve().parents[1]
 
 
-def child(path: str, n: int, redis_url: str, openai_url: str, anthropic_url: str) -> None:
+GATEWAY_PATHS = ("hit", "miss")
+FLOOR_OF = {"hit": "constant", "miss": "passthrough"}  # the least each path could cost
+
+
+def child(path: str, n: int, redis_url: str, openai_url: str, anthropic_url: str, extra: list[str]) -> None:
     """Inside valgrind: build the app, warm it up, then serve ``n`` requests of ``path``."""
     from benchkit import gateway as gw
     from benchkit.inprocess import measure, worker_app
@@ -41,22 +54,38 @@ def child(path: str, n: int, redis_url: str, openai_url: str, anthropic_url: str
     log = open(os.devnull, "w")  # the access lines are formatted and written, then dropped
     sys.stderr = log
     try:
-        app = worker_app(Upstream, redis_url, config)
-        headers = gw.auth_headers()
+        if path in GATEWAY_PATHS:
+            app = worker_app(Upstream, redis_url, config, dict(e.split("=", 1) for e in extra))
+            headers = gw.auth_headers()
+        else:
+            app, headers = floor_app(path, openai_url), {}
         same = answers.openai_request("the same prompt")
+        repeat = path in ("hit", "constant")
         for i in range(60):
-            measure(app, [same if path == "hit" else answers.openai_request(f"warm {i}")], headers)
-        bodies = [same] * n if path == "hit" else [answers.openai_request(f"unique {i}") for i in range(n)]
+            measure(app, [same if repeat else answers.openai_request(f"warm {i}")], headers)
+        bodies = [same] * n if repeat else [answers.openai_request(f"unique {i}") for i in range(n)]
         measure(app, bodies, headers)
     finally:
         sys.stderr = sys.__stderr__
         config.cleanup()
 
 
-def count(path: str, n: int, redis_url: str, upstream) -> int:
+def floor_app(kind: str, openai_url: str):  # type: ignore[no-untyped-def]
+    """The benchmark's floor app, built from the source its gunicorn runs."""
+    from benchkit import floors
+
+    namespace: dict = {}
+    if kind == "constant":
+        exec(floors.CONSTANT_APP.format(answer=answers.openai_json()), namespace)
+    else:  # the floor forwards the request's own path (/v1/...) to the upstream's origin
+        exec(floors.PASSTHROUGH_APP.format(upstream=openai_url.rsplit("/v1", 1)[0], threads=8), namespace)
+    return namespace["app"]
+
+
+def count(path: str, n: int, redis_url: str, upstream, extra: list[str]) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
            "benchkit.instructions", "--child", path, str(n), redis_url, upstream.openai_base_url,
-           upstream.anthropic_base_url]
+           upstream.anthropic_base_url, *extra]
     env = {**os.environ, "PYTHONPATH": f"{SCRIPTS}:{SCRIPTS.parent}"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=SCRIPTS.parent, timeout=900)
     found = re.search(r"Collected : (\d+)", proc.stderr)
@@ -67,27 +96,41 @@ def count(path: str, n: int, redis_url: str, upstream) -> int:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]), *sys.argv[4:7])
+        child(sys.argv[2], int(sys.argv[3]), *sys.argv[4:7], sys.argv[7:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default="hit,miss", help="hit (L1 hit, one body), miss (unique bodies)")
+    parser.add_argument("--paths", default="hit,miss,constant,passthrough",
+                        help="hit (L1 hit, one body), miss (unique bodies), and the floors constant, passthrough")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="more gateway environment (a variant to price)")
     parser.add_argument("--small", type=int, default=50)
     parser.add_argument("--large", type=int, default=350)
     args = parser.parse_args()
+    paths = [p for p in args.paths.split(",") if p]
+    unknown = set(paths) - {*GATEWAY_PATHS, *FLOOR_OF.values()}
+    if unknown or any("=" not in e for e in args.env):
+        parser.error(f"unknown paths {sorted(unknown)} or an --env without '='")
     from benchkit import nginx
     from benchkit.procs import RedisServer
 
     upstream = nginx.NginxUpstream().start()
     redis = RedisServer().start()
+    per: dict[str, float] = {}
     try:
-        for path in args.paths.split(","):
-            small, large = (count(path, n, redis.url, upstream) for n in (args.small, args.large))
-            per = (large - small) / (args.large - args.small)
-            print(f"{path}: {per:,.0f} instructions per request "
-                  f"({args.small} and {args.large} requests: {small:,} and {large:,})")
+        for path in paths:
+            small, large = (count(path, n, redis.url, upstream, args.env) for n in (args.small, args.large))
+            per[path] = (large - small) / (args.large - args.small)
+            print(f"{path}: {per[path]:,.0f} instructions per request "
+                  f"({args.small} and {args.large} requests: {small:,} and {large:,})", flush=True)
     finally:
         upstream.stop()
         redis.close()
+    for path, floor in FLOOR_OF.items():
+        if path in per and floor in per:
+            print(f"the gateway's own on a {path}: {per[path] - per[floor]:,.0f} instructions per request "
+                  f"({path} minus the {floor} floor; the floor is {per[floor] / per[path]:.0%} of the {path})")
+    if args.env:
+        print("gateway environment added: " + " ".join(args.env))
 
 
 if __name__ == "__main__":
