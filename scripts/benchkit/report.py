@@ -44,9 +44,27 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    rounds: dict[str, list[float | None]] = field(default_factory=dict)  # req/s of each round, by row name
 
     def row(self, name: str) -> Row | None:
         return next((r for r in self.rows if r.name == name), None)
+
+    def paired_ratio(self, name: str, base: str) -> tuple[float | None, list[float]]:
+        """``name``'s req/s as a percentage of ``base``'s: the median of the rounds' own ratios, and those ratios.
+
+        Why not the ratio of the two medians: a round measures the floor and then the gateway within a
+        minute, so both see the VM at the same speed; between rounds that speed can move by half (seen on
+        a shared VM), and a ratio of medians taken from different rounds carries that drift. With one
+        round, or rounds that do not pair up, it is the ratio of the kept rows.
+        """
+        ours, theirs = self.rounds.get(name, []), self.rounds.get(base, [])
+        if len(ours) > 1 and len(ours) == len(theirs) and all(ours) and all(theirs):
+            each = [100 * a / b for a, b in zip(ours, theirs, strict=True)]  # type: ignore[operator]
+            return sorted(each)[(len(each) - 1) // 2], each
+        row, base_row = self.row(name), self.row(base)
+        if row and base_row and row.rps and base_row.rps:
+            return 100 * row.rps / base_row.rps, []
+        return None, []
 
     def keep_medians(self) -> None:
         """Rows measured in several rounds become one: the round with the median req/s, noting the others.
@@ -57,6 +75,7 @@ class Report:
         rounds: dict[str, list[Row]] = {}
         for row in self.rows:
             rounds.setdefault(row.name, []).append(row)
+        self.rounds = {name: [r.rps for r in measured] for name, measured in rounds.items()}
         kept = []
         for measured in rounds.values():
             if len(measured) == 1:

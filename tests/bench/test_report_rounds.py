@@ -28,3 +28,34 @@ def test_with_two_rounds_the_lower_is_kept():
     report = Report(rows=[Row("gateway", 5000.0), Row("gateway", 4000.0)])
     report.keep_medians()
     assert [r.rps for r in report.rows] == [4000.0]
+
+
+def three_rounds() -> Report:
+    # Each round measures the floor, then the gateway; the VM slows down by half in the third round.
+    report = Report(rows=[Row("floor", 6000.0), Row("gateway", 3600.0),
+                          Row("floor", 6600.0), Row("gateway", 4290.0),
+                          Row("floor", 3000.0), Row("gateway", 1950.0)])
+    report.keep_medians()
+    return report
+
+
+def test_the_ratio_is_the_median_of_each_rounds_own_ratio():
+    ratio, each = three_rounds().paired_ratio("gateway", "floor")
+    assert [round(r) for r in each] == [60, 65, 65]
+    assert round(ratio) == 65
+    # The ratio of the kept medians (3,600 against 6,000) would mix rounds measured at different speeds.
+    report = three_rounds()
+    assert round(100 * report.row("gateway").rps / report.row("floor").rps) == 60
+
+
+def test_rows_that_do_not_pair_up_fall_back_to_the_kept_rows():
+    report = Report(rows=[Row("floor", 6000.0), Row("floor", 5000.0), Row("floor", 7000.0), Row("gateway", 3000.0)])
+    report.keep_medians()
+    assert report.paired_ratio("gateway", "floor") == (50.0, [])  # one gateway round: 3,000 against 6,000
+    single = Report(rows=[Row("floor", 4000.0), Row("gateway", 1000.0)])
+    single.keep_medians()
+    assert single.paired_ratio("gateway", "floor") == (25.0, [])
+    failed = Report(rows=[Row("floor", 4000.0), Row("gateway", None), Row("floor", 4000.0), Row("gateway", 2000.0)])
+    failed.keep_medians()
+    assert failed.paired_ratio("gateway", "floor")[1] == []  # a round without a figure is not paired
+    assert failed.paired_ratio("nothing", "floor") == (None, [])
