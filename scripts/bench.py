@@ -341,9 +341,6 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
     if "direct" in wanted:
         bench.wrk_row("direct upstream (no gateway)", upstream.url, OPENAI_PATH, upstream_pid, body=fixed,
                       note=f"{upstream.kind}, fixed body")
-    if "constant" in wanted:
-        bench.wrk_row(CONSTANT_ROW, floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
-                      body=fixed, note="minimal app, same gunicorn settings")
     if "passthrough" in wanted:
         bench.wrk_row(PASSTHROUGH_ROW, floors["passthrough"].url, OPENAI_PATH,
                       floors["passthrough"].pid, template=openai_tpl, note="minimal app, same gunicorn settings")
@@ -355,6 +352,9 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
                       template=answers.template(answers.openai_request, model=answers.ANTHROPIC_MODEL),
                       headers=auth, metrics_url=main.metrics_url, note="OpenAI in, Anthropic upstream",
                       profile_as="translated")
+    if "constant" in wanted:
+        bench.wrk_row(CONSTANT_ROW, floors["constant"].url, OPENAI_PATH, floors["constant"].pid,
+                      body=fixed, note="minimal app, same gunicorn settings")
     if "l1" in wanted:
         warm_l1(main, fixed, auth, plan.connections)
         bench.wrk_row(L1_ROW, main.url, OPENAI_PATH, main.proc.pid, body=fixed,
