@@ -1,9 +1,9 @@
 """This process's id, asked of the kernel once per process instead of at every use.
 
-``os.getpid()`` is a system call, and the hot path wanted it on every metric
-update (prometheus_client's fork check: seven per L1 hit, the largest self
-time among an L1 hit's GIL samples under load, 3.3% in py-spy), on every
-access line and on every spend tally. The remembered id is renewed in every
+``os.getpid()`` is a system call, and the hot path wanted it on every access
+line and every spend tally (and once on every metric update, until the metric
+values learned of forks from ``os.register_at_fork`` themselves,
+``app/observability/metric_values.py``). The remembered id is renewed in every
 forked child (``os.register_at_fork``), so code that compares it to notice a
 fork still does.
 """

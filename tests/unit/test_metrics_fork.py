@@ -1,7 +1,8 @@
 """Metric values written before and after a fork land in each process's own file, summed as one.
 
-The gateway gives prometheus_client a remembered process id (app/process_id.py) instead of asking the kernel on every
-update; this checks, in a real subprocess that forks, that a child still moves to its own file.
+The gateway's metric values notice a fork through ``os.register_at_fork`` instead of asking for the process id on
+every update (app/observability/metric_values.py); this checks, with the gateway's own metrics in a real subprocess
+that forks, that a child still moves to its own file.
 """
 
 from __future__ import annotations
