@@ -133,7 +133,7 @@ class Pipeline:
             ticket.abandon()  # nothing to store; followers of this request go upstream themselves
             raise
 
-    def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: list[Target], deadline: float,
+    def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...], deadline: float,
                        ticket: Ticket) -> Outcome:
         failure: GatewayError | None = None
         for target in targets:

@@ -3,6 +3,12 @@
 Built once from ``config/models.yaml`` and the settings; read-only afterwards,
 so every thread shares it. Resolution order (INTERFACE.md): an entry in the
 file, then ``provider/model``, then the name prefixes; anything else is 404.
+
+Because nothing changes after construction, each model name's targets are
+worked out once and remembered (every request resolves its model; apps ask
+for the same few names), up to ``MAX_REMEMBERED_MODELS``: the names are the
+callers' text, so past that many the rest are resolved each time. Names that
+fail are never remembered: the error is raised afresh.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from app.errors import ModelNotFound, NoHealthyProvider
 from app.settings import ConfigError, Settings
 
 WireFormat = Literal["openai", "anthropic"]
+
+MAX_REMEMBERED_MODELS = 1024
 
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
@@ -78,6 +86,7 @@ class Router:
     def __init__(self, providers: Mapping[str, Provider], models: Mapping[str, ModelEntry]) -> None:
         self.providers = dict(providers)
         self.models = dict(models)
+        self._resolved: dict[str, tuple[Target, ...]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str]) -> Router:
@@ -144,12 +153,20 @@ class Router:
         raise ModelNotFound(f"The model '{model}' does not exist or is not routed by this gateway",
                             param="model")
 
-    def resolve(self, model: str) -> list[Target]:
+    def resolve(self, model: str) -> tuple[Target, ...]:
         """Primary then fallbacks, skipping providers without a key; 404 or 503 when none."""
+        found = self._resolved.get(model)
+        if found is None:
+            found = self._targets(model)
+            if len(self._resolved) < MAX_REMEMBERED_MODELS:
+                self._resolved[model] = found
+        return found
+
+    def _targets(self, model: str) -> tuple[Target, ...]:
         primary = self._direct(model)
         entry = self.models.get(model)
         candidates = [primary] + [self._direct(fb) for fb in (entry.fallbacks if entry else ())]
-        targets = [t for t in candidates if t.provider.available]
+        targets = tuple(t for t in candidates if t.provider.available)
         if not targets:
             missing = sorted({t.provider.key_env or t.provider.name for t in candidates})
             raise NoHealthyProvider(

@@ -55,6 +55,24 @@ def test_unknown_models_are_404(router, model):
     assert info.value.status == 404 and info.value.code == "model_not_found"
 
 
+def test_a_resolved_name_is_remembered_and_a_failed_one_fails_again(router, monkeypatch):
+    first = router.resolve("fast")
+    monkeypatch.setattr(router, "_direct", lambda model: pytest.fail("resolved again"))
+    assert router.resolve("fast") is first
+    monkeypatch.undo()
+    for _ in range(2):
+        with pytest.raises(ModelNotFound):
+            router.resolve("mistral-large")
+    assert "mistral-large" not in router._resolved
+
+
+def test_remembered_names_are_bounded_and_the_rest_still_resolve(router, monkeypatch):
+    monkeypatch.setattr("app.routing.MAX_REMEMBERED_MODELS", 3)
+    names = [f"gpt-custom-{i}" for i in range(5)]
+    assert [router.resolve(name)[0].model for name in names] == names
+    assert list(router._resolved) == names[:3]
+
+
 def test_provider_without_key_is_not_routed(tmp_path):
     env = {"MODELS_FILE": str(tmp_path / "none.yaml"), "OPENAI_API_KEY": "k1"}
     router = Router.from_settings(Settings.from_env(env), env)
