@@ -45,6 +45,7 @@ import urllib3  # noqa: E402
 from benchkit import answers, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
+from benchkit.gateway import OPENAI_PATH, warm_l1  # noqa: E402
 from benchkit.peers import DEFAULT_VENV, PEER_NAMES, Peer, install, make_peer  # noqa: E402
 from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
@@ -55,7 +56,6 @@ from tests.support.processes import GatewayProcess, RedisServer  # noqa: E402
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=15), maxsize=64)
 
-OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
 
 
@@ -379,18 +379,6 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
                       headers=peer.request_headers(), note="OpenAI in and out, no cache")
         bench.wrk_row(f"c=1 peer: {peer.label}", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
                       headers=peer.request_headers(), connections=1)
-
-
-def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int) -> None:
-    """Send the fixed body on many fresh connections so that every worker has it in its L1."""
-    def one() -> None:
-        http = urllib3.PoolManager(retries=False, timeout=5)
-        for _ in range(4):
-            http.request("POST", gateway.url + OPENAI_PATH, body=body,
-                         headers={"content-type": "application/json", **headers})
-    with ThreadPoolExecutor(min(16, max(2, connections))) as pool:
-        for future in [pool.submit(one) for _ in range(max(8, connections))]:
-            future.result()
 
 
 def add_targets(bench: Bench, held: int | None, peers: list[Peer] | None = None) -> None:
