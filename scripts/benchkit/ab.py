@@ -8,8 +8,9 @@ a setting) run at once against the same nginx and redis-server, with the
 benchmark's production settings, and each row is measured in turns, A then B,
 then B then A, so both sides meet the same weather. The verdict per row is
 the median of each round's own B/A ratio of requests per second, with every
-round's ratio printed so the spread is visible; CPU microseconds per request
-(every process of each gateway) comes beside it.
+round's ratio printed so the spread is visible; p50 latency and CPU
+microseconds per request (every process of each gateway) come beside it.
+``--connections 1`` compares latency instead of throughput.
 
 Rows: ``l1`` (one body repeated, after every worker's L1 holds it) and
 ``miss`` (unique bodies, through to the upstream). Both gateways use this
@@ -34,30 +35,31 @@ from benchkit.procs import CpuSample
 from tests.support.processes import GatewayProcess, RedisServer
 
 ROWS = ("l1", "miss")
-CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
 class Run:
     rps: float
     cpu_us: float
+    p50_ms: float
     errors: int
 
 
-def measure(gateway: GatewayProcess, row: str, duration: float, fixed: bytes, auth: dict[str, str]) -> Run:
+def measure(gateway: GatewayProcess, row: str, duration: float, connections: int, fixed: bytes,
+            auth: dict[str, str]) -> Run:
     headers = {"Content-Type": "application/json", **auth}
     if row == "l1":
-        warm_l1(gateway, fixed, auth, CONNECTIONS)
+        warm_l1(gateway, fixed, auth, connections)
         script = wrk.lua_script(OPENAI_PATH, headers, fixed)
     else:  # a warm-up of unique bodies, then new unique bodies (a new script numbers them afresh)
         template = answers.template(answers.openai_request)
-        wrk.run(gateway.url, wrk.lua_script(OPENAI_PATH, headers, None, template), connections=CONNECTIONS,
+        wrk.run(gateway.url, wrk.lua_script(OPENAI_PATH, headers, None, template), connections=connections,
                 duration=1)
         script = wrk.lua_script(OPENAI_PATH, headers, None, template)
     before = CpuSample.take(gateway.proc.pid)
-    result = wrk.run(gateway.url, script, connections=CONNECTIONS, duration=duration)
+    result = wrk.run(gateway.url, script, connections=connections, duration=duration)
     cpu = CpuSample.take(gateway.proc.pid).micros_since(before)
-    return Run(result.rps, cpu / max(1, result.requests), result.errors)
+    return Run(result.rps, cpu / max(1, result.requests), result.p50_ms, result.errors)
 
 
 def summary(row: str, a: list[Run], b: list[Run]) -> str:
@@ -66,6 +68,7 @@ def summary(row: str, a: list[Run], b: list[Run]) -> str:
 
     def side(runs: list[Run]) -> str:
         return (f"{statistics.median(r.rps for r in runs):,.0f} req/s, "
+                f"p50 {statistics.median(r.p50_ms for r in runs):.3f} ms, "
                 f"{statistics.median(r.cpu_us for r in runs):,.0f} us/req")
     return (f"{row}: A {side(a)}; B {side(b)}; B/A {statistics.median(ratios):.3f} (rounds {per_round}); "
             f"errors A {sum(r.errors for r in a)}, B {sum(r.errors for r in b)}")
@@ -78,6 +81,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=float, default=5, help="seconds of load per row, side and round")
     parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (1: latency, not load)")
     parser.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE",
                         help="gateway environment for B only (a setting to price)")
     args = parser.parse_args()
@@ -106,11 +110,12 @@ def main() -> None:
         for i in range(args.rounds):
             for row in rows:
                 for side in ("AB" if i % 2 == 0 else "BA"):
-                    run = measure(gateways[side], row, args.duration, fixed, auth)
+                    run = measure(gateways[side], row, args.duration, args.connections, fixed, auth)
                     runs[(side, row)].append(run)
-                    print(f"round {i + 1} {row} {side}: {run.rps:,.0f} req/s, {run.cpu_us:,.0f} us/req, "
-                          f"errors {run.errors}", flush=True)
-        print(f"A: {args.a}\nB: {args.b}{' with ' + ' '.join(args.env_b) if args.env_b else ''}")
+                    print(f"round {i + 1} {row} {side}: {run.rps:,.0f} req/s, p50 {run.p50_ms:.3f} ms, "
+                          f"{run.cpu_us:,.0f} us/req, errors {run.errors}", flush=True)
+        print(f"A: {args.a}\nB: {args.b}{' with ' + ' '.join(args.env_b) if args.env_b else ''}\n"
+              f"wrk -c{args.connections}, {args.duration:g} s per row, side and round")
         for row in rows:
             print(summary(row, runs[("A", row)], runs[("B", row)]))
     finally:

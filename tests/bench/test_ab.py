@@ -26,19 +26,20 @@ def _ab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(not (wrk.available() and nginx.available()),
                     reason="needs wrk and nginx (scripts/install-test-tools.sh installs them)")
 def test_one_round_measures_both_sides_of_both_rows() -> None:
-    proc = _ab(str(ROOT), str(ROOT), "--rounds", "1", "--duration", "1", "--env-b", "LOG_LEVEL=warning",
-               timeout=140)
+    proc = _ab(str(ROOT), str(ROOT), "--rounds", "1", "--duration", "1", "--connections", "4",
+               "--env-b", "LOG_LEVEL=warning", timeout=140)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for row in ("l1", "miss"):
         for side in "AB":
-            line = re.search(rf"^round 1 {row} {side}: ([\d,]+) req/s, ([\d,]+) us/req, errors 0$", out, re.M)
+            line = re.search(rf"^round 1 {row} {side}: ([\d,]+) req/s, p50 [\d.]+ ms, ([\d,]+) us/req, errors 0$",
+                             out, re.M)
             assert line is not None, out
             assert int(line.group(1).replace(",", "")) > 0
         verdict = re.search(rf"^{row}: A [\d,]+ req/s, .* B/A (\d+\.\d+) \(rounds .*\); errors A 0, B 0$", out, re.M)
         assert verdict is not None, out
         assert float(verdict.group(1)) > 0
-    assert "with LOG_LEVEL=warning" in out
+    assert "with LOG_LEVEL=warning" in out and "wrk -c4, 1 s per row" in out
 
 
 def test_unknown_rows_and_non_checkouts_are_refused(tmp_path) -> None:
