@@ -8,7 +8,7 @@ a setting) run at once against the same nginx and redis-server, with the
 benchmark's production settings, and each row is measured in turns, A then B,
 then B then A, so both sides meet the same weather. The verdict per row is
 the median of each round's own B/A ratio of requests per second, with every
-round's ratio printed so the spread is visible; p50 latency and CPU
+round's ratio printed so the spread is visible; p50 and p99 latency and CPU
 microseconds per request (every process of each gateway) come beside it.
 ``--connections 1`` compares latency instead of throughput.
 
@@ -42,6 +42,7 @@ class Run:
     rps: float
     cpu_us: float
     p50_ms: float
+    p99_ms: float
     errors: int
 
 
@@ -59,7 +60,7 @@ def measure(gateway: GatewayProcess, row: str, duration: float, connections: int
     before = CpuSample.take(gateway.proc.pid)
     result = wrk.run(gateway.url, script, connections=connections, duration=duration)
     cpu = CpuSample.take(gateway.proc.pid).micros_since(before)
-    return Run(result.rps, cpu / max(1, result.requests), result.p50_ms, result.errors)
+    return Run(result.rps, cpu / max(1, result.requests), result.p50_ms, result.p99_ms, result.errors)
 
 
 def summary(row: str, a: list[Run], b: list[Run]) -> str:
@@ -69,6 +70,7 @@ def summary(row: str, a: list[Run], b: list[Run]) -> str:
     def side(runs: list[Run]) -> str:
         return (f"{statistics.median(r.rps for r in runs):,.0f} req/s, "
                 f"p50 {statistics.median(r.p50_ms for r in runs):.3f} ms, "
+                f"p99 {statistics.median(r.p99_ms for r in runs):.3f} ms, "
                 f"{statistics.median(r.cpu_us for r in runs):,.0f} us/req")
     return (f"{row}: A {side(a)}; B {side(b)}; B/A {statistics.median(ratios):.3f} (rounds {per_round}); "
             f"errors A {sum(r.errors for r in a)}, B {sum(r.errors for r in b)}")
@@ -113,6 +115,7 @@ def main() -> None:
                     run = measure(gateways[side], row, args.duration, args.connections, fixed, auth)
                     runs[(side, row)].append(run)
                     print(f"round {i + 1} {row} {side}: {run.rps:,.0f} req/s, p50 {run.p50_ms:.3f} ms, "
+                          f"p99 {run.p99_ms:.3f} ms, "
                           f"{run.cpu_us:,.0f} us/req, errors {run.errors}", flush=True)
         print(f"A: {args.a}\nB: {args.b}{' with ' + ' '.join(args.env_b) if args.env_b else ''}\n"
               f"wrk -c{args.connections}, {args.duration:g} s per row, side and round")

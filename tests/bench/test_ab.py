@@ -32,8 +32,8 @@ def test_one_round_measures_both_sides_of_both_rows() -> None:
     out = proc.stdout
     for row in ("l1", "miss"):
         for side in "AB":
-            line = re.search(rf"^round 1 {row} {side}: ([\d,]+) req/s, p50 [\d.]+ ms, ([\d,]+) us/req, errors 0$",
-                             out, re.M)
+            line = re.search(rf"^round 1 {row} {side}: ([\d,]+) req/s, p50 [\d.]+ ms, p99 [\d.]+ ms, "
+                             rf"([\d,]+) us/req, errors 0$", out, re.M)
             assert line is not None, out
             assert int(line.group(1).replace(",", "")) > 0
         verdict = re.search(rf"^{row}: A [\d,]+ req/s, .* B/A (\d+\.\d+) \(rounds .*\); errors A 0, B 0$", out, re.M)
