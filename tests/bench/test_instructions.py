@@ -13,7 +13,7 @@ from tests.support.processes import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))  # benchkit lives beside the benchmark, as scripts/bench.py imports it
 from benchkit import answers, nginx
 from benchkit.inprocess import environ, measure
-from benchkit.instructions import floor_app
+from benchkit.instructions import floor_app, request_bodies
 
 
 def test_the_constant_floor_answers_its_fixed_body() -> None:
@@ -43,3 +43,13 @@ def test_unknown_paths_are_refused() -> None:
                           env={**os.environ, "PYTHONPATH": f"{ROOT / 'scripts'}:{ROOT}"})
     assert proc.returncode == 2
     assert "nonsense" in proc.stderr
+
+
+def test_each_run_of_a_unique_path_sends_bodies_no_other_run_sent() -> None:
+    """The two runs share one redis-server: a body repeated from the other run would be an L2 hit."""
+    first_warm, first = request_bodies("miss", 50)
+    second_warm, second = request_bodies("miss", 350)
+    assert len(set(first)) == 50 and len(set(second)) == 350
+    assert not set(first_warm + first) & set(second_warm + second)
+    warm, hits = request_bodies("hit", 5)
+    assert len(set(warm + hits)) == 1  # a hit path repeats one body, in every run
