@@ -8,7 +8,7 @@ looks the key's position up and calls a helper that packs the two doubles.
 Here the position is looked up once, when the value is (re)attached to its
 file, and a fork is noticed by ``os.register_at_fork`` instead of a check per
 update, so an update is the lock, the sum and one slice assignment into the
-mmap: about half the time (``python -m timeit`` figures in README, Performance).
+mmap: about half the time (README, Performance, ninth pass).
 
 Everything the master reads is unchanged: the same ``<type>_<pid>.db`` files
 written through prometheus_client's own ``MmapedDict`` (which also grows a
