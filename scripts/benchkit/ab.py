@@ -19,7 +19,8 @@ Rows: ``l1`` (one body repeated, after every worker's L1 holds it) and
 checkout's venv; each runs its own checkout's ``gunicorn.conf.py`` and code.
 
 Run from scripts/ (PYTHONPATH=.:..):
-``../.venv/bin/python -m benchkit.ab A_DIR B_DIR [--rounds 8] [--duration 5] [--rows l1,miss] [--env-b NAME=VALUE]``
+``../.venv/bin/python -m benchkit.ab A_DIR B_DIR [--rounds 8] [--duration 5] [--rows l1,miss]
+[--connections 32] [--env-b NAME=VALUE] [--perf]``
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def main() -> None:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+    if any("=" not in e for e in args.env_b):
+        parser.error("--env-b takes NAME=VALUE")
     for checkout in (args.a, args.b):
         if not (checkout / "gunicorn.conf.py").exists():
             parser.error(f"{checkout} is not a checkout of the gateway (no gunicorn.conf.py)")

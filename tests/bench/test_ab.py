@@ -52,6 +52,8 @@ def test_unknown_rows_and_non_checkouts_are_refused(tmp_path) -> None:
     assert proc.returncode == 2 and "nonsense" in proc.stderr
     proc = _ab(str(ROOT), str(tmp_path))
     assert proc.returncode == 2 and "not a checkout" in proc.stderr
+    proc = _ab(str(ROOT), str(ROOT), "--env-b", "LOG_LEVEL")
+    assert proc.returncode == 2 and "NAME=VALUE" in proc.stderr
 
 
 def test_perf_stat_output_is_read_per_event() -> None:
