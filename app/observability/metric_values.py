@@ -66,7 +66,7 @@ def lean_multiprocess_value() -> type:
         """A float in this process's mmapped file for its metric type."""
 
         _multiprocess = True
-        __slots__ = ("_file", "_key", "_params", "_pos", "_timestamp", "_value")
+        __slots__ = ("_file", "_key", "_params", "_pos", "_value")
 
         def __init__(self, typ: str, metric_name: str, name: str, labelnames: Any, labelvalues: Any,
                      help_text: str, multiprocess_mode: str = "", **kwargs: Any) -> None:
@@ -84,22 +84,20 @@ def lean_multiprocess_value() -> type:
                 file = files[prefix] = MmapedDict(os.path.join(directory, f"{prefix}_{os.getpid()}.db"))
             self._file = file
             self._key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)
-            self._value, self._timestamp = file.read_value(self._key)  # creates the entry when new
+            self._value = file.read_value(self._key)[0]  # creates the entry when new
             self._pos = file._positions[self._key]
 
         def inc(self, amount: float) -> None:
             with lock:
                 self._value += amount
-                self._timestamp = 0.0
                 pos = self._pos
                 self._file._m[pos:pos + 16] = _PACK_TWO_DOUBLES(self._value, 0.0)
 
         def set(self, value: float, timestamp: float | None = None) -> None:
             with lock:
                 self._value = value
-                self._timestamp = timestamp or 0.0
                 pos = self._pos
-                self._file._m[pos:pos + 16] = _PACK_TWO_DOUBLES(value, self._timestamp)
+                self._file._m[pos:pos + 16] = _PACK_TWO_DOUBLES(value, timestamp or 0.0)
 
         def set_exemplar(self, exemplar: Any) -> None:
             return  # prometheus_client keeps no exemplars in multiprocess mode either
