@@ -139,9 +139,8 @@ class Bench:
             wrk.run(base_url, script(), connections=connections, duration=self.plan.warmup)
         before_metrics = gw.scrape(metrics_url) if metrics_url else None
         finish_profile = self.start_profile(profile_as, name, root_pid)
-        before = CpuSample.take(root_pid)
-        result = wrk.run(base_url, script(), connections=connections, duration=self.plan.duration)
-        cpu = CpuSample.take(root_pid).micros_since(before)
+        result, cpu = wrk.timed_run(base_url, script(), root_pid, connections=connections,
+                                    duration=self.plan.duration)
         finish_profile()
         if before_metrics is not None:
             note = ", ".join(filter(None, [note, cache_note(before_metrics, gw.scrape(metrics_url))]))

@@ -34,7 +34,7 @@ from pathlib import Path
 from benchkit import answers, kernel_counts, nginx, wrk
 from benchkit import gateway as gw
 from benchkit.gateway import OPENAI_PATH, warm_l1
-from benchkit.procs import CpuSample, family
+from benchkit.procs import family
 from tests.support.processes import GatewayProcess, RedisServer
 
 ROWS = ("l1", "miss")
@@ -66,9 +66,7 @@ def measure(gateway: GatewayProcess, row: str, duration: float, connections: int
                 duration=1)
         script = wrk.lua_script(OPENAI_PATH, headers, None, template)
     stop_counting = kernel_counts.count(family(gateway.proc.pid)[1:]) if perf else None
-    before = CpuSample.take(gateway.proc.pid)
-    result = wrk.run(gateway.url, script, connections=connections, duration=duration)
-    cpu = CpuSample.take(gateway.proc.pid).micros_since(before)
+    result, cpu = wrk.timed_run(gateway.url, script, gateway.proc.pid, connections=connections, duration=duration)
     requests = max(1, result.requests)
     kernel = {k: v / requests for k, v in stop_counting().items()} if stop_counting else {}
     return Run(result.rps, cpu / requests, result.p50_ms, result.p99_ms, result.errors, kernel)

@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
-from benchkit.procs import pinned
+from benchkit.procs import CpuSample, pinned
 
 _DONE = r"""
 done = function(summary, latency, requests)
@@ -93,3 +93,10 @@ def run(url: str, script: str, *, connections: int, duration: float, timeout: fl
             return WrkResult(requests=r["requests"], seconds=r["duration_us"] / 1e6, errors=errors,
                              p50_ms=r["p50"] / 1000, p90_ms=r["p90"] / 1000, p99_ms=r["p99"] / 1000)
     raise RuntimeError(f"wrk gave no result (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+def timed_run(url: str, script: str, root_pid: int, *, connections: int, duration: float) -> tuple[WrkResult, float]:
+    """``run``, and the CPU microseconds ``root_pid`` and its children spent meanwhile (the server's side)."""
+    before = CpuSample.take(root_pid)
+    result = run(url, script, connections=connections, duration=duration)
+    return result, CpuSample.take(root_pid).micros_since(before)
