@@ -51,11 +51,16 @@ def test_burst_then_refusal_with_the_redis_clock(redis_server):
 
 def test_keys_share_one_cluster_hash_slot_and_expire(redis_server):
     lim, r = make(redis_server)
-    lim.check("acme", POLICY.tier("t"))
-    keys = sorted(k.decode() for k in r.keys("*"))
+    for _ in range(3):  # a VM pause of over a second between the check and the reads lets the keys expire first
+        lim.check("acme", POLICY.tier("t"))
+        keys = sorted(k.decode() for k in r.keys("*"))
+        ttls = [r.pttl(k) for k in keys]
+        if -2 not in ttls:  # -2: gone already; check again with fresh keys
+            break
+        r.delete(*keys)
     assert keys == ["llm-edge:ratelimit:{llm-edge-limits}:global", "llm-edge:ratelimit:{llm-edge-limits}:req:acme"]
     assert {key_slot(k.encode()) for k in keys} == {key_slot(b"llm-edge-limits")}, "one slot: Cluster-safe"
-    assert all(0 < r.pttl(k) <= 1001 for k in keys), "a key lives only until its allowance is full again"
+    assert all(0 < ttl <= 1001 for ttl in ttls), "a key lives only until its allowance is full again"
     other = lim.keys("beta")
     assert all("{llm-edge-limits}" in k for k in other) and other[2] == keys[0]
 
