@@ -14,28 +14,29 @@ import os
 import signal
 import sys
 
+from app.config.settings import ConfigError, Settings, load_environ
+
 # multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
-from app.config_snapshot import ConfigSnapshot
+from app.config.snapshot import ConfigSnapshot
 from app.observability import multiproc
-from app.settings import ConfigError, Settings, load_environ
 
 _environ = load_environ()
 os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})  # .env for the workers too
 _metrics_dir = multiproc.prepare_dir()
 
-# Workers load the master's validated copies of the YAML files (app/config_snapshot.py): a broken edit
+# Workers load the master's validated copies of the YAML files (app/config/snapshot.py): a broken edit
 # stops the first start here, once, but a SIGHUP with a broken file keeps the last good configuration.
 _config = ConfigSnapshot.for_this_master()
 try:
     _staged = _config.stage(_environ)
     _settings = Settings.from_env({**_environ, **_staged})
-    from app.observability.cost import PriceTable
-    from app.routing import Router
+    from app.accounting.cost import PriceTable
+    from app.providers.routing import Router
 
     Router.from_settings(_settings, {**_environ, **_staged})
     PriceTable.load(_settings.pricing_file)
+    from app.config.tls import check_tls
     from app.limits.config import load_access_config
-    from app.tls import check_tls
 
     load_access_config(_settings)  # clients + rate limits, validated together (a client's tier must exist)
     check_tls(_settings)  # a certificate gunicorn could not use stops start-up here, not at each handshake
@@ -134,7 +135,7 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     default_exit = worker.handle_exit
 
     def drain(sig, frame) -> None:  # type: ignore[no-untyped-def]
-        wsgi.gateway.lifecycle.start_draining()
+        wsgi.gateway.draining.start_draining()
         default_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, drain)

@@ -7,17 +7,20 @@ when the answer is done. Nothing here is ever shared between requests.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from app.canonical import Usage
+from app.formats.canonical import Usage
 
 if TYPE_CHECKING:
-    from app.resources.parse_memo import ParsedBody
+    from app.http.resources.parse_memo import ParsedBody
 
 Dialect = Literal["openai", "anthropic"]
+
+log = logging.getLogger("llm_edge.after_response")
 
 
 @dataclass(slots=True)
@@ -44,7 +47,28 @@ class RequestContext:
     span: Any = None  # the request's OpenTelemetry span, when tracing is on
     prompt: str | None = None  # the prompt's text, only with LOG_PROMPTS=true
     parsed: ParsedBody | None = None  # the body as parsed (perhaps remembered), with its cache keys
-    after: list[Callable[[], None]] | None = None  # steps run once the response is out (app/after_response.py)
+    after: list[Callable[[], None]] | None = None  # steps run once the response is out (app/http/app.py)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+Step = Callable[[], None]
+
+
+def defer(ctx: RequestContext, step: Step) -> None:
+    """Run ``step`` once the response is written, or now when nothing will run it later."""
+    if ctx.after is None:
+        step()
+    else:
+        ctx.after.append(step)
+
+
+def run_steps(steps: list[Step]) -> None:
+    """Every queued step, in order, including steps queued by steps; one failing never stops the rest."""
+    while steps:
+        step = steps.pop(0)
+        try:
+            step()
+        except Exception:
+            log.exception("a step after the response failed")

@@ -44,6 +44,16 @@ _ANTHROPIC_TYPES = {
 }
 
 
+# What went wrong upstream when no HTTP status came back: the words RETRY_ON accepts besides statuses.
+CONNECT_FAILURE = "connect-failure"  # no connection (refused, DNS, TLS handshake, connect timeout): never sent
+RESET = "reset"  # the connection broke before the answer was complete (or before a stream's first event)
+TIMEOUT = "timeout"  # a read limit ran out (UPSTREAM_READ_TIMEOUT, STREAM_FIRST_BYTE_TIMEOUT)
+DEADLINE = "deadline"  # REQUEST_TIMEOUT ran out: never retried, nothing is left to retry in
+BAD_RESPONSE = "bad-response"  # the provider answered something unreadable
+
+RETRYABLE_WORDS = frozenset({CONNECT_FAILURE, RESET, TIMEOUT})
+
+
 class GatewayError(Exception):
     """Base of every error answered to a client."""
 

@@ -14,36 +14,37 @@ from dataclasses import dataclass
 
 import falcon
 
-from app import error_handlers
-from app.after_response import GatewayApp
+from app.accounting.cost import PriceTable
+from app.accounting.spend import SpendLedger
+from app.accounting.usage import Accounting
 from app.cache.coalesce import Coalescer
 from app.cache.l1 import L1Cache
 from app.cache.l2 import L2Cache
 from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
+from app.config.settings import Settings, load_environ
+from app.config.trusted_proxies import ClientAddress
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
-from app.forwarded import ClientAddress
-from app.lifecycle import Lifecycle
+from app.health import Check
+from app.http import error_handlers
+from app.http.app import GatewayApp
+from app.http.draining import DrainState
+from app.http.middleware import RequestContextMiddleware
+from app.http.resources.chat import ChatResource
+from app.http.resources.health import HealthResource
+from app.http.resources.models import ModelsResource
 from app.limits.access import build_access
-from app.middleware import RequestContextMiddleware
-from app.observability import cost, metrics
-from app.observability.accounting import Accounting
-from app.observability.cost import PriceTable
+from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import Pipeline
 from app.providers.http import UpstreamHTTP
-from app.redis_guard import RedisGuard, make_redis
+from app.providers.routing import Router
+from app.providers.upstream import UpstreamCaller
 from app.resilience.breaker import BreakerPolicy, Breakers
 from app.resilience.disconnects import DisconnectWatcher
+from app.resilience.redis_guard import RedisGuard, make_redis
 from app.resilience.retry import RetryPolicy
-from app.resources.chat import ChatResource
-from app.resources.health import Check, HealthResource
-from app.resources.models import ModelsResource
-from app.routing import Router
-from app.settings import Settings, load_environ
-from app.spend import SpendLedger
-from app.upstream import UpstreamCaller
 
 log = logging.getLogger("llm_edge")
 
@@ -55,7 +56,7 @@ class Gateway:
     app: falcon.App
     settings: Settings
     router: Router
-    lifecycle: Lifecycle
+    draining: DrainState
     http: UpstreamHTTP
     redis: RedisGuard
     cache: CacheStage
@@ -90,7 +91,6 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
                         pool_maxsize=max(10, settings.gunicorn_threads))
     redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache, limiter and spend
     prices = PriceTable.load(settings.pricing_file)
-    cost.install(prices)
     metrics.initialize(router.providers, [*router.models, *prices.model_names],
                        [(entry.provider, entry.model or name) for name, entry in router.models.items()])
     spend = SpendLedger(redis_guard)
@@ -103,7 +103,7 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
                         accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts,
                         retry=RetryPolicy.from_settings(settings), breakers=breakers)
     watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
-    lifecycle = Lifecycle()
+    draining = DrainState()
     access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
 
     app = GatewayApp(middleware=[RequestContextMiddleware(
@@ -115,14 +115,10 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     app.add_route("/v1/models", ModelsResource(router))
     health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health,
                              "circuit_breakers": breakers.health, "rate_limits": access.limiter.health},
-                            lifecycle)
+                            draining)
     app.add_route("/health", health)
     app.add_route("/health/live", health, suffix="live")
     app.add_route("/health/ready", health, suffix="ready")
     error_handlers.install(app)
-    return Gateway(app=app, settings=settings, router=router, lifecycle=lifecycle, http=http, redis=redis_guard,
+    return Gateway(app=app, settings=settings, router=router, draining=draining, http=http, redis=redis_guard,
                    cache=cache, prices=prices, spend=spend, tracing=tracing, breakers=breakers)
-
-
-def create_app(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> falcon.App:
-    return create_gateway(settings, environ).app

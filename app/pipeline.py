@@ -28,21 +28,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.accounting.usage import Accounting
 from app.cache.control import DEFAULT as CACHE_DEFAULT
 from app.cache.control import CacheControl
 from app.cache.stage import NO_TICKET, CacheStage, Ticket
-from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.context import RequestContext
-from app.errors import GatewayError, NoHealthyProvider, UpstreamError, UpstreamRejected, UpstreamTimeout
+from app.errors import (
+    CONNECT_FAILURE,
+    RESET,
+    GatewayError,
+    NoHealthyProvider,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.formats.stream import StreamAccumulator
-from app.observability import cost, metrics
+from app.observability import metrics
 from app.observability.access import prompt_text
-from app.observability.accounting import Accounting
 from app.observability.tracing import Tracing
+from app.providers.routing import Router, Target
+from app.providers.upstream import UpstreamCaller, deadline_from
 from app.resilience.breaker import BreakerPolicy, Breakers, CircuitBreaker, Permit
-from app.resilience.retry import CONNECT_FAILURE, RESET, RetryPolicy
-from app.routing import Router, Target
-from app.upstream import UpstreamCaller, deadline_from
+from app.resilience.retry import RetryPolicy
 
 
 def should_fall_back(err: GatewayError) -> bool:
@@ -99,14 +107,14 @@ class Outcome:
 
 class Pipeline:
     def __init__(self, router: Router, caller: UpstreamCaller, request_timeout: float,
-                 cache: CacheStage | None = None, *, accounting: Accounting | None = None,
+                 cache: CacheStage | None = None, *, accounting: Accounting,
                  tracing: Tracing | None = None, log_prompts: bool = False, retry: RetryPolicy | None = None,
                  breakers: Breakers | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
         self.cache = cache
-        self.accounting = accounting or Accounting(cost.installed())
+        self.accounting = accounting
         self.tracing = tracing or Tracing()
         self.log_prompts = log_prompts
         self.retry = retry or RetryPolicy()

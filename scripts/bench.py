@@ -51,7 +51,7 @@ from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_
 from benchkit.report import Report, Row, Target  # noqa: E402
 from benchkit.upstream import DripServer, LocalUpstream, choose_upstream  # noqa: E402
 
-from app.settings import Settings  # noqa: E402
+from app.config.settings import Settings  # noqa: E402
 from tests.support.processes import GatewayProcess, RedisServer  # noqa: E402
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=15), maxsize=64)

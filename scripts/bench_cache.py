@@ -38,11 +38,11 @@ from app.cache.l1 import L1Cache  # noqa: E402
 from app.cache.l2 import L2Cache  # noqa: E402
 from app.cache.stage import CacheStage  # noqa: E402
 from app.cache.tiered import TieredCache  # noqa: E402
+from app.config.settings import Settings  # noqa: E402
 from app.context import RequestContext  # noqa: E402
 from app.formats import openai as openai_codec  # noqa: E402
-from app.redis_guard import RedisGuard, make_redis  # noqa: E402
-from app.routing import Provider, Target  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.providers.routing import Provider, Target  # noqa: E402
+from app.resilience.redis_guard import RedisGuard, make_redis  # noqa: E402
 from tests.support.processes import GatewayProcess, RedisServer, free_port, wait_until  # noqa: E402
 
 OPENAI_KEY = "sk-bench-openai"

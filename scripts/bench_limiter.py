@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.config.settings import Settings
 from app.limits.clients import parse_clients, presented_key
 from app.limits.local import LocalLimiter
 from app.limits.policy import parse_policy
 from app.limits.ratelimit import RateLimiter
-from app.redis_guard import RedisGuard, make_redis
-from app.settings import Settings
+from app.resilience.redis_guard import RedisGuard, make_redis
 
 # Limits no benchmark reaches, so every check is admitted and writes (the expensive case).
 POLICY = parse_policy({"rate_limiting": {"global": {"requests_per_second": 1e9}, "per_client": {

@@ -30,17 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-from app.canonical import ChatRequest, Message, TextBlock, Usage  # noqa: E402
+from app.accounting.cost import PriceTable  # noqa: E402
+from app.accounting.spend import SpendLedger  # noqa: E402
+from app.accounting.usage import Accounting  # noqa: E402
+from app.config.settings import Settings  # noqa: E402
 from app.context import RequestContext  # noqa: E402
+from app.formats.canonical import ChatRequest, Message, TextBlock, Usage  # noqa: E402
 from app.observability import logging as json_logging  # noqa: E402
 from app.observability.access import request_finished, request_started  # noqa: E402
-from app.observability.accounting import Accounting  # noqa: E402
-from app.observability.cost import PriceTable  # noqa: E402
 from app.observability.tracing import Tracing  # noqa: E402
-from app.redis_guard import RedisGuard  # noqa: E402
-from app.routing import Provider, Target  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from app.spend import SpendLedger  # noqa: E402
+from app.providers.routing import Provider, Target  # noqa: E402
+from app.resilience.redis_guard import RedisGuard  # noqa: E402
 
 TARGET = Target(Provider("openai", "openai", "https://api.openai.com/v1", "k", "K", True), "gpt-4o-mini")
 REQUEST = ChatRequest(model="gpt-4o-mini", messages=(Message("user", (TextBlock("hi"),)),))

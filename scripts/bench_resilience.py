@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import urllib3  # noqa: E402
 
-from app.forwarded import ClientAddress, parse_allow_list  # noqa: E402
+from app.config.trusted_proxies import ClientAddress, parse_allow_list  # noqa: E402
 from app.resilience.breaker import BreakerPolicy, CircuitBreaker  # noqa: E402
 from app.resilience.disconnects import DisconnectWatcher  # noqa: E402
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY, emulator_module, provider_env  # noqa: E402

@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from app.cache.entry import CachedAnswer
-from app.canonical import StreamEvent
 from app.errors import UpstreamError, UpstreamTimeout
+from app.formats.canonical import StreamEvent
 
 _RUNNING, _DONE, _FAILED = 0, 1, 2
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from app.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
+from app.formats.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
 
 COMPRESS_MIN_BYTES = 1024
 _RAW = b"j"

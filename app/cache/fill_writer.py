@@ -3,7 +3,7 @@
 Why: a fill is a Redis round trip that the caller waits for and gains nothing
 from (its own worker already has the answer in L1). When no other fill is in
 flight, the request thread sends its fill itself (once its answer is out:
-``app/after_response.py``) on its own connection and does not wait for the
+``app/http/app.py``) on its own connection and does not wait for the
 reply (``RedisGuard.send``: the reply is read before that thread's next
 command); handing it to another thread would cost a thread wake-up and a GIL
 hand-off, which on the benchmark's VM cost more than the round trip. When
@@ -29,7 +29,7 @@ from collections import deque
 import redis
 
 from app.observability import metrics
-from app.redis_guard import RedisGuard
+from app.resilience.redis_guard import RedisGuard
 
 Fill = tuple[str, bytes, int]  # key, stored bytes, seconds to live
 

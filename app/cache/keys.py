@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from app.canonical import ChatRequest
-from app.routing import Target
+from app.formats.canonical import ChatRequest
+from app.providers.routing import Target
 
 KEY_PREFIX = "llm-edge:cache:v2:"
 

@@ -7,7 +7,7 @@ budget stops a few huge answers from eating the worker's memory: no single
 entry may take more than a quarter of it, and inserts evict the least
 recently used entries until the total fits. Entries expire lazily, on read.
 
-Built after fork (in ``create_app``): lru-dict knows nothing about fork.
+Built after fork (in ``create_gateway``): lru-dict knows nothing about fork.
 """
 
 from __future__ import annotations

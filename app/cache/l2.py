@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from app.cache.fill_writer import FillWriter
-from app.redis_guard import RedisGuard
+from app.resilience.redis_guard import RedisGuard
 
 EXPIRY_TAG = b"x"  # not a first byte of any entry (app/cache/entry.py uses "j" and "z")
 _HEADER = len(EXPIRY_TAG) + 8

@@ -18,17 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from app.after_response import Step, defer
 from app.cache.coalesce import Coalescer, Flight
 from app.cache.control import CacheControl
 from app.cache.entry import CachedAnswer
 from app.cache.keys import cache_key, cache_scope
 from app.cache.tiered import TieredCache
-from app.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Usage
-from app.context import RequestContext
+from app.context import RequestContext, Step, defer
+from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Usage
 from app.formats.stream import events_from_response
 from app.observability import metrics
-from app.routing import Target
+from app.providers.routing import Target
 
 # Counts what a served answer saved: (ctx, provider, model, usage) -> US cents. The observability
 # layer's ``Accounting.cache_hit`` has this shape; it prices the usage and adds the savings metric.
@@ -54,7 +53,7 @@ class Ticket:
         self.key = key
         self.control = control
         self.flight = flight
-        self._later = later  # runs the L2 fill once the response is out (app/after_response.py)
+        self._later = later  # runs the L2 fill once the response is out (app/http/app.py)
         self._open = True
 
     def streaming_from(self, target: Target) -> None:
@@ -127,7 +126,7 @@ class CacheStage:
         return None, self._ticket(ctx, key, control, None)
 
     def _ticket(self, ctx: RequestContext, key: str, control: CacheControl, flight: Flight | None) -> Ticket:
-        """A miss's ticket, whose L2 fill waits until the response is out (``app/after_response.py``)."""
+        """A miss's ticket, whose L2 fill waits until the response is out (``app/http/app.py``)."""
         return Ticket(self.tiers, key, control, flight, partial(defer, ctx))
 
     def _key(self, ctx: RequestContext, req: ChatRequest, target: Target) -> str:

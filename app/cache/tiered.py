@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from app.after_response import Step
 from app.cache.entry import CachedAnswer, decode, encode
 from app.cache.l1 import L1Cache
 from app.cache.l2 import L2Cache
+from app.context import Step
 from app.observability import metrics
 
 _L1_HITS = metrics.CACHE_HITS.labels("l1")
@@ -80,7 +80,7 @@ class TieredCache:
         """Store in both tiers: L1 for at most ``L1_TTL_SECONDS``, L2 for ``ttl`` or ``L2_TTL_SECONDS``.
 
         L1 at once (this worker's next identical request must find it); L2 through ``later`` when
-        given, which sends the fill once the response is out (``app/after_response.py``).
+        given, which sends the fill once the response is out (``app/http/app.py``).
         """
         data, size = encode(answer)
         self.l1.put(key, answer, size, ttl=ttl)

@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.canonical import (
+from app.errors import GatewayError, InvalidRequest, UpstreamError
+from app.formats.canonical import (
     Block,
     BlockStop,
     ChatRequest,
@@ -48,7 +49,6 @@ from app.canonical import (
     ToolUseStart,
     Usage,
 )
-from app.errors import GatewayError, InvalidRequest, UpstreamError
 from app.formats.common import (
     as_int,
     as_list,

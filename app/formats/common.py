@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from app.canonical import StopReason
 from app.errors import InvalidRequest, UpstreamError
+from app.formats.canonical import StopReason
 
 _MISSING: Any = object()
 

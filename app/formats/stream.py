@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.canonical import (
+from app.errors import UpstreamError
+from app.formats.canonical import (
     BlockStop,
     ChatResponse,
     StopReason,
@@ -27,7 +28,6 @@ from app.canonical import (
     ToolUseStart,
     Usage,
 )
-from app.errors import UpstreamError
 from app.formats.common import dumps, loads_object
 from app.formats.sse import SSEEvent, SSEParser
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from app.config.settings import Settings
 from app.limits.budgets import Budgets, SpentCents
 from app.limits.config import AccessConfig, load_access_config
 from app.limits.middleware import AccessMiddleware
 from app.limits.ratelimit import RateLimiter
-from app.redis_guard import RedisGuard
-from app.settings import Settings
+from app.resilience.redis_guard import RedisGuard
 
 log = logging.getLogger("llm_edge.access_control")
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.settings import ConfigError
+from app.config.settings import ConfigError
 
 _SETTING = "CLIENTS_FILE"
 ANONYMOUS = "anonymous"

@@ -1,7 +1,7 @@
 """The access configuration: the clients file and the rate limit file, validated together.
 
 The master validates both (gunicorn.conf.py) before it makes its copies of
-the config files current (``app/config_snapshot.py``): a bad file stops the
+the config files current (``app/config/snapshot.py``): a bad file stops the
 first start with one line, and a SIGHUP with a bad file keeps the last good
 keys and limits. Each worker then loads the validated copies once.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.config.settings import ConfigError, Settings
 from app.limits.clients import ClientRegistry, parse_clients
 from app.limits.policy import LimitPolicy, parse_policy
-from app.routing import load_yaml
-from app.settings import ConfigError, Settings
+from app.providers.routing import load_yaml
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Runs right after ``RequestContextMiddleware`` (so refusals carry a request id
 and an access log line). Health endpoints need no key and are never limited
 (the metrics port is a separate server in the master and never sees this).
 Refusals are raised as ``Unauthorized`` / ``RateLimited`` and rendered in the
-caller's dialect by ``app/error_handlers.py``; this middleware only adds the
+caller's dialect by ``app/http/error_handlers.py``; this middleware only adds the
 ``x-ratelimit-*`` headers, and counts an answer's tokens once they are known.
 """
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.settings import ConfigError
+from app.config.settings import ConfigError
 
 _SETTING = "RATE_LIMITS_FILE"
 

@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.health import Check
 from app.limits.decision import GLOBAL, REQUESTS, TOKENS, Decision
 from app.limits.lease import Lease
 from app.limits.local import LocalLimiter
 from app.limits.policy import LimitPolicy, Tier, TokenRate
-from app.redis_guard import RedisGuard
-from app.resources.health import Check
+from app.resilience.redis_guard import RedisGuard
 
 _LUA = Path(__file__).with_name("lua")
 CHECK_SCRIPT = (_LUA / "check.lua").read_text(encoding="utf-8")

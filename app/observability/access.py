@@ -1,7 +1,7 @@
 """The end of every request: one access log line, the request metrics, the request span.
 
 Run exactly once per request, after its last byte (a deferred step,
-``app/after_response.py``): queued by the middleware for plain answers, or by
+``app/http/app.py``): queued by the middleware for plain answers, or by
 the stream generator's ``finally`` for SSE (Falcon runs ``process_response``
 before a streamed body is read, so the middleware cannot know a stream's end).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from app.canonical import ChatRequest, TextBlock, ToolResultBlock
 from app.context import RequestContext
+from app.formats.canonical import ChatRequest, TextBlock, ToolResultBlock
 from app.observability import metrics
 from app.observability.logging import log_fields, redact
 from app.observability.tracing import Tracing

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
     from opentelemetry.trace import Span, Tracer
 
-    from app.canonical import ChatRequest, ChatResponse
-    from app.routing import Target
-    from app.settings import Settings
+    from app.config.settings import Settings
+    from app.formats.canonical import ChatRequest, ChatResponse
+    from app.providers.routing import Target
 
 log = logging.getLogger("llm_edge.tracing")
 

@@ -31,9 +31,8 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 
-from app.errors import GatewayError, UpstreamError, UpstreamTimeout
+from app.errors import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET, GatewayError, UpstreamError, UpstreamTimeout
 from app.providers import transport_trims
-from app.resilience.retry import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET
 
 READ_SIZE = 64 * 1024
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
-from app.routing import Provider
+from app.providers.routing import Provider
 
 
 @dataclass(frozen=True, slots=True)

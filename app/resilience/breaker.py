@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from app.resources.health import Check
-from app.settings import Settings
+from app.config.settings import Settings
+from app.health import Check
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2  # the gauge's values
 STATE_NAMES = ("closed", "half-open", "open")

@@ -9,29 +9,22 @@ can fall back at once instead of sleeping. The attempt loop lives in the
 pipeline; the policy only answers "wait this long, or stop".
 
 Failures are named like Envoy's ``retry_on``: a provider HTTP status, or one
-of the words below when no status came back.
+of the failure words of ``app.errors`` when no status came back.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.config.settings import DEFAULT_RETRY_ON
 from app.errors import GatewayError, UpstreamRejected
 
-if TYPE_CHECKING:  # settings imports this module for RETRY_ON
-    from app.settings import Settings
+if TYPE_CHECKING:
+    from app.config.settings import Settings
 
-CONNECT_FAILURE = "connect-failure"  # no connection (refused, DNS, TLS handshake, connect timeout): never sent
-RESET = "reset"  # the connection broke before the answer was complete (or before a stream's first event)
-TIMEOUT = "timeout"  # a read limit ran out (UPSTREAM_READ_TIMEOUT, STREAM_FIRST_BYTE_TIMEOUT)
-DEADLINE = "deadline"  # REQUEST_TIMEOUT ran out: never retried, nothing is left to retry in
-BAD_RESPONSE = "bad-response"  # the provider answered something unreadable
-
-RETRYABLE_WORDS = frozenset({CONNECT_FAILURE, RESET, TIMEOUT})
-DEFAULT_RETRY_ON: frozenset[str | int] = frozenset({CONNECT_FAILURE, RESET, 429, 500, 502, 503, 504, 529})
 
 
 def failure_of(err: GatewayError) -> str | int | None:
@@ -42,24 +35,6 @@ def failure_of(err: GatewayError) -> str | int | None:
     if status:
         return int(status)
     return getattr(err, "failure", None)
-
-
-def parse_retry_on(raw: str | Iterable[str]) -> frozenset[str | int]:
-    """``"connect-failure,reset,429,5xx"`` as tokens; ValueError names the first bad one."""
-    items = raw.split(",") if isinstance(raw, str) else raw
-    out: set[str | int] = set()
-    for item in (i.strip().lower() for i in items):
-        if not item:
-            continue
-        if item in RETRYABLE_WORDS:
-            out.add(item)
-        elif item == "5xx":
-            out.update(range(500, 600))
-        elif item.isdigit() and 400 <= int(item) <= 599:
-            out.add(int(item))
-        else:
-            raise ValueError(item)
-    return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,9 @@ def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = 
     imports ``app.observability.metrics``.
     """
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
+    from app.config.settings import Settings
     from app.factory import create_gateway
     from app.observability.logging import lean_log_records, logconfig_dict
-    from app.settings import Settings
     from benchkit import gateway as gw
 
     env = gw.gateway(upstream=upstream, redis_url=redis_url, config=config, workers=1, threads=8, extra=extra).env

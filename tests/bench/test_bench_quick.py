@@ -112,7 +112,7 @@ def test_profile_samples_the_workers_of_a_wrk_row_and_of_the_streaming_row() -> 
         assert samples and int(samples.group(1)) > 0, section[1][:500]
         ours = section[1].split("== profile:", 1)[0]
         # Our frames (GatewayApp.__call__ holds ~40% inclusive), not only gunicorn's and Falcon's.
-        assert any(where in ours for where in ("(app/after_response.py)", "(resources/", "(observability/",
+        assert any(where in ours for where in ("(app/http/app.py)", "(resources/", "(observability/",
                                                "(limits/", "(cache/")), ours
 
 

@@ -154,7 +154,7 @@ def test_redis_dying_and_returning(start_gateway, redis_server, upstream):
     stored = unique("stored before the outage")
     assert post(gw, stored).headers["x-llm-edge-cache"] == "miss"
     direct = redis.Redis.from_url(redis_server.url)
-    # The fill is sent just after the answer's last byte (app/after_response.py): microseconds later.
+    # The fill is sent just after the answer's last byte (app/http/app.py): microseconds later.
     wait_until(lambda: len(direct.keys("llm-edge:cache:v2:*")) == 1, timeout=2, interval=0.005,
                what="the fill in Redis")
     direct.close()

@@ -19,9 +19,9 @@ import redis
 import urllib3
 import yaml
 
-from app.canonical import Usage
-from app.observability.cost import PriceTable
-from app.spend import period_bucket
+from app.accounting.cost import PriceTable
+from app.accounting.spend import period_bucket
+from app.formats.canonical import Usage
 from tests.conftest import Fault, provider_env
 from tests.support.metrics import scrape, settled
 from tests.support.processes import ROOT, GatewayProcess, wait_until

@@ -42,7 +42,7 @@ def scrape(url: str) -> Scrape:
 def settled(url: str, timeout: float = 5.0) -> Scrape:
     """A scrape taken when the gateway has nothing in flight, so every answered request is counted.
 
-    A request is recorded just after its last byte (app/after_response.py): a
+    A request is recorded just after its last byte (app/http/app.py): a
     scrape sent the moment an answer arrives can come microseconds too early.
     Only for tests whose own requests are the only ones in flight.
     """

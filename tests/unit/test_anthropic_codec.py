@@ -17,7 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.canonical import (
+from app.errors import InvalidRequest, RateLimited, UpstreamError
+from app.formats import anthropic as codec
+from app.formats.canonical import (
     BlockStop,
     ChatRequest,
     ChatResponse,
@@ -35,8 +37,6 @@ from app.canonical import (
     ToolUseStart,
     Usage,
 )
-from app.errors import InvalidRequest, RateLimited, UpstreamError
-from app.formats import anthropic as codec
 from app.formats.sse import SSEEvent, SSEParser
 from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
 from tests.support.codecs import split_at

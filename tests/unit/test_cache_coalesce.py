@@ -10,8 +10,8 @@ import pytest
 
 from app.cache.coalesce import Coalescer
 from app.cache.entry import CachedAnswer
-from app.canonical import ChatResponse, StreamEnd, StreamStart, TextBlock, TextDelta
 from app.errors import UpstreamError, UpstreamTimeout
+from app.formats.canonical import ChatResponse, StreamEnd, StreamStart, TextBlock, TextDelta
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.cache.entry import COMPRESS_MIN_BYTES, CachedAnswer, decode, encode
-from app.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
+from app.formats.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)

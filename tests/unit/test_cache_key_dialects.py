@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from app.cache.keys import cache_key, cache_scope
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
-from app.routing import Provider, Target
+from app.providers.routing import Provider, Target
 
 TARGET = Target(Provider("anthropic", "anthropic", "http://y", "k", "ANTHROPIC_API_KEY", True), "claude-x")
 SCOPE = cache_scope("anonymous", None)

@@ -10,8 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.cache.keys import KEY_PREFIX, cache_key, cache_scope, key_payload, normalized_payload, request_fingerprint
-from app.canonical import ChatRequest, ImageBlock, Message, TextBlock, Tool, ToolChoice, ToolResultBlock, ToolUseBlock
-from app.routing import Provider, Target
+from app.formats.canonical import (
+    ChatRequest,
+    ImageBlock,
+    Message,
+    TextBlock,
+    Tool,
+    ToolChoice,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from app.providers.routing import Provider, Target
 
 OPENAI = Target(Provider("openai", "openai", "http://x", "k", "OPENAI_API_KEY", True), "gpt-4o-mini")
 ANTHROPIC = Target(Provider("anthropic", "anthropic", "http://y", "k", "ANTHROPIC_API_KEY", True), "claude-3-5-haiku")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.config.settings import ConfigError, Settings
 from app.factory import make_cache
-from app.redis_guard import RedisGuard, make_redis
-from app.settings import ConfigError, Settings
+from app.resilience.redis_guard import RedisGuard, make_redis
 
 
 def build(env: dict[str, str]):

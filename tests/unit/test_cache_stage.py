@@ -13,11 +13,20 @@ from app.cache.control import CacheControl
 from app.cache.l1 import L1Cache
 from app.cache.stage import NO_TICKET, CacheStage
 from app.cache.tiered import TieredCache
-from app.canonical import ChatRequest, ChatResponse, Message, StreamEnd, StreamStart, TextBlock, TextDelta, Usage
 from app.context import RequestContext
+from app.formats.canonical import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    StreamEnd,
+    StreamStart,
+    TextBlock,
+    TextDelta,
+    Usage,
+)
 from app.formats.stream import events_from_response
 from app.observability import metrics
-from app.routing import Provider, Target
+from app.providers.routing import Provider, Target
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -115,8 +124,27 @@ def test_with_both_tiers_off_everything_is_a_bypass():
     assert cache.begin(c, REQUEST, TARGET, NORMAL, later()) == (None, NO_TICKET) and c.cache == "bypass"
 
 
+class CountingCoalescer(Coalescer):
+    """A Coalescer that lets a test wait, without sleeping, until N followers have joined a flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followers = threading.Semaphore(0)
+
+    def join(self, key: str):
+        flight, leads = super().join(key)
+        if not leads:
+            self.followers.release()
+        return flight, leads
+
+    def wait_followers(self, n: int) -> None:
+        for _ in range(n):
+            assert self.followers.acquire(timeout=5), "a follower never joined the flight"
+
+
 def test_identical_concurrent_misses_wait_for_one_leader():
-    cache = stage(coalescer=Coalescer())
+    coalescer = CountingCoalescer()
+    cache = stage(coalescer=coalescer)
     leader_ctx = ctx()
     _, ticket = cache.begin(leader_ctx, REQUEST, TARGET, NORMAL, later())
     assert leader_ctx.cache == "miss" and ticket.flight is not None
@@ -124,7 +152,7 @@ def test_identical_concurrent_misses_wait_for_one_leader():
     followers = [ctx() for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
         waiting = [pool.submit(cache.begin, c, REQUEST, TARGET, NORMAL, later()) for c in followers]
-        time.sleep(0.05)
+        coalescer.wait_followers(4)
         assert not any(w.done() for w in waiting)
         ticket.store(TARGET, RESPONSE)
         results = [w.result(timeout=5) for w in waiting]
@@ -134,12 +162,13 @@ def test_identical_concurrent_misses_wait_for_one_leader():
 
 
 def test_followers_of_a_failed_leader_go_upstream_themselves():
-    cache = stage(coalescer=Coalescer())
+    coalescer = CountingCoalescer()
+    cache = stage(coalescer=coalescer)
     _, ticket = cache.begin(ctx(), REQUEST, TARGET, NORMAL, later())
     follower = ctx()
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(cache.begin, follower, REQUEST, TARGET, NORMAL, later())
-        time.sleep(0.05)
+        coalescer.wait_followers(1)
         ticket.abandon()
         served, own = waiting.result(timeout=5)
     assert served is None and own.flight is None and own.key == ticket.key and follower.cache == "miss"
@@ -170,24 +199,26 @@ def test_a_streaming_follower_tails_the_leaders_stream_live():
 
 
 def test_a_json_follower_of_a_stream_gets_the_whole_answer():
-    cache = stage(coalescer=Coalescer())
+    coalescer = CountingCoalescer()
+    cache = stage(coalescer=coalescer)
     _, ticket = cache.begin(ctx(), STREAM_REQUEST, TARGET, NORMAL, later())
     ticket.streaming_from(TARGET)
     ticket.publish(StreamStart("chatcmpl-1", "gpt-4o-mini-2024"))
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(cache.begin, ctx(), REQUEST, TARGET, NORMAL, later())
-        time.sleep(0.05)
+        coalescer.wait_followers(1)
         assert not waiting.done()
         ticket.store(TARGET, RESPONSE)
         assert waiting.result(timeout=5)[0].response == RESPONSE
 
 
 def test_a_late_streaming_follower_of_a_json_leader_gets_a_replay():
-    cache = stage(coalescer=Coalescer())
+    coalescer = CountingCoalescer()
+    cache = stage(coalescer=coalescer)
     _, ticket = cache.begin(ctx(), REQUEST, TARGET, NORMAL, later())
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(cache.begin, ctx(), STREAM_REQUEST, TARGET, NORMAL, later())
-        time.sleep(0.05)
+        coalescer.wait_followers(1)
         ticket.store(TARGET, RESPONSE)
         served, _ = waiting.result(timeout=5)
     assert list(served.events) == events_from_response(RESPONSE)

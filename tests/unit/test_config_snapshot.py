@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.config_snapshot import ConfigSnapshot
-from app.settings import ConfigError
+from app.config.settings import ConfigError
+from app.config.snapshot import ConfigSnapshot
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -61,6 +61,6 @@ def test_an_unreadable_file_is_a_config_error(tmp_path, monkeypatch):
     def denied(src, dst):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("app.config_snapshot.shutil.copyfile", denied)
+    monkeypatch.setattr("app.config.snapshot.shutil.copyfile", denied)
     with pytest.raises(ConfigError, match=r"MODELS_FILE: cannot read .* \(Permission denied\)"):
         ConfigSnapshot(tmp_path / "snap").stage({"MODELS_FILE": str(models)})

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.canonical import Usage
-from app.observability import cost
-from app.observability.cost import Price, PriceTable
-from app.settings import ConfigError
+from app.accounting import cost
+from app.accounting.cost import Price, PriceTable
+from app.config.settings import ConfigError
+from app.formats.canonical import Usage
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.timeout(30)
@@ -126,14 +126,3 @@ def test_missing_file_prices_nothing_and_says_so(tmp_path, caplog) -> None:
         table = PriceTable.load(str(tmp_path / "absent.yaml"))
     assert "every request counts as costing 0" in caplog.text
     assert table.cost_cents("openai", "gpt-4o", Usage(10, 10)) == 0.0
-
-
-def test_module_functions_use_the_installed_table(tmp_path) -> None:
-    previous = cost._installed
-    try:
-        cost.install(PriceTable.load(write(tmp_path, {"models": {"m": {"input": 1, "output": 1}}})))
-        usage = Usage(1_000_000, 0)
-        assert cost.cost_cents("p", "m", usage) == pytest.approx(100.0)
-        assert cost.cache_savings_cents("p", "m", usage) == pytest.approx(100.0)
-    finally:
-        cost._installed = previous

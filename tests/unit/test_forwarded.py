@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.forwarded import ClientAddress, parse_allow_list
+from app.config.trusted_proxies import ClientAddress, parse_allow_list
 
 pytestmark = pytest.mark.timeout(10)
 

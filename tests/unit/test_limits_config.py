@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.config.settings import ConfigError, Settings
 from app.limits import config as access_config
 from app.limits.clients import ANONYMOUS, key_digest, parse_clients, presented_key
 from app.limits.policy import Rate, TokenRate, parse_policy
-from app.settings import ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = {"rate_limiting": {"global": {"requests_per_second": 10000},

@@ -8,15 +8,15 @@ import time
 import orjson
 import pytest
 
-from app.canonical import ChatRequest, Message, TextBlock, ToolResultBlock, Usage
+from app.accounting.cost import Price, PriceTable
+from app.accounting.spend import SpendLedger
+from app.accounting.usage import Accounting
 from app.context import RequestContext
+from app.formats.canonical import ChatRequest, Message, TextBlock, ToolResultBlock, Usage
 from app.observability import metrics
 from app.observability.access import PROMPT_LOG_LIMIT, prompt_text
-from app.observability.accounting import Accounting
-from app.observability.cost import Price, PriceTable
 from app.observability.logging import JsonFormatter, logconfig_dict
-from app.redis_guard import RedisGuard
-from app.spend import SpendLedger
+from app.resilience.redis_guard import RedisGuard
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,7 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.canonical import (
+from app.errors import InvalidRequest, NoHealthyProvider, UpstreamError
+from app.formats import openai as codec
+from app.formats.canonical import (
     BlockStop,
     ChatRequest,
     ChatResponse,
@@ -36,8 +38,6 @@ from app.canonical import (
     ToolUseStart,
     Usage,
 )
-from app.errors import InvalidRequest, NoHealthyProvider, UpstreamError
-from app.formats import openai as codec
 from app.formats.sse import SSEEvent, SSEParser
 from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
 from tests.support.codecs import split_at

@@ -13,13 +13,13 @@ from app.cache.keys import cache_key, cache_scope
 from app.cache.l1 import L1Cache
 from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
-from app.canonical import ChatRequest, ChatResponse, TextBlock, Usage
 from app.context import RequestContext
 from app.errors import InvalidRequest
 from app.formats import openai as openai_codec
-from app.resources.chat import json_object
-from app.resources.parse_memo import MAX_KEYS_PER_BODY, ParseMemo
-from app.routing import Provider, Target
+from app.formats.canonical import ChatRequest, ChatResponse, TextBlock, Usage
+from app.http.resources.chat import json_object
+from app.http.resources.parse_memo import MAX_KEYS_PER_BODY, ParseMemo
+from app.providers.routing import Provider, Target
 
 TARGET = Target(Provider("openai", "openai", "http://x", "k", "OPENAI_API_KEY", True), "gpt-4o-mini")
 OTHER_TARGET = Target(Provider("vllm", "openai", "http://y", None, "", False), "llama")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import InvalidRequest, UpstreamError, UpstreamRejected, UpstreamTimeout
-from app.resilience.retry import (
+from app.config.settings import DEFAULT_RETRY_ON, ConfigError, Settings, parse_retry_on
+from app.errors import (
     CONNECT_FAILURE,
     DEADLINE,
-    DEFAULT_RETRY_ON,
     RESET,
-    RetryPolicy,
-    failure_of,
-    parse_retry_on,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
 )
-from app.settings import ConfigError, Settings
+from app.resilience.retry import RetryPolicy, failure_of
 
 pytestmark = pytest.mark.timeout(10)
 

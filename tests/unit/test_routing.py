@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.config.settings import ConfigError, Settings
 from app.errors import ModelNotFound, NoHealthyProvider
-from app.routing import Router
-from app.settings import ConfigError, Settings
+from app.providers.routing import Router
 
 MODELS = """
 providers:
@@ -67,7 +67,7 @@ def test_a_resolved_name_is_remembered_and_a_failed_one_fails_again(router, monk
 
 
 def test_remembered_names_are_bounded_and_the_rest_still_resolve(router, monkeypatch):
-    monkeypatch.setattr("app.routing.MAX_REMEMBERED_MODELS", 3)
+    monkeypatch.setattr("app.providers.routing.MAX_REMEMBERED_MODELS", 3)
     names = [f"gpt-custom-{i}" for i in range(5)]
     assert [router.resolve(name)[0].model for name in names] == names
     assert list(router._resolved) == names[:3]

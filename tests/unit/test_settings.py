@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import ConfigError, Settings, load_environ
+from app.config.settings import ConfigError, Settings, load_environ
 
 
 def test_defaults_match_the_interface():

@@ -11,12 +11,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from app.canonical import ChatRequest, ChatResponse, Message, TextBlock, Usage
+from app.config.settings import Settings
 from app.context import RequestContext
+from app.formats.canonical import ChatRequest, ChatResponse, Message, TextBlock, Usage
 from app.observability import tracing as tracing_module
 from app.observability.tracing import Tracing, _exporter, _OneWarningExporter
-from app.routing import Provider, Target
-from app.settings import Settings
+from app.providers.routing import Provider, Target
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -240,7 +240,7 @@ def test_enabled_tracing_quiets_the_sdk_loggers() -> None:
 
 
 def test_exporter_queue_settings_are_validated_before_any_worker_starts() -> None:
-    from app.settings import ConfigError
+    from app.config.settings import ConfigError
 
     s = Settings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "64"})
     assert (s.otel_queue_size, s.otel_batch_size) == (64, 64)  # the batch default shrinks to fit

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.canonical import (
+from app.formats import anthropic, openai
+from app.formats.canonical import (
     Block,
     ChatRequest,
     ChatResponse,
@@ -29,7 +30,6 @@ from app.canonical import (
     ToolUseBlock,
     Usage,
 )
-from app.formats import anthropic, openai
 from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
 from tests.support.codecs import split_at
 

@@ -1,0 +1,41 @@
+"""Usage accounting: tokens, cost and per-client spend for every answer, upstream or cached.
+
+One object per worker, shared by all threads. The pipeline calls ``upstream``
+once per answered request (streams included, when their final usage is in);
+the cache calls ``cache_hit`` when it answers instead of a provider, to count
+what the hit saved.
+"""
+
+from __future__ import annotations
+
+from app.accounting.cost import PriceTable
+from app.accounting.spend import SpendLedger
+from app.context import RequestContext
+from app.formats.canonical import Usage
+from app.observability import metrics
+
+
+class Accounting:
+    def __init__(self, prices: PriceTable, spend: SpendLedger | None = None) -> None:
+        self.prices = prices
+        self.spend = spend
+
+    def upstream(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:
+        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``) and the client's spend."""
+        ctx.usage = usage
+        cents = self.prices.cost_cents(provider, model, usage)
+        ctx.cost_cents = cents
+        label = metrics.MODEL_LABELS.admit(model)
+        metrics.child(metrics.TOKENS, provider, label, "prompt").inc(usage.input_tokens)
+        metrics.child(metrics.TOKENS, provider, label, "completion").inc(usage.output_tokens)
+        metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
+        if self.spend is not None and cents > 0:
+            self.spend.add(ctx.client_id, cents)
+        return cents
+
+    def cache_hit(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:
+        """Count a cache hit: what the same answer cost upstream is saved (cents, also returned)."""
+        ctx.usage = usage
+        saved = self.prices.cost_cents(provider, model, usage)
+        metrics.child(metrics.CACHE_SAVINGS_CENTS, provider, metrics.MODEL_LABELS.admit(model)).inc(saved)
+        return saved

@@ -1,0 +1,83 @@
+"""Cross-cutting steps that need no request body: request id, context, timing.
+
+Auth and rate limits are separate middleware (``app/limits``); this one runs
+first so every later step, error and log line has a request id.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import partial
+
+import falcon
+
+from app.config.trusted_proxies import ClientAddress
+from app.context import RequestContext, defer
+from app.http.app import AFTER_ENVIRON
+from app.observability.access import request_finished, request_started
+from app.observability.tracing import Tracing
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def new_request_id() -> str:
+    """32 hex digits from the process's PRNG, which Python re-seeds in every forked worker.
+
+    Unique enough to follow a request, and no system call: uuid4 reads os.urandom,
+    and under load every call that releases the GIL waits to get it back.
+    """
+    return f"{random.getrandbits(128):032x}"
+
+
+def dialect_for(path: str) -> str:
+    """Errors on /v1/messages are Anthropic-shaped; everywhere else OpenAI-shaped."""
+    return "anthropic" if path.rstrip("/") == "/v1/messages" else "openai"
+
+
+class RequestContextMiddleware:
+    def __init__(self, tracing: Tracing | None = None, *, client_address: ClientAddress | None = None) -> None:
+        self.tracing = tracing if tracing is not None and tracing.enabled else None
+        self.client_address = client_address or ClientAddress(())  # trust no proxy unless told
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Headers straight from the WSGI environ: Falcon's get_header builds the key and raises and
+        # catches a KeyError for every absent one, and most of these are absent on most requests.
+        env = req.env
+        incoming = env.get("HTTP_X_REQUEST_ID")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
+        traceparent = env.get("HTTP_TRACEPARENT")
+        ctx = RequestContext(
+            request_id=request_id,
+            endpoint=req.path if req.path in _ENDPOINTS else "other",
+            dialect=dialect_for(req.path),  # type: ignore[arg-type]
+            traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
+            client_addr=self.client_address(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR")),
+            after=env.get(AFTER_ENVIRON),
+        )
+        req.context.gw = ctx
+        if self.tracing is not None and not ctx.endpoint.startswith("/health"):  # probes make no traces
+            self.tracing.start_request(ctx, req.method, ctx.endpoint, req.path)
+        request_started(ctx)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        ctx: RequestContext | None = getattr(req.context, "gw", None)
+        if ctx is None:
+            return
+        resp.set_header("x-request-id", ctx.request_id)
+        if ctx.provider:
+            resp.set_header("x-llm-edge-provider", ctx.provider)
+        if ctx.model:
+            resp.set_header("x-llm-edge-model", ctx.model)
+        if ctx.requested_model is not None:
+            resp.set_header("x-llm-edge-cache", ctx.cache)
+        if resp.stream is not None and ctx.stream:
+            return  # the stream generator finishes the request when its last byte is out
+        ctx.status = int(resp.status_code)
+        defer(ctx, partial(request_finished, ctx))  # the access line and metrics follow the last byte
+
+
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",
+                        "/health/ready"})

@@ -1,0 +1,136 @@
+"""POST /v1/chat/completions and POST /v1/messages: one resource, two codecs.
+
+The resource reads and parses the body with the caller's codec (a body it
+has parsed before comes from its ``ParseMemo``), hands the
+canonical request to the pipeline, and renders what comes back in the
+caller's dialect: JSON, or SSE through ``resp.stream`` (a generator).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import falcon
+import orjson
+
+from app.cache.control import TTL_ENVIRON, CacheControl
+from app.context import RequestContext, defer
+from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError
+from app.formats.canonical import TextDelta, ToolUseStart
+from app.http.resources.parse_memo import ParseMemo
+from app.observability import metrics
+from app.observability.access import request_finished
+from app.pipeline import Outcome, Pipeline
+from app.resilience.disconnects import ClientGone, DisconnectWatcher
+
+log = logging.getLogger("llm_edge.chat")
+
+
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The raw request body, or the 413 / 415 / 400 that explains why not."""
+    content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got '{content_type}'")
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        _discard(req, length)
+        raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {max_bytes} (MAX_REQUEST_BYTES)")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
+    if not raw:
+        raise InvalidRequest("Request body is empty; expected a JSON object", param="body")
+    return raw
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or the 400 that explains why not."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object", param="body")
+    return body
+
+
+# Bodies up to this size are read and thrown away before a 413, so the client, still
+# sending, sees the answer instead of a reset connection; larger ones are cut off.
+_DISCARD_LIMIT = 64 * 1024 * 1024
+
+
+def _discard(req: falcon.Request, length: int) -> None:
+    if length > _DISCARD_LIMIT:
+        return
+    stream = req.bounded_stream
+    while stream.read(256 * 1024):
+        pass
+
+
+class ChatResource:
+    def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
+                 watcher: DisconnectWatcher | None = None) -> None:
+        self.codec = codec
+        self.pipeline = pipeline
+        self.max_request_bytes = max_request_bytes
+        self.watcher = watcher or DisconnectWatcher()
+        self.memo = ParseMemo(lambda raw: codec.parse_request(json_object(raw)))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ctx: RequestContext = req.context.gw
+        parsed = self.memo.parse(read_body(req, self.max_request_bytes))
+        ctx.parsed = parsed
+        creq = parsed.request
+        ctx.stream = creq.stream
+        control = CacheControl.from_headers(req.env.get("HTTP_CACHE_CONTROL"), req.env.get(TTL_ENVIRON))
+        outcome = self.pipeline.run(ctx, creq, control)
+        if outcome.response is not None:
+            resp.content_type = "application/json"
+            resp.data = orjson.dumps(self.codec.render_response(outcome.response))
+            return
+        resp.content_type = "text/event-stream"
+        resp.set_header("cache-control", "no-cache")
+        resp.set_header("x-accel-buffering", "no")
+        resp.stream = self._sse(ctx, outcome, self.codec.StreamEncoder(include_usage=creq.include_usage),
+                                req.env.get("gunicorn.socket"))
+
+    def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any, client: Any) -> Iterator[bytes]:
+        """The caller's SSE, translated event by event; a late failure ends it with an error event.
+
+        While it runs, the client's socket is watched: a client that hangs up
+        aborts the upstream read at once, freeing this thread.
+        """
+        completed = False
+        stop_watching = self.watcher.watch(client, outcome.abort)
+        try:
+            assert outcome.events is not None
+            for ev in outcome.events:
+                if ctx.first_token_at is None and isinstance(ev, (TextDelta, ToolUseStart)):
+                    ctx.first_token_at = time.monotonic()
+                chunk = encoder.encode(ev)
+                if chunk:
+                    yield chunk
+            completed = True
+        except ClientGone:
+            pass  # recorded as a disconnect below
+        except GatewayError as err:
+            ctx.status, ctx.error_type = err.status, err.code
+            yield encoder.error(err)
+            completed = True
+        except Exception:
+            log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
+            ctx.status, ctx.error_type = 500, "internal_error"
+            yield encoder.error(UpstreamError("The gateway failed while streaming the answer"))
+            completed = True
+        finally:
+            stop_watching()
+            outcome.close()
+            if not completed:  # the client went away mid-stream (GeneratorExit or ClientGone)
+                ctx.status, ctx.error_type = 499, "client_disconnected"
+                metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
+            defer(ctx, partial(request_finished, ctx))  # after the terminating chunk, like a whole answer's

@@ -1,0 +1,78 @@
+"""Exact repeats skip parsing: a body's canonical request, and its cache keys, remembered by its bytes.
+
+Why: after the framework, the largest costs of a cache hit were parsing and
+validating a body this worker had already parsed, and hashing it into the
+same cache key again (about a fifth of an L1 hit's instructions). The same
+bytes on the same endpoint always parse to the same request, so each
+resource keeps the parsed form in a per-worker LRU bounded by entries and
+bytes (the L1 cache's class), shared read-only by the worker's threads:
+nothing changes a ``ChatRequest`` or the dicts it holds after parsing.
+
+A body is kept the second time it is seen, not the first: most bodies are
+never repeated, and keeping each one cost a unique request about 2% more
+instructions (the insert, evictions and the garbage collector walking the
+kept objects); remembering that a body was seen is one small int in an LRU.
+Only successful parses are kept; a body that fails is parsed, and fails,
+again, so every error is exactly what it would be without the memo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lru import LRU
+
+from app.cache.l1 import L1Cache
+from app.formats.canonical import ChatRequest
+
+# Per resource and worker. A parsed request takes a few times its body's bytes of memory.
+MEMO_ENTRIES = 1024
+MEMO_BYTES = 8 * 1024 * 1024
+_PARSED_SIZE_FACTOR = 4
+# A body repeated by many clients gets a key per scope; past this many, the rest are derived each time.
+MAX_KEYS_PER_BODY = 16
+
+CacheKeyId = tuple[str, str, str]  # scope, provider, upstream model
+
+
+@dataclass(slots=True)
+class ParsedBody:
+    request: ChatRequest
+    cache_keys: dict[CacheKeyId, str] = field(default_factory=dict)
+
+    def cache_key(self, scope: str, provider: str, model: str, derive: Callable[[], str]) -> str:
+        """The cache key for this body's request in ``scope`` for a target, derived once."""
+        ident = (scope, provider, model)
+        key = self.cache_keys.get(ident)
+        if key is None:
+            key = derive()
+            if len(self.cache_keys) < MAX_KEYS_PER_BODY:
+                self.cache_keys[ident] = key
+        return key
+
+
+class ParseMemo:
+    def __init__(self, parse: Callable[[bytes], ChatRequest], *, max_entries: int = MEMO_ENTRIES,
+                 max_bytes: int = MEMO_BYTES) -> None:
+        self._parse = parse
+        self._memo: L1Cache[ParsedBody] = L1Cache(max_entries, max_bytes, ttl=float("inf"))
+        self._seen = LRU(max(1, 4 * max_entries))  # hashes of bodies seen once
+
+    def parse(self, raw: bytes) -> ParsedBody:
+        """The parsed body: remembered, or parsed now (raising the caller's 400 if it is wrong)."""
+        parsed = self._memo.get(raw)
+        if parsed is not None:
+            return parsed
+        parsed = ParsedBody(self._parse(raw))
+        if self._memo.enabled:
+            digest = hash(raw)
+            if digest in self._seen:
+                self._memo.put(raw, parsed, len(raw) * _PARSED_SIZE_FACTOR)
+            else:
+                self._seen[digest] = None
+        return parsed
+
+    def __len__(self) -> int:
+        return len(self._memo)
+

@@ -1,0 +1,170 @@
+"""The terminal stage: one attempt at one target, in that provider's wire format.
+
+It turns the canonical request into the provider's body, sends it, and turns
+the answer back into canonical form: a ``ChatResponse``, or for streams an
+``EventStream`` of canonical events decoded as the bytes arrive. Provider
+statuses become gateway errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import urllib3
+
+from app.config.settings import Settings
+from app.errors import BAD_RESPONSE, GatewayError, UpstreamError, UpstreamRejected
+from app.formats.canonical import ChatRequest, ChatResponse, StreamEvent
+from app.formats.stream import decode_sse
+from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamHTTP
+from app.providers.routing import Target
+from app.providers.wire import WIRE_FORMATS
+from app.resilience.disconnects import ClientGone
+
+# Provider statuses that are the caller's to fix: passed back with the provider's message.
+_PASS_BACK = {400, 404, 409, 413, 422, 429}
+
+
+def without_key(err: GatewayError, target: Target) -> GatewayError:
+    """Providers may quote the key they were sent in an error; it never travels on to a caller or a log."""
+    key = target.provider.api_key
+    if key and key in err.message:
+        err.message = err.message.replace(key, "[redacted]")
+        err.args = (err.message,)
+    return err
+
+
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
+    raw = resp.headers.get("retry-after")
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+class EventStream:
+    """Canonical events from a provider's SSE body; ``close()`` drops the connection.
+
+    ``abort()`` may be called from another thread (the disconnect watcher): it
+    shuts the socket so the read blocked in this stream returns at once, and
+    the stream then ends with ``ClientGone`` instead of an upstream error.
+    """
+
+    def __init__(self, target: Target, resp: urllib3.BaseHTTPResponse, chunks: Iterator[bytes],
+                 decoder: Any) -> None:
+        self.target = target
+        self._resp = resp
+        self._chunks = chunks
+        self._decoder = decoder
+        self._events = self._decode()
+        self._aborted = False
+
+    def _decode(self) -> Iterator[StreamEvent]:
+        try:
+            yield from decode_sse(self._chunks, self._decoder)
+        except GatewayError as err:
+            raise without_key(err, self.target) from None
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        try:
+            return next(self._events)
+        except GatewayError:
+            if self._aborted:
+                raise ClientGone() from None
+            raise
+
+    def abort(self) -> None:
+        self._aborted = True
+        try:
+            self._resp.shutdown()
+        except (OSError, RuntimeError, ValueError):
+            pass  # already finished or released: nothing left to stop
+
+    def close(self) -> None:
+        self._events.close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class UpstreamCaller:
+    """Sends canonical requests to targets over the worker's shared connection pools."""
+
+    def __init__(self, http: UpstreamHTTP, settings: Settings) -> None:
+        self.http = http
+        self.settings = settings
+
+    def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
+              read_timeout: float, limit: str = READ_LIMIT) -> tuple[Any, urllib3.BaseHTTPResponse]:
+        wire = WIRE_FORMATS[target.provider.type]
+        body = wire.codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
+        all_headers = wire.headers(target.provider, self.settings.anthropic_version)
+        all_headers.update(headers)
+        if req.stream:
+            all_headers["accept"] = "text/event-stream"
+        resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
+                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline, limit=limit)
+        if resp.status >= 300:
+            raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
+                                     deadline=deadline, limit=1024 * 1024)
+            raise without_key(self._status_error(target, resp, wire.codec.error_message(resp.status, raw)), target)
+        return wire, resp
+
+    def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
+                 deadline: float) -> ChatResponse:
+        """One non-streamed attempt."""
+        read_timeout = self.settings.upstream_read_timeout
+        wire, resp = self._send(target, req, headers, deadline, read_timeout)
+        raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _bad_response(f"Provider {target.provider.name} answered a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise _bad_response(f"Provider {target.provider.name} answered an unreadable body")
+        try:
+            return wire.codec.parse_response(body)
+        except GatewayError as err:
+            raise without_key(err, target) from None
+
+    def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
+               deadline: float) -> EventStream:
+        """One streamed attempt; returns once the provider's response headers are in."""
+        s = self.settings
+        first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
+        first_byte_by = time.monotonic() + first  # headers and first chunk share it
+        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT)
+        chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
+                                     idle_timeout=s.stream_idle_timeout, deadline=deadline)
+        return EventStream(target, resp, chunks, wire.codec.StreamDecoder())
+
+    @staticmethod
+    def _status_error(target: Target, resp: urllib3.BaseHTTPResponse, message: str) -> GatewayError:
+        name = target.provider.name
+        status = resp.status
+        if status in (401, 403):
+            return UpstreamError(
+                f"Provider {name} rejected the gateway's credentials (HTTP {status}); "
+                f"check {target.provider.key_env or 'its API key'}", code="upstream_auth_failed")
+        if status in _PASS_BACK:
+            return UpstreamRejected(f"Provider {name}: {message}", status=status, retry_after=_retry_after(resp))
+        err = UpstreamError(f"Provider {name} failed with HTTP {status}: {message}")
+        err.upstream_status = status
+        err.retry_after = _retry_after(resp)
+        return err
+
+
+def _bad_response(message: str) -> UpstreamError:
+    err = UpstreamError(message)
+    err.failure = BAD_RESPONSE
+    return err
+
+
+def deadline_from(timeout: float) -> float:
+    return time.monotonic() + timeout
