@@ -16,7 +16,7 @@ ends each following stream with an error event, as the leader's own does.
 Waiting is bounded by each follower's request deadline.
 
 Across workers and replicas nothing is coalesced: the worst case is one
-upstream call per worker for a burst of identical misses (see README).
+upstream call per worker for a burst of identical misses (docs/cache.md, "Request coalescing").
 """
 
 from __future__ import annotations
