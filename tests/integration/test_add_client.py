@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,20 @@ def test_the_entry_lands_in_the_list_whatever_its_layout(text):
 def test_a_file_without_a_clients_list_is_not_guessed_at():
     with pytest.raises(ConfigError, match="no top-level 'clients:'"):
         add_entry("users: []\n", "new", "pro", "b" * 64, {})
+
+
+def test_the_image_can_enroll_with_only_what_dockerignore_ships(tmp_path):
+    """docker/Dockerfile ships app/, config/ and scripts/enroll.py: ``python -m scripts.enroll`` works there."""
+    image = tmp_path / "app"
+    ignored = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "app", image / "app", ignore=ignored)
+    shutil.copytree(ROOT / "config", image / "config")
+    (image / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "enroll.py", image / "scripts" / "enroll.py")
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!scripts/enroll.py" in allowed and "COPY scripts/enroll.py" in (ROOT / "docker/Dockerfile").read_text()
+    done = subprocess.run([sys.executable, "-m", "scripts.enroll", "acme", "pro", "--file",
+                           str(image / "config" / "clients.yaml")], cwd=image, capture_output=True, text=True,
+                          timeout=30, env={"PATH": os.environ["PATH"]})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("sk-edge-")
