@@ -269,7 +269,7 @@ class Settings:
         group=PROVIDERS)
     anthropic_version: str = setting(
         "ANTHROPIC_VERSION", "2023-06-01", _text(),
-        "`anthropic-version` header sent upstream when the caller sends none", group=PROVIDERS)
+        "`anthropic-version` header sent to Anthropic-format providers", group=PROVIDERS)
 
     # Server (gunicorn)
     host: str = setting("HOST", "0.0.0.0", _text(), "address the API and the metrics listen on", group=SERVER)
@@ -377,8 +377,8 @@ class Settings:
         Kind(parse_retry_on, "a comma-separated list of connect-failure, reset, timeout, 5xx or statuses 400-599"),
         "failures worth another attempt", group=RESILIENCE, shown="connect-failure,reset,429,500,502,503,504,529")
     retry_backoff_base: float = setting(
-        "RETRY_BACKOFF_BASE", 0.2, _seconds(0, 60), "first backoff in seconds, doubled per attempt, with jitter",
-        group=RESILIENCE)
+        "RETRY_BACKOFF_BASE", 0.2, _seconds(0, 60),
+        "base of the exponential backoff between attempts, in seconds (full jitter)", group=RESILIENCE)
     retry_backoff_max: float = setting(
         "RETRY_BACKOFF_MAX", 2.0, _seconds(0, 600), "longest backoff in seconds", group=RESILIENCE)
     retry_after_max: float = setting(

@@ -315,6 +315,9 @@ def fake_repo(tmp_path: Path) -> tuple[Path, Path]:
         "                          if 'API_KEY' in k or k in ('REDIS_URL', 'PROMETHEUS_MULTIPROC_DIR')}}))\n"
     )
     stub.chmod(0o755)
+    check = bindir / "python"  # the settings check the entrypoint runs first: records that it ran
+    check.write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/python-calls\"\n")
+    check.chmod(0o755)
     return repo, bindir
 
 
@@ -354,6 +357,7 @@ def test_entrypoint_execs_gunicorn_and_leaves_the_settings_to_it(fake_repo: tupl
                           "LOCAL_API_KEY_FILE": str(tmp_path / "local"),
                           "ANTHROPIC_API_KEY": "sk-ant-plain", "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
     assert not metrics.exists(), "the metrics folder is prepared by gunicorn.conf.py, not here"
+    assert (bindir / "python-calls").read_text() == "-m app.config.reference --check\n", "settings checked first"
     assert "sk-from-file" not in result.stderr + result.stdout, "secrets must never be logged"
 
 

@@ -90,6 +90,9 @@ def test_entrypoint_serves_health_and_metrics_with_the_images_environment(emulat
     ({"ANTHROPIC_API_KEY_FILE": "{tmp}/missing"},
      "ANTHROPIC_API_KEY_FILE: cannot read '{tmp}/missing' (No such file or directory)"),
     ({"OPENAI_API_KEY_FILE": "{tmp}/empty"}, "OPENAI_API_KEY_FILE: '{tmp}/empty' is empty"),
+    ({"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY must be an integer from 1 to 256, got 'many'"),
+    ({"FORWARDED_ALLOW_IPS": "lb.internal"},
+     "FORWARDED_ALLOW_IPS must be a comma-separated list of IP addresses or networks, or *, got 'lb.internal'"),
     ({"PROMETHEUS_MULTIPROC_DIR": "/proc/llm-edge-metrics"},
      "PROMETHEUS_MULTIPROC_DIR: cannot make a metrics folder in '/proc/llm-edge-metrics'"),
 ])
