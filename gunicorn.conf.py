@@ -14,15 +14,21 @@ import os
 import signal
 import sys
 
-from app.config.settings import ConfigError, Settings, load_environ
+from app.config.settings import ConfigError, Settings, load_environ, secrets_from_files
 
 # multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
 from app.config.snapshot import ConfigSnapshot
 from app.observability import multiproc
 
 _environ = load_environ()
-os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})  # .env for the workers too
-_metrics_dir = multiproc.prepare_dir()
+# The one write of the environment here: the workers (and prometheus_client in them) read it after fork, so
+# the .env values go into it too. Every setting is read from _environ through Settings, never from here.
+os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})
+try:
+    _metrics_dir = multiproc.prepare_dir()  # PROMETHEUS_MULTIPROC_DIR: the one place that prepares it
+except ConfigError as _exc:
+    print(f"llm-edge-agent: configuration error: {_exc}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 # Workers load the master's validated copies of the YAML files (app/config/snapshot.py): a broken edit
 # stops the first start here, once, but a SIGHUP with a broken file keeps the last good configuration.
@@ -58,13 +64,12 @@ workers = _settings.web_concurrency
 worker_class = "gthread"
 threads = _settings.gunicorn_threads
 preload_app = False  # pools, Redis clients and L1 are built after fork, per worker
-# Keep-alive above common load balancer idle timeouts (AWS ALB 60 s, GCP 600 s is configurable),
-# so the balancer, not the gateway, closes idle connections and never hits a half-closed one.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))  # worker heartbeat, not a request limit
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = _settings.gunicorn_keepalive  # above load balancers' idle timeouts: see app/config/settings.py
+timeout = _settings.gunicorn_timeout  # worker heartbeat, not a request limit
+graceful_timeout = _settings.gunicorn_graceful_timeout
 # Peers whose X-Forwarded-Proto gunicorn believes; the app applies the same list to X-Forwarded-For.
-forwarded_allow_ips = _environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+forwarded_allow_ips = ("*" if _settings.forwarded_allow_ips is None
+                       else ",".join(str(_net) for _net in _settings.forwarded_allow_ips))
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 16384
@@ -82,6 +87,8 @@ control_socket_disable = True  # gunicorn 27 control socket: one fixed path per 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     """Say, once, what this instance is missing."""
     log = server.log
+    for name in secrets_from_files(_environ):
+        log.info("%s read from %s_FILE", name, name)
     missing = [name for name, key in (("OPENAI_API_KEY", _settings.openai_api_key),
                                       ("ANTHROPIC_API_KEY", _settings.anthropic_api_key)) if not key]
     if missing:
@@ -151,7 +158,7 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
     multiproc.remove_dir()
 
 
-# --- Hot-path trims (measured with scripts/bench.py; see README, "Performance") ---------------------
+# --- Hot-path trims (measured with scripts/bench.py; see docs/performance.md) ---------------------
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
 from app import gunicorn_trims  # noqa: E402

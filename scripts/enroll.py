@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from app.config.settings import ConfigError, load_environ
+from app.config.settings import BY_ENV, ConfigError, load_environ, read_setting
 from app.limits.clients import parse_clients
 from app.limits.policy import parse_policy
 from app.providers.routing import load_yaml
@@ -98,17 +98,29 @@ def add_client(clients_file: Path, rate_limits_file: Path, client_id: str, tier:
     return key
 
 
+def _default_path(env: dict[str, str], name: str) -> str:
+    """The file named by setting ``name``; its default (relative) is taken from the repository root."""
+    path = read_setting(env, name)
+    return str(_ROOT / path) if path == BY_ENV[name].default else path
+
+
 def main(argv: list[str] | None = None) -> int:
     env = load_environ()
+    try:
+        clients_file, rate_limits_file = _default_path(env, "CLIENTS_FILE"), _default_path(env, "RATE_LIMITS_FILE")
+    except ConfigError as exc:
+        print(f"add-client: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="scripts/add-client", description=__doc__.splitlines()[0])
     parser.add_argument("id", help="client id: letters, digits, '.', '_' or '-'")
     parser.add_argument("tier", help="a tier of the rate limit file (free, pro, enterprise, ...)")
     parser.add_argument("--budget-day", type=float, metavar="CENTS", help="spend budget per UTC day")
     parser.add_argument("--budget-month", type=float, metavar="CENTS", help="spend budget per UTC month")
-    parser.add_argument("--file", default=env.get("CLIENTS_FILE") or str(_ROOT / "config/clients.yaml"),
-                        help="clients file (default: $CLIENTS_FILE, else config/clients.yaml)")
-    parser.add_argument("--rate-limits", default=env.get("RATE_LIMITS_FILE") or str(_ROOT / "config/rate-limits.yaml"),
-                        help="rate limit file naming the tiers (default: $RATE_LIMITS_FILE)")
+    parser.add_argument("--file", default=clients_file,
+                        help=f"clients file (default: $CLIENTS_FILE, else {BY_ENV['CLIENTS_FILE'].default})")
+    parser.add_argument("--rate-limits", default=rate_limits_file,
+                        help=f"rate limit file naming the tiers (default: $RATE_LIMITS_FILE, else "
+                             f"{BY_ENV['RATE_LIMITS_FILE'].default})")
     args = parser.parse_args(argv)
     budgets = {p: v for p, v in (("day", args.budget_day), ("month", args.budget_month)) if v is not None}
     try:

@@ -22,14 +22,14 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from app.config.settings import ConfigError
+from app.config.settings import ConfigError, config_file_defaults, read_setting
 
-CONFIG_FILES = ("MODELS_FILE", "PRICING_FILE", "RATE_LIMITS_FILE", "CLIENTS_FILE")
-DEFAULTS = {"MODELS_FILE": "config/models.yaml", "PRICING_FILE": "config/pricing.yaml",
-            "RATE_LIMITS_FILE": "config/rate-limits.yaml", "CLIENTS_FILE": "config/clients.yaml"}
+DEFAULTS = config_file_defaults()  # MODELS_FILE, PRICING_FILE, ... and their default paths, from the table
+CONFIG_FILES = tuple(DEFAULTS)
 
-
-_OWNER = "LLM_EDGE_CONFIG_SNAPSHOT"  # "<master pid>:<folder>", so a reload finds the folder of its master
+# The master's folder, so a reload finds it again: gunicorn re-runs gunicorn.conf.py on SIGHUP, but this
+# module stays imported. Keyed by pid: a new master (a USR2 re-exec, a fork) makes its own.
+_owner: dict[str, str] = {}
 
 
 class ConfigSnapshot:
@@ -45,10 +45,10 @@ class ConfigSnapshot:
     def for_this_master(cls) -> ConfigSnapshot:
         """The folder this master made at start (found again on SIGHUP), or a new private one (mode 0700)."""
         pid = str(os.getpid())
-        owner, _, folder = os.environ.get(_OWNER, "").partition(":")
-        if owner != pid or not os.path.isdir(folder):
+        folder = _owner.get("folder", "")
+        if _owner.get("pid") != pid or not os.path.isdir(folder):
             folder = tempfile.mkdtemp(prefix="llm-edge-config-")
-            os.environ[_OWNER] = f"{pid}:{folder}"
+            _owner.update(pid=pid, folder=folder)
         return cls(folder)
 
     @property
@@ -62,7 +62,7 @@ class ConfigSnapshot:
         self.staged.mkdir(parents=True, exist_ok=True)
         overrides = {}
         for name in CONFIG_FILES:
-            source = Path(environ.get(name) or DEFAULTS[name])
+            source = Path(read_setting(environ, name))
             if source.is_file():
                 copy = self.staged / f"{name.lower()}{source.suffix}"
                 try:

@@ -29,6 +29,8 @@ from typing import Any
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.values import _multi_process_cleanups
 
+from app.observability import multiproc
+
 _PACK_TWO_DOUBLES = struct.Struct("dd").pack
 
 
@@ -80,7 +82,7 @@ def lean_multiprocess_value() -> type:
             prefix = f"{typ}_{mode}" if typ == "gauge" else typ
             file = files.get(prefix)
             if file is None:
-                directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+                directory = multiproc.current_dir()
                 file = files[prefix] = MmapedDict(os.path.join(directory, f"{prefix}_{os.getpid()}.db"))
             self._file = file
             self._key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)

@@ -27,6 +27,8 @@ import threading
 import time
 from typing import Any
 
+from app.config.settings import ConfigError
+
 _PREFIX = "llm-edge-multiproc-"
 _BASE_ENV = "LLM_EDGE_METRICS_PARENT"  # where the private folder was made, for a re-exec'd master (USR2)
 _RETRY_SECONDS = 2.0
@@ -60,22 +62,37 @@ def _remove_abandoned(base: str) -> None:
 
 
 def prepare_dir(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
-    """This master's private, empty metrics folder, exported as PROMETHEUS_MULTIPROC_DIR."""
+    """This master's private, empty metrics folder, exported as PROMETHEUS_MULTIPROC_DIR.
+
+    The one place that prepares the metrics folder (docker/entrypoint.sh leaves it to this). It reads and
+    writes the process environment itself, not Settings: prometheus_client reads PROMETHEUS_MULTIPROC_DIR
+    from there in every worker, and this runs before the settings are validated (and before anything
+    imports prometheus_client). A folder it cannot make is a ConfigError naming the variable.
+    """
     if _state.get("pid") == os.getpid():
         return str(_state["dir"])
     base = environ.get(_BASE_ENV) or environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.gettempdir()
-    os.makedirs(base, exist_ok=True)
-    # Creating our folder and removing abandoned ones happen under one lock on the parent, so a
-    # gateway starting next door never sees our folder before we hold its lock.
-    with _locked(base):
-        _remove_abandoned(base)
-        path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base)
-        fd = os.open(path, os.O_RDONLY)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        # Creating our folder and removing abandoned ones happen under one lock on the parent, so a
+        # gateway starting next door never sees our folder before we hold its lock.
+        with _locked(base):
+            _remove_abandoned(base)
+            path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base)
+            fd = os.open(path, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR: cannot make a metrics folder in {base!r} "
+                          f"({exc.strerror})") from None
     _state.update(pid=os.getpid(), dir=path, lock_fd=fd, server=None)
     environ[_BASE_ENV] = base
     environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
+
+
+def current_dir() -> str:
+    """The metrics folder of this process (a worker's, inherited from its master)."""
+    return os.environ["PROMETHEUS_MULTIPROC_DIR"]  # set by prepare_dir, read by prometheus_client too
 
 
 def remove_dir() -> None:

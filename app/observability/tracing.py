@@ -16,7 +16,6 @@ batch.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -126,9 +125,7 @@ class Tracing:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         _quiet_sdk_loggers()
-        attributes: dict[str, Any] = {"service.version": __version__}
-        if not os.environ.get("OTEL_SERVICE_NAME"):
-            attributes["service.name"] = "llm-edge-agent"
+        attributes: dict[str, Any] = {"service.version": __version__, "service.name": settings.otel_service_name}
         inner, url = _exporter(settings)
         exporter = _OneWarningExporter(inner, url, settings.otlp_protocol)
         provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from app.config.settings import ConfigError, Settings
+from app.config.settings import ConfigError, Settings, read_secret
 from app.errors import ModelNotFound, NoHealthyProvider
 
 WireFormat = Literal["openai", "anthropic"]
@@ -110,7 +110,7 @@ class Router:
             key_env = spec.get("api_key_env")
             if key_env is not None and not isinstance(key_env, str):
                 raise ConfigError(f"{where}.api_key_env must be a variable name")
-            api_key = environ.get(key_env) if key_env else None
+            api_key = read_secret(environ, key_env) if key_env else None  # the *_FILE rule of every secret
             providers[name] = Provider(name, ptype, base_url.rstrip("/"), api_key or None, key_env,
                                        bool(spec.get("key_required", False)))
         models: dict[str, ModelEntry] = {}

@@ -80,3 +80,37 @@ def test_entrypoint_serves_health_and_metrics_with_the_images_environment(emulat
     assert "OPENAI_API_KEY read from OPENAI_API_KEY_FILE" in output, output
     assert OPENAI_KEY not in output and ANTHROPIC_KEY not in output
     assert proc.returncode == 0, output
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({"OPENAI_API_KEY": "sk-plain", "OPENAI_API_KEY_FILE": "{tmp}/openai"},
+     "OPENAI_API_KEY and OPENAI_API_KEY_FILE are both set; set only one"),
+    ({"REDIS_URL": "redis://127.0.0.1:1", "REDIS_URL_FILE": "{tmp}/redis"},
+     "REDIS_URL and REDIS_URL_FILE are both set; set only one"),
+    ({"ANTHROPIC_API_KEY_FILE": "{tmp}/missing"},
+     "ANTHROPIC_API_KEY_FILE: cannot read '{tmp}/missing' (No such file or directory)"),
+    ({"OPENAI_API_KEY_FILE": "{tmp}/empty"}, "OPENAI_API_KEY_FILE: '{tmp}/empty' is empty"),
+    ({"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY must be an integer from 1 to 256, got 'many'"),
+    ({"FORWARDED_ALLOW_IPS": "lb.internal"},
+     "FORWARDED_ALLOW_IPS must be a comma-separated list of IP addresses or networks, or *, got 'lb.internal'"),
+    ({"PROMETHEUS_MULTIPROC_DIR": "/proc/llm-edge-metrics"},
+     "PROMETHEUS_MULTIPROC_DIR: cannot make a metrics folder in '/proc/llm-edge-metrics'"),
+])
+def test_a_bad_secret_or_metrics_folder_stops_the_image_with_one_line(tmp_path, env, line):
+    """The *_FILE rule and the metrics folder are the settings' (one mechanism), reached through the image's
+    entrypoint and the real gunicorn: one line naming the variable, exit 2, no worker started."""
+    (tmp_path / "openai").write_text("sk-from-file\n")
+    (tmp_path / "redis").write_text("redis://default:pw@127.0.0.1:1\n")
+    (tmp_path / "empty").write_text("\n")
+    full_env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), **dockerfile_env(),
+                "HOST": "127.0.0.1", "PORT": str(free_port()), "METRICS_PORT": str(free_port()),
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "ENABLE_TRACING": "false",
+                **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
+    result = subprocess.run(["/bin/sh", str(ROOT / "docker" / "entrypoint.sh")], cwd=ROOT, env=full_env,
+                            capture_output=True, text=True, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert output == f"llm-edge-agent: configuration error: {line.format(tmp=tmp_path)}" or (
+        line.startswith("PROMETHEUS") and output.startswith(f"llm-edge-agent: configuration error: {line}")
+        and "\n" not in output), output
+    assert "sk-from-file" not in output and "pw@" not in output

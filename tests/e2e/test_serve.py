@@ -45,3 +45,12 @@ def test_serve_without_keys_or_redis_answers_from_the_emulator():
     assert "LOCAL" in output and "EMULATOR" in output, output
     assert "unreachable" in output and "L1 cache" in output, output  # says Redis is missing
     assert proc.returncode == 0, output
+
+
+def test_serve_with_a_bad_setting_says_one_line_and_exits_2():
+    env = {**os.environ, "PORT": "eighty"}
+    result = subprocess.run([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if not line.startswith("bootstrap:")]
+    assert result.returncode == 2, lines
+    assert lines == ["llm-edge-agent: configuration error: PORT must be an integer from 0 to 65535, got 'eighty'"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.config import snapshot
 from app.config.settings import ConfigError
 from app.config.snapshot import ConfigSnapshot
 
@@ -41,12 +42,12 @@ def test_stage_promote_and_fall_back(tmp_path):
 
 
 def test_one_private_folder_per_master_found_again_on_reload(monkeypatch):
-    monkeypatch.delenv("LLM_EDGE_CONFIG_SNAPSHOT", raising=False)
+    monkeypatch.setattr(snapshot, "_owner", {})
     first = ConfigSnapshot.for_this_master()
     try:
         assert first.root.is_dir() and (first.root.stat().st_mode & 0o777) == 0o700
         assert ConfigSnapshot.for_this_master().root == first.root  # gunicorn.conf.py run again on SIGHUP
-        monkeypatch.setenv("LLM_EDGE_CONFIG_SNAPSHOT", f"1:{first.root}")  # inherited from another master
+        monkeypatch.setitem(snapshot._owner, "pid", "1")  # state of another master (before a fork)
         other = ConfigSnapshot.for_this_master()
         assert other.root != first.root
         other.remove()

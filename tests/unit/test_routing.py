@@ -96,3 +96,14 @@ def test_bad_models_file_names_the_problem(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as info:
         Router.from_settings(Settings.from_env(env), env)
     assert str(info.value).startswith("MODELS_FILE")
+
+
+def test_an_extra_providers_key_follows_the_file_rule(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text("providers:\n  local:\n    base_url: http://x\n    api_key_env: LOCAL_API_KEY\n")
+    (tmp_path / "local").write_text("local-key\n")
+    env = {"MODELS_FILE": str(path), "LOCAL_API_KEY_FILE": str(tmp_path / "local")}
+    assert Router.from_settings(Settings.from_env(env), env).providers["local"].api_key == "local-key"
+    env["LOCAL_API_KEY"] = "plain"
+    with pytest.raises(ConfigError, match=r"^LOCAL_API_KEY and LOCAL_API_KEY_FILE are both set; set only one$"):
+        Router.from_settings(Settings.from_env(env), env)
