@@ -37,14 +37,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from app.config.settings import Settings
 from benchkit import answers
 from benchkit import gateway as gw
 from benchkit.gateway import OPENAI_PATH
 from benchkit.procs import RedisServer, family, rss_mib, wait_until
 from benchkit.streamclients import _END, _ERROR, _body_parts, _percentile, _read_head, http_request
 from benchkit.upstream import DripServer, choose_upstream
-
-from app.config.settings import Settings
 
 HOST = "127.0.0.1"
 ANTHROPIC_PATH = "/v1/messages"
@@ -55,7 +54,11 @@ NORMAL = ("hit", "miss")  # the kinds whose latency the table shows
 
 
 class Unexpected(Exception):
-    """An answer that is not the one this kind of request must get."""
+    """An answer that is not the one this kind of request must get; ``category`` names the failure's kind."""
+
+    def __init__(self, category: str, text: str) -> None:
+        super().__init__(text)
+        self.category = category
 
 
 @dataclass
@@ -119,18 +122,17 @@ class Conn:
         self.reader = self.writer = None
 
 
-def check_stream(status: int, data: bytes) -> None:
-    if status != 200:
-        raise Unexpected(f"status {status}")
-    if any(marker in data for marker in _ERROR):
-        raise Unexpected("broken stream: error event")
-    if not any(marker in data for marker in _END):
-        raise Unexpected("broken stream: no last event")
-
-
 def expect(status: int, wanted: int) -> None:
     if status != wanted:
-        raise Unexpected(f"status {status}")
+        raise Unexpected("5xx" if status >= 500 else "unexpected status", f"status {status}, not {wanted}")
+
+
+def check_stream(status: int, data: bytes) -> None:
+    expect(status, 200)
+    if any(marker in data for marker in _ERROR):
+        raise Unexpected("broken stream", "an error event")
+    if not any(marker in data for marker in _END):
+        raise Unexpected("broken stream", "no last event")
 
 
 class Soak:
@@ -157,8 +159,7 @@ class Soak:
             await asyncio.wait_for(op(), REQUEST_TIMEOUT)
         except Exception as exc:
             if isinstance(exc, Unexpected):
-                text = str(exc)
-                category = "5xx" if text.startswith("status 5") else text.split(":")[0].split(" ")[0]
+                category, text = exc.category, str(exc)
             elif isinstance(exc, TimeoutError):
                 category, text = "timeout", f"no answer within {REQUEST_TIMEOUT:g} s"
             else:
@@ -171,13 +172,13 @@ class Soak:
                 self.tally.latencies_ms.append((time.perf_counter() - started) * 1000)
         self.tally.requests[kind] += 1
 
-    async def loop(self, kind: str, step: Callable[[int], Awaitable[None]]) -> None:
-        """``step`` again and again until the deadline, ``pause`` apart."""
+    async def loop(self, kind: str, step: Callable[[int], Awaitable[None]], slower: float = 1) -> None:
+        """``step`` again and again until the deadline, ``pause`` (times ``slower``) apart."""
         for i in itertools.count():
             if time.monotonic() >= self.deadline:
                 return
             await self.attempt(kind, lambda i=i: step(i))
-            await asyncio.sleep(self.pause)
+            await asyncio.sleep(self.pause * slower)
 
     # --- the kinds of request -------------------------------------------------------------------
 
@@ -259,8 +260,8 @@ class Soak:
         tasks = [self.loop("hit", self.hits()), self.loop("hit", self.hits()),
                  self.loop("miss", self.misses()), self.loop("miss", self.misses()),
                  self.loop("stream", self.streams()), self.loop("slow", self.streams(read_pause=0.05)),
-                 self.loop("slow", self.slow_bodies()), self.loop("disconnect", self.disconnect),
-                 self.loop("bad", self.bad()), *(self.idle(n) for n in range(self.idle_connections))]
+                 self.loop("slow", self.slow_bodies()), self.loop("disconnect", self.disconnect, slower=10),
+                 self.loop("bad", self.bad(), slower=20), *(self.idle(n) for n in range(self.idle_connections))]
         await asyncio.gather(*tasks)
 
 
@@ -280,16 +281,16 @@ class Minute:
     rss_sum: float
     rss_max: float
     pids: tuple[int, ...]
-    failures: int
+    failures: Counter[str]
 
 
 def sample_row(master_pid: int, end_seconds: float, tally: Tally) -> tuple[Minute, str]:
     pids = tuple(family(master_pid)[1:])
     rss = [rss_mib(p) for p in pids]
-    minute = Minute(end_seconds / 60, sum(rss), max(rss, default=0.0), pids, sum(tally.failures.values()))
+    minute = Minute(end_seconds / 60, sum(rss), max(rss, default=0.0), pids, tally.failures)
     lat = tally.latencies_ms
     cells = [f"{minute.end_minute:.2f}".rstrip("0").rstrip("."), *(str(tally.requests[k]) for k in KINDS),
-             str(minute.failures), f"{_percentile(lat, 50):.1f}" if lat else "-",
+             str(minute.failures.total()), f"{_percentile(lat, 50):.1f}" if lat else "-",
              f"{_percentile(lat, 99):.1f}" if lat else "-", f"{minute.rss_sum:.1f}", f"{minute.rss_max:.1f}",
              str(len(pids))]
     return minute, table_line(cells)
@@ -318,10 +319,18 @@ async def soak_with_rows(soak: Soak, master_pid: int, seconds: float, row_second
     return rows
 
 
-def summary(rows: list[Minute], leftover_streams: int, samples: list[str]) -> tuple[list[str], bool]:
+def log_trouble(log: str) -> tuple[int, list[str]]:
+    """How many lines of the gateway's log are errors (level error or critical, or a traceback), and a few."""
+    bad = [line for line in log.splitlines()
+           if '"level":"error"' in line or '"level":"critical"' in line or line.startswith("Traceback")]
+    return len(bad), [line[:300] for line in bad[:3]]
+
+
+def summary(rows: list[Minute], leftover_streams: int, samples: list[str], log: str) -> tuple[list[str], bool]:
     first, last = rows[0], rows[-1]
+    log_errors, log_samples = log_trouble(log)
     restarted = sorted(set(itertools.chain.from_iterable(r.pids for r in rows)) - set(first.pids))
-    failures = sum(r.failures for r in rows)
+    failures = sum((r.failures for r in rows), Counter())
     lines = [
         f"RSS growth first -> last row: sum {last.rss_sum - first.rss_sum:+.1f} MiB "
         f"({first.rss_sum:.1f} -> {last.rss_sum:.1f}), max {last.rss_max - first.rss_max:+.1f} MiB "
@@ -329,10 +338,12 @@ def summary(rows: list[Minute], leftover_streams: int, samples: list[str]) -> tu
         f"worker restarts: {len(restarted)} (first workers {', '.join(map(str, first.pids))}"
         + (f"; new: {', '.join(map(str, restarted))})" if restarted else ")"),
         f"upstream streams still open after the disconnects: {leftover_streams}",
-        f"failures: {failures}",
+        f"error lines in the gateway's log: {log_errors}",
+        *(f"  e.g. {line}" for line in log_samples),
+        f"failures: {failures.total()}" + "".join(f", {kind} {n}" for kind, n in failures.most_common()),
         *(f"  e.g. {s}" for s in samples),
     ]
-    ok = failures == 0 and not restarted and len(first.pids) > 0 and leftover_streams == 0
+    ok = not failures and not restarted and len(first.pids) > 0 and leftover_streams == 0 and log_errors == 0
     return lines, ok
 
 
@@ -380,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda: drip.stats()["open"] == 0, timeout=DRIP_INTERVAL * 20 + 5, what="drip streams")
         except TimeoutError:
             pass
-        lines, ok = summary(rows, drip.stats()["open"], soak.samples)
+        lines, ok = summary(rows, drip.stats()["open"], soak.samples, gateway.logs())
         print("\n" + "\n".join(lines) + f"\n{'soak passed' if ok else 'soak FAILED'}", flush=True)
         return 0 if ok else 1
     finally:
