@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import sys
 import time
@@ -113,12 +114,9 @@ class Conn:
             self.close()
         return status, b"".join(parts)
 
-    def close(self, reset: bool = False) -> None:
+    def close(self) -> None:
         if self.writer is not None:
-            if reset:
-                self.writer.transport.abort()
-            else:
-                self.writer.close()
+            self.writer.close()
         self.reader = self.writer = None
 
 
@@ -369,16 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seconds = args.minutes * 60
     upstream, redis, drip = choose_upstream(args.upstream), RedisServer(), DripServer(DRIP_INTERVAL)
-    to_stop: list[Callable[[], object]] = []
-    try:
+    with contextlib.ExitStack() as stack:  # stops, in reverse order, whatever was started
         for server, stop in ((upstream, upstream.stop), (redis, redis.close), (drip, drip.stop)):
-            to_stop.append(stop)
+            stack.callback(stop)
             server.start()
         config = gw.BenchConfig(drip.url)
-        to_stop.append(config.cleanup)
+        stack.callback(config.cleanup)
         gateway = gw.gateway(upstream=upstream, redis_url=redis.url, config=config, workers=args.workers,
                              threads=Settings().gunicorn_threads)
-        to_stop.append(gateway.stop)
+        stack.callback(gateway.stop)
         gateway.start()
         print(f"soak: {args.minutes:g} min, a row every {args.row_seconds:g} s; upstream {upstream.kind}; gateway "
               f"{args.workers} workers x {Settings().gunicorn_threads} threads, L1+L2, limits, auth "
@@ -387,19 +384,11 @@ def main(argv: list[str] | None = None) -> int:
         soak = Soak(gateway.port, seconds=seconds, idle_seconds=args.idle_seconds,
                     idle_connections=args.idle_connections, pause=args.pause)
         rows = asyncio.run(soak_with_rows(soak, gateway.proc.pid, seconds, args.row_seconds))
-        try:  # the gateway closes a dropped stream's upstream at its next event
+        with contextlib.suppress(TimeoutError):  # the gateway closes a dropped stream's upstream at its next event
             wait_until(lambda: drip.stats()["open"] == 0, timeout=DRIP_INTERVAL * 20 + 5, what="drip streams")
-        except TimeoutError:
-            pass
         lines, ok = summary(rows, drip.stats()["open"], soak.samples, gateway.logs())
         print("\n" + "\n".join(lines) + f"\n{'soak passed' if ok else 'soak FAILED'}", flush=True)
         return 0 if ok else 1
-    finally:
-        for stop in reversed(to_stop):
-            try:
-                stop()
-            except Exception as exc:  # keep stopping the rest
-                print(f"soak: stopping failed: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":
