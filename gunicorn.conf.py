@@ -19,6 +19,7 @@ from app.config.settings import ConfigError, Settings, load_environ
 # multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
 from app.config.snapshot import ConfigSnapshot
 from app.observability import multiproc
+from app.patches import gunicorn_connections
 
 _environ = load_environ()
 os.environ.update({k: v for k, v in _environ.items() if k not in os.environ})  # .env for the workers too
@@ -57,6 +58,9 @@ bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_concurrency
 worker_class = "gthread"
 threads = _settings.gunicorn_threads
+# Requests in progress (threads) plus idle kept-alive connections, per worker; bounded by the open-file
+# limit (docs/deployment.md, "Connections and timeouts"): gunicorn's accept() dies on EMFILE.
+worker_connections = gunicorn_connections.fit_worker_connections(_settings.gunicorn_worker_connections, threads)
 preload_app = False  # pools, Redis clients and L1 are built after fork, per worker
 # Keep-alive above common load balancer idle timeouts (AWS ALB 60 s, GCP 600 s is configurable),
 # so the balancer, not the gateway, closes idle connections and never hits a half-closed one.
@@ -178,6 +182,11 @@ logger_class = QuietAccessLogger
 if not gunicorn_trims.install():
     print("llm-edge-agent: warning: this gunicorn's Response is not the one app/response_write.py knows; "
           "answers go out as gunicorn writes them (head and body apart)", file=sys.stderr, flush=True)
+
+# Lingering closes off the event loop, a head/handshake timeout, no stray answer after a framing error
+# (app/patches/gunicorn_connections.py); workers inherit them.
+gunicorn_connections.set_header_timeout(_settings.gunicorn_header_timeout)
+gunicorn_connections.install()
 
 # Lean log records (no caller file/line, no thread names), set in the master, inherited by workers.
 lean_log_records()

@@ -156,6 +156,12 @@ class Settings:
     # but not 1200, while x 768 held 1200 at 66 MiB RSS per worker. Idle threads cost nothing
     # (created on demand) and requests/s did not change from 32 to 1024 threads.
     gunicorn_threads: int = 768
+    # Connections one worker holds: requests in progress (at most GUNICORN_THREADS) plus idle kept-alive ones.
+    # gunicorn's default, 1000, left 232 kept-alive slots per worker beside 768 threads; past them every answer
+    # was "Connection: close" (docs/deployment.md, "Connections and timeouts").
+    gunicorn_worker_connections: int = 4096
+    # Seconds a client has to send a whole request head (from its first byte) and to finish a TLS handshake.
+    gunicorn_header_timeout: float = 5.0
     enable_l2_cache: bool = True
     redis_url: str = "redis://localhost:6379"
     redis_socket_timeout: float = 0.05
@@ -231,6 +237,11 @@ class Settings:
         if batch_size > queue_size:
             raise ConfigError(f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch_size}) must not exceed "
                               f"OTEL_BSP_MAX_QUEUE_SIZE ({queue_size})")
+        threads = r.int("GUNICORN_THREADS", d.gunicorn_threads, 1, 4096)
+        worker_connections = r.int("GUNICORN_WORKER_CONNECTIONS", d.gunicorn_worker_connections, 2, 1_000_000)
+        if worker_connections <= threads:
+            raise ConfigError(f"GUNICORN_WORKER_CONNECTIONS ({worker_connections}) must be above GUNICORN_THREADS "
+                              f"({threads}): the difference is what a worker keeps alive between requests")
         log_file = environ.get("LOG_FILE") or None
         if log_file and not os.access(os.path.dirname(os.path.abspath(log_file)), os.W_OK):
             raise ConfigError(f"LOG_FILE: cannot write in the folder of {log_file!r}")
@@ -247,6 +258,8 @@ class Settings:
             metrics_port=r.int("METRICS_PORT", d.metrics_port, 0, 65535),
             web_concurrency=r.int("WEB_CONCURRENCY", d.web_concurrency, 1, 256),
             gunicorn_threads=r.int("GUNICORN_THREADS", d.gunicorn_threads, 1, 4096),
+            gunicorn_worker_connections=worker_connections,
+            gunicorn_header_timeout=r.float("GUNICORN_HEADER_TIMEOUT", d.gunicorn_header_timeout, 0, 300),
             enable_l2_cache=r.bool("ENABLE_L2_CACHE", d.enable_l2_cache),
             redis_url=r.url("REDIS_URL", d.redis_url, ("redis", "rediss", "unix")),
             redis_socket_timeout=r.float("REDIS_SOCKET_TIMEOUT", d.redis_socket_timeout, 0, 60),
