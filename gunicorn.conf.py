@@ -133,13 +133,19 @@ def post_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
-    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains."""
+    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains.
+
+    Streams still running shortly before gunicorn's graceful_timeout ends them (killing the worker) are
+    ended first with an error event in their format (app/http/draining.py): a clean error, not a cut body.
+    """
     from app import wsgi
 
     default_exit = worker.handle_exit
+    grace = float(worker.cfg.graceful_timeout)
+    cut_after = grace - min(1.0, grace / 3)  # time to write the error event and close before the kill
 
     def drain(sig, frame) -> None:  # type: ignore[no-untyped-def]
-        wsgi.gateway.draining.start_draining()
+        wsgi.gateway.draining.start_draining(cut_streams_after=cut_after)
         default_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, drain)
