@@ -19,6 +19,7 @@ from app.config.settings import ConfigError, Settings, load_environ, secrets_fro
 # multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
 from app.config.snapshot import ConfigSnapshot
 from app.observability import multiproc
+from app.patches import gunicorn_connections
 
 _environ = load_environ()
 # The one write of the environment here: the workers (and prometheus_client in them) read it after fork, so
@@ -63,6 +64,9 @@ bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_concurrency
 worker_class = "gthread"
 threads = _settings.gunicorn_threads
+# Requests in progress (threads) plus idle kept-alive connections, per worker; bounded by the open-file
+# limit (docs/deployment.md, "Connections and timeouts"): gunicorn's accept() dies on EMFILE.
+worker_connections = gunicorn_connections.fit_worker_connections(_settings.gunicorn_worker_connections, threads)
 preload_app = False  # pools, Redis clients and L1 are built after fork, per worker
 keepalive = _settings.gunicorn_keepalive  # above load balancers' idle timeouts: see app/config/settings.py
 timeout = _settings.gunicorn_timeout  # worker heartbeat, not a request limit
@@ -136,13 +140,19 @@ def post_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
-    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains."""
+    """On SIGTERM, turn readiness to 503 before gunicorn stops accepting and drains.
+
+    Streams still running shortly before gunicorn's graceful_timeout ends them (killing the worker) are
+    ended first with an error event in their format (app/http/draining.py): a clean error, not a cut body.
+    """
     from app import wsgi
 
     default_exit = worker.handle_exit
+    grace = float(worker.cfg.graceful_timeout)
+    cut_after = grace - min(1.0, grace / 3)  # time to write the error event and close before the kill
 
     def drain(sig, frame) -> None:  # type: ignore[no-untyped-def]
-        wsgi.gateway.draining.start_draining()
+        wsgi.gateway.draining.start_draining(cut_streams_after=cut_after)
         default_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, drain)
@@ -185,6 +195,11 @@ logger_class = QuietAccessLogger
 if not gunicorn_trims.install():
     print("llm-edge-agent: warning: this gunicorn's Response is not the one app/response_write.py knows; "
           "answers go out as gunicorn writes them (head and body apart)", file=sys.stderr, flush=True)
+
+# Lingering closes off the event loop, a head/handshake timeout, no stray answer after a framing error
+# (app/patches/gunicorn_connections.py); workers inherit them.
+gunicorn_connections.set_header_timeout(_settings.gunicorn_header_timeout)
+gunicorn_connections.install()
 
 # Lean log records (no caller file/line, no thread names), set in the master, inherited by workers.
 lean_log_records()

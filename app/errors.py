@@ -179,6 +179,14 @@ class NoHealthyProvider(GatewayError):
     code = "no_healthy_provider"
 
 
+class ShuttingDown(GatewayError):
+    """This worker is stopping and its drain time ran out: a stream still running ends with this error."""
+
+    status = 503  # overloaded_error in the Anthropic format
+    openai_type = "server_error"
+    code = "server_shutting_down"
+
+
 class UpstreamTimeout(GatewayError):
     status = 504
     openai_type = "server_error"

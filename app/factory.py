@@ -110,8 +110,10 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
         tracing, client_address=ClientAddress(settings.forwarded_allow_ips)), access.middleware])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
-    app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes, watcher))
-    app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes, watcher))
+    app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes, watcher,
+                                                               draining))
+    app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes, watcher,
+                                                        draining))
     app.add_route("/v1/models", ModelsResource(router))
     health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health,
                              "circuit_breakers": breakers.health, "rate_limits": access.limiter.health},

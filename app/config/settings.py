@@ -304,6 +304,16 @@ class Settings:
         "GUNICORN_GRACEFUL_TIMEOUT", 30, _integer(0, 86400),
         "seconds in-flight requests and streams get to finish after SIGTERM or a reload "
         "([resilience](resilience.md#graceful-drain-sigterm))", group=SERVER)
+    # gunicorn's default, 1000, left 232 kept-alive slots per worker beside 768 threads; past them every answer
+    # was "Connection: close" (docs/deployment.md, "Connections and timeouts").
+    gunicorn_worker_connections: int = setting(
+        "GUNICORN_WORKER_CONNECTIONS", 4096, _integer(2, 1_000_000),
+        "connections one worker holds: requests in progress plus idle kept-alive ones; must be above "
+        "GUNICORN_THREADS, and is capped at start to what `ulimit -n` allows", group=SERVER)
+    gunicorn_header_timeout: float = setting(
+        "GUNICORN_HEADER_TIMEOUT", 5.0, _seconds(0, 300),
+        "seconds a client has, from its first byte, to send a whole request head, and to finish a TLS handshake "
+        "(slow request bodies and long streams are not affected)", group=SERVER)
     # Proxies whose X-Forwarded-For (and X-Forwarded-Proto, for gunicorn) is believed; None trusts all ("*").
     forwarded_allow_ips: tuple[Network, ...] | None = setting(
         "FORWARDED_ALLOW_IPS", parse_allow_list("127.0.0.1,::1"),
@@ -509,6 +519,10 @@ def _check_together(values: dict[str, Any], environ: Mapping[str, str]) -> None:
         raise ConfigError(f"LOG_FILE: cannot write in the folder of {log_file!r}")
     if bool(values["tls_cert_path"]) != bool(values["tls_key_path"]):
         raise ConfigError("TLS_CERT_PATH and TLS_KEY_PATH must be set together")
+    if values["gunicorn_worker_connections"] <= values["gunicorn_threads"]:
+        raise ConfigError(f"GUNICORN_WORKER_CONNECTIONS ({values['gunicorn_worker_connections']}) must be above "
+                          f"GUNICORN_THREADS ({values['gunicorn_threads']}): the difference is what a worker "
+                          "keeps alive between requests")
 
 
 def read_setting(environ: Mapping[str, str], env: str) -> Any:

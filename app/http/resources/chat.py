@@ -9,6 +9,7 @@ caller's dialect: JSON, or SSE through ``resp.stream`` (a generator).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -20,8 +21,16 @@ import orjson
 
 from app.cache.control import TTL_ENVIRON, CacheControl
 from app.context import RequestContext, defer
-from app.errors import GatewayError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError
+from app.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ShuttingDown,
+    UnsupportedMediaType,
+    UpstreamError,
+)
 from app.formats.canonical import TextDelta, ToolUseStart
+from app.http.draining import DrainState
 from app.http.resources.parse_memo import ParseMemo
 from app.observability import metrics
 from app.observability.access import request_finished
@@ -74,8 +83,9 @@ def _discard(req: falcon.Request, length: int) -> None:
 
 class ChatResource:
     def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
-                 watcher: DisconnectWatcher | None = None) -> None:
+                 watcher: DisconnectWatcher | None = None, draining: DrainState | None = None) -> None:
         self.codec = codec
+        self.draining = draining or DrainState()
         self.pipeline = pipeline
         self.max_request_bytes = max_request_bytes
         self.watcher = watcher or DisconnectWatcher()
@@ -103,13 +113,24 @@ class ChatResource:
         """The caller's SSE, translated event by event; a late failure ends it with an error event.
 
         While it runs, the client's socket is watched: a client that hangs up
-        aborts the upstream read at once, freeing this thread.
+        aborts the upstream read at once, freeing this thread. A worker whose
+        drain time runs out (SIGTERM) aborts it too, and the stream ends with
+        an error event the SDKs raise, not with a cut body.
         """
         completed = False
         stop_watching = self.watcher.watch(client, outcome.abort)
+        cut = threading.Event()
+
+        def on_cut() -> None:
+            cut.set()
+            outcome.abort()
+
+        release = self.draining.hold_stream(on_cut)
         try:
             assert outcome.events is not None
             for ev in outcome.events:
+                if cut.is_set():  # a stream abort() cannot stop (a replay, a coalesced follower)
+                    raise ClientGone()
                 if ctx.first_token_at is None and isinstance(ev, (TextDelta, ToolUseStart)):
                     ctx.first_token_at = time.monotonic()
                 chunk = encoder.encode(ev)
@@ -117,7 +138,13 @@ class ChatResource:
                     yield chunk
             completed = True
         except ClientGone:
-            pass  # recorded as a disconnect below
+            if cut.is_set():
+                err = ShuttingDown("The gateway is restarting and ended this stream before it was complete; "
+                                   "retry the request")
+                ctx.status, ctx.error_type = err.status, err.code
+                yield encoder.error(err)
+                completed = True
+            # else: the client left, recorded as a disconnect below
         except GatewayError as err:
             ctx.status, ctx.error_type = err.status, err.code
             yield encoder.error(err)
@@ -128,6 +155,7 @@ class ChatResource:
             yield encoder.error(UpstreamError("The gateway failed while streaming the answer"))
             completed = True
         finally:
+            release()
             stop_watching()
             outcome.close()
             if not completed:  # the client went away mid-stream (GeneratorExit or ClientGone)

@@ -1,4 +1,4 @@
-"""GET /health, /health/live, /health/ready: never a key, never a provider call.
+"""GET (and HEAD) /health, /health/live, /health/ready: never a key, never a provider call.
 
 ``/health`` asks each registered check (cheap, local state only: breaker
 states, whether Redis is being skipped, which providers have keys) and
@@ -54,3 +54,8 @@ class HealthResource:
             _json(resp, 503, {"status": "draining"})
         else:
             _json(resp, 200, {"status": "ready"})
+
+    # Load balancers probe with HEAD: the same status and headers, no body (Falcon drops it for HEAD).
+    on_head = on_get
+    on_head_live = on_get_live
+    on_head_ready = on_get_ready
