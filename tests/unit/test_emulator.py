@@ -1,4 +1,4 @@
-"""Tests for scripts/emulator.py, the fake OpenAI/Anthropic upstream, over real HTTP.
+"""Tests for scripts/emulator/, the fake OpenAI/Anthropic upstream, over real HTTP.
 
 Why: every gateway test trusts the emulator's wire formats, validation and faults; if it drifts from
 the real APIs (or the official SDKs stop parsing it) those tests prove nothing.
@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import emulator_module
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "emulator.py"
+SCRIPT = ROOT / "scripts" / "emulator"
 
 
 em = emulator_module  # loaded once by tests/conftest.py, so both share one Fault class
