@@ -18,6 +18,15 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+def text_of(content: Any) -> str:
+    """The text of a message's content, in either API: the string, or its text parts joined with a space."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
 def _fill_value(schema: Any) -> Any:
     stype = schema.get("type") if isinstance(schema, dict) else None
     if isinstance(stype, list):

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import Answer, make_answer, words
+from .answers import Answer, make_answer, text_of, words
 from .openai import MODEL_PREFIXES as OPENAI_MODEL_PREFIXES
 from .validation import Dialect, Rule, check, check_unknown, check_value, nested, tname
 from .wire import ApiError, bearer, dumps, fragments, named_event, new_id, word_pieces
@@ -372,24 +372,16 @@ def no_body() -> ApiError:
 # ------------------------------------------------------------------------------------------- answers
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text")
-    return ""
-
-
 def count(body: dict[str, Any]) -> int:
     """Input tokens: words of the system prompt, the messages' text and their tool results."""
-    total = words(_text(body.get("system")))
+    total = words(text_of(body.get("system")))
     for msg in body["messages"]:
         content = msg["content"]
-        total += words(_text(content))
+        total += words(text_of(content))
         if isinstance(content, list):
             for block in content:
                 if block.get("type") == "tool_result":
-                    total += words(_text(block.get("content")))
+                    total += words(text_of(block.get("content")))
     return total
 
 
@@ -410,10 +402,10 @@ def answer(body: dict[str, Any]) -> Answer:
     results = [b for b in content if b.get("type") == "tool_result"] if isinstance(content, list) else []
     tool: tuple[str, dict[str, Any]] | None = None
     if last["role"] == "user" and results:
-        prompt = "Tool said: " + " ".join(_text(b.get("content")) for b in results)
+        prompt = "Tool said: " + " ".join(text_of(b.get("content")) for b in results)
     else:
         user = next((m for m in reversed(messages) if m["role"] == "user"), None)
-        prompt = "Echo: " + (_text(user["content"]) if user else "")
+        prompt = "Echo: " + (text_of(user["content"]) if user else "")
         tool = _tool_to_call(body)
     return make_answer(prompt, count(body), tool, body["max_tokens"], body.get("stop_sequences") or [])
 

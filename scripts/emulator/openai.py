@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import Answer, make_answer, words
+from .answers import Answer, make_answer, text_of, words
 from .validation import Dialect, Rule, check, check_items, check_unknown, check_value, nested, tname
 from .wire import ApiError, bearer, data_event, dumps, fragments, new_id, word_pieces
 
@@ -266,22 +266,18 @@ ROLE = Rule(
     },
 )
 CONTENT = Rule("content", required=True, then=_check_content)
+
+
+def _function(*rules: Rule) -> Rule:
+    """The ``function`` object of a tool call or a tool: required, with a name, then ``rules``."""
+    name = Rule("name", "string", required=True, report_as="missing")
+    return Rule("function", "object", required=True, report_as="missing", then=nested((name, *rules), DIALECT))
+
+
 TOOL_CALL = (
     Rule("id", "string", required=True, min_items=1, report_as="missing"),
     Rule("type", required=True, null_is_value=True, allowed=("function",)),
-    Rule(
-        "function",
-        "object",
-        required=True,
-        report_as="missing",
-        then=nested(
-            (
-                Rule("name", "string", required=True, report_as="missing"),
-                Rule("arguments", "string", required=True, report_as="type"),
-            ),
-            DIALECT,
-        ),
-    ),
+    _function(Rule("arguments", "string", required=True, report_as="type")),
 )
 ASSISTANT = (Rule("content", then=_check_content), Rule("tool_calls", "array"))
 TOOL_MESSAGE = (Rule("tool_call_id", "string", required=True, report_as="missing"), CONTENT)
@@ -340,27 +336,17 @@ TOOL = (
         code="invalid_value",
         wording={"not_allowed": "Invalid value: '{value}'. Supported values are: 'function' and 'custom'."},
     ),
-    Rule(
-        "function",
-        "object",
-        required=True,
-        report_as="missing",
-        then=nested(
-            (
-                Rule("name", "string", required=True, report_as="missing"),
-                Rule(
-                    "name",
-                    pattern=TOOL_NAME_RE,
-                    code="invalid_value",
-                    wording={
-                        "pattern": "Invalid '{path}': string does not match pattern. Expected a string that "
-                        "matches the pattern '^[a-zA-Z0-9_-]+$'."
-                    },
-                ),
-                Rule("parameters", "object", null_is_value=True),
-            ),
-            DIALECT,
+    _function(
+        Rule(
+            "name",
+            pattern=TOOL_NAME_RE,
+            code="invalid_value",
+            wording={
+                "pattern": "Invalid '{path}': string does not match pattern. Expected a string that matches the "
+                "pattern '^[a-zA-Z0-9_-]+$'."
+            },
         ),
+        Rule("parameters", "object", null_is_value=True),
     ),
 )
 CHOICE_VALUE = Rule(
@@ -480,14 +466,6 @@ def no_body() -> ApiError:
 # ------------------------------------------------------------------------------------------- answers
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
 def _tool_to_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
@@ -500,18 +478,18 @@ def _tool_to_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
 
 def answer(body: dict[str, Any]) -> Answer:
     messages = body["messages"]
-    input_tokens = sum(words(_text(m.get("content"))) for m in messages)
+    input_tokens = sum(words(text_of(m.get("content"))) for m in messages)
     tool: tuple[str, dict[str, Any]] | None = None
     if messages[-1]["role"] == "tool":
         texts: list[str] = []
         for msg in reversed(messages):
             if msg["role"] != "tool":
                 break
-            texts.append(_text(msg.get("content")))
+            texts.append(text_of(msg.get("content")))
         prompt = "Tool said: " + " ".join(reversed(texts))
     else:
         user = next((m for m in reversed(messages) if m["role"] == "user"), None)
-        prompt = "Echo: " + (_text(user.get("content")) if user else "")
+        prompt = "Echo: " + (text_of(user.get("content")) if user else "")
         tool = _tool_to_call(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     stop = body.get("stop")

@@ -1,7 +1,6 @@
 """The emulator speaking Anthropic Messages: answers, streams, tools, validation, auth, count_tokens, the SDK.
 
-Why: every gateway test trusts these wire formats; if they drift from the real API (or the official SDK
-stops parsing them) those tests prove nothing.
+Why, as for the OpenAI side (test_emulator_openai.py): the gateway's tests trust this format as the real one.
 """
 
 from __future__ import annotations
