@@ -20,9 +20,13 @@ ANTHROPIC_KEY = "sk-ant-test-anthropic-provider-key-0123456789"
 
 
 def _load_emulator_module():
+    """The package scripts/emulator/, imported as ``emulator`` without putting scripts/ on sys.path."""
     if "emulator" in sys.modules:
         return sys.modules["emulator"]
-    spec = importlib.util.spec_from_file_location("emulator", ROOT / "scripts" / "emulator.py")
+    package = ROOT / "scripts" / "emulator"
+    spec = importlib.util.spec_from_file_location(
+        "emulator", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules["emulator"] = module

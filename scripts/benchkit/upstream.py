@@ -29,12 +29,12 @@ class LocalUpstream:
 
 
 class EmulatorUpstream(LocalUpstream):
-    """The project's emulator (scripts/emulator.py), when nginx is not installed."""
+    """The project's emulator (scripts/emulator/), when nginx is not installed."""
 
     kind = "emulator"
 
     def __init__(self) -> None:
-        self.proc = Managed("emulator", pinned([sys.executable, str(ROOT / "scripts" / "emulator.py"),
+        self.proc = Managed("emulator", pinned([sys.executable, str(ROOT / "scripts" / "emulator"),
                                                 "--host", "127.0.0.1", "--port", "0", "--no-record"]))
 
     def start(self) -> EmulatorUpstream:

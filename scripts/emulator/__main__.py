@@ -1,0 +1,77 @@
+"""The emulator's command line: ``python scripts/emulator [options]``, or ``python -m emulator`` from scripts/.
+
+Runs until SIGTERM/SIGINT, after printing ``EMULATOR LISTENING http://host:port`` (``scripts/serve`` and the
+benchmark read the port from that line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as `python scripts/emulator`: import the package from scripts/, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from emulator import Emulator
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="emulator", description="Local OpenAI + Anthropic provider emulator")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="listen port; 0 picks a free one (default 0)")
+    parser.add_argument(
+        "--openai-key",
+        default=os.environ.get("EMULATOR_OPENAI_KEY"),
+        help="require this Bearer key on OpenAI endpoints (env EMULATOR_OPENAI_KEY)",
+    )
+    parser.add_argument(
+        "--anthropic-key",
+        default=os.environ.get("EMULATOR_ANTHROPIC_KEY"),
+        help="require this key on Anthropic endpoints (env EMULATOR_ANTHROPIC_KEY)",
+    )
+    parser.add_argument("--no-record", action="store_true", help="do not keep requests (for benchmarks)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every response's headers")
+    parser.add_argument("--drip", type=float, default=0.0, help="seconds between SSE events of every stream")
+    parser.add_argument("--models", default=None, help="comma-separated model ids for /v1/models")
+    parser.add_argument("--log", action="store_true", help="log every request to stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; print the listening URL first so a parent process can read the port."""
+    args = parse_args(argv)
+    emu = Emulator(
+        args.host,
+        args.port,
+        args.openai_key,
+        args.anthropic_key,
+        record=not args.no_record,
+        latency=args.latency,
+        drip=args.drip,
+        models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
+        log=args.log,
+    )
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    emu.start()
+    sys.stdout.write(f"EMULATOR LISTENING {emu.url}\n")
+    sys.stdout.flush()
+    while not done.wait(1.0):
+        pass
+    emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
