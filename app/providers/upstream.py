@@ -8,6 +8,9 @@ statuses become gateway errors here and nowhere else.
 
 from __future__ import annotations
 
+import base64
+import functools
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,12 +32,34 @@ _PASS_BACK = {400, 404, 409, 413, 422, 429}
 
 
 def without_key(err: GatewayError, target: Target) -> GatewayError:
-    """Providers may quote the key they were sent in an error; it never travels on to a caller or a log."""
+    """Providers may quote the key they were sent in an error; it never travels on to a caller or a log.
+
+    Any case (``SK-ABC...``) and base64 forms (as in a ``Basic`` header a provider echoes) are
+    masked too, not only the verbatim key.
+    """
     key = target.provider.api_key
-    if key and key in err.message:
-        err.message = err.message.replace(key, "[redacted]")
-        err.args = (err.message,)
+    if key:
+        masked = key_pattern(key).sub("[redacted]", err.message)
+        if masked != err.message:
+            err.message = masked
+            err.args = (masked,)
     return err
+
+
+@functools.lru_cache(maxsize=16)
+def key_pattern(key: str) -> re.Pattern[str]:
+    """The key in any case, or its base64 (standard or URL-safe) at any byte alignment."""
+    raw = key.encode()
+    forms = {re.escape(key)}
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * shift + raw).decode()
+            # Only the characters that depend on the key alone, whatever comes before or after it.
+            part = text[(shift + 2) // 3 * 4:(shift + len(raw)) // 3 * 4]
+            if len(part) >= 8:
+                forms.add(re.escape(part))
+    base64_forms = "|".join(sorted(forms - {re.escape(key)}, key=len, reverse=True))
+    return re.compile(f"(?i:{re.escape(key)})" + (f"|{base64_forms}" if base64_forms else ""))
 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
