@@ -37,6 +37,7 @@ from app.errors import (
     CONNECT_FAILURE,
     RESET,
     GatewayError,
+    InvalidRequest,
     NoHealthyProvider,
     UpstreamError,
     UpstreamRejected,
@@ -126,6 +127,9 @@ class Pipeline:
         if self.log_prompts:
             ctx.prompt = prompt_text(req)
         targets = self.router.resolve(req.model)
+        # Translated before the cache and the attempts: a request the primary's format cannot
+        # express is the caller's 400, never a cache miss, an attempt or a provider error.
+        first_body = self.caller.body(targets[0], req)
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
         if self.cache is not None:
@@ -136,15 +140,20 @@ class Pipeline:
         if served is not None:
             return Outcome(response=served.response, events=served.events)
         try:
-            return self._call_upstream(ctx, req, targets, deadline, ticket)
+            return self._call_upstream(ctx, req, targets, deadline, ticket, first_body)
         except BaseException:
             ticket.abandon()  # nothing to store; followers of this request go upstream themselves
             raise
 
     def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...], deadline: float,
-                       ticket: Ticket) -> Outcome:
+                       ticket: Ticket, first_body: dict[str, Any]) -> Outcome:
         failure: GatewayError | None = None
         for target in targets:
+            try:
+                body = first_body if target is targets[0] else self.caller.body(target, req)
+            except InvalidRequest as err:  # a fallback that cannot express the request is skipped
+                failure = failure or err
+                continue
             breaker = self.breakers[target.provider.name]
             attempt = 0
             while time.monotonic() < deadline and (permit := breaker.allow()) is not None:
@@ -154,7 +163,8 @@ class Pipeline:
                 span = self.tracing.start_attempt(ctx, target, req, headers)
                 started = time.monotonic()
                 try:
-                    outcome = self._attempt(ctx, target, req, headers, deadline, ticket, span, breaker, permit)
+                    outcome = self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker,
+                                            permit)
                 except GatewayError as err:
                     breaker.record(permit, breaker_verdict(err))
                     kind = error_kind(err)
@@ -194,12 +204,13 @@ class Pipeline:
                                 f"breaker ({providers}); try again in {max(1, round(wait))}s",
                                 retry_after=max(1.0, wait))
 
-    def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit) -> Outcome:
+    def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: dict[str, Any],
+                 headers: dict[str, str], deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker,
+                 permit: Permit) -> Outcome:
         if not req.stream:
-            resp = self.caller.complete(target, req, headers, deadline)
+            resp = self.caller.complete(target, req, headers, deadline, body)
             return Outcome(response=resp)
-        stream = self.caller.stream(target, req, headers, deadline)
+        stream = self.caller.stream(target, req, headers, deadline, body)
         try:
             first = next(stream)  # headers and first event in: from here on we are committed
         except StopIteration:

@@ -125,10 +125,17 @@ class UpstreamCaller:
         self.http = http
         self.settings = settings
 
+    def body(self, target: Target, req: ChatRequest) -> dict[str, Any]:
+        """The provider's request body; the 400 naming a field that target's format cannot express."""
+        codec = WIRE_FORMATS[target.provider.type].codec
+        return codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
+
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
-              read_timeout: float, limit: str = READ_LIMIT) -> tuple[Any, urllib3.BaseHTTPResponse]:
+              read_timeout: float, limit: str = READ_LIMIT,
+              body: dict[str, Any] | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
         wire = WIRE_FORMATS[target.provider.type]
-        body = wire.codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
+        if body is None:
+            body = self.body(target, req)
         all_headers = wire.headers(target.provider, self.settings.anthropic_version)
         all_headers.update(headers)
         if req.stream:
@@ -142,10 +149,10 @@ class UpstreamCaller:
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float) -> ChatResponse:
-        """One non-streamed attempt."""
+                 deadline: float, body: dict[str, Any] | None = None) -> ChatResponse:
+        """One non-streamed attempt (``body``: built beforehand by ``body()``, else here)."""
         read_timeout = self.settings.upstream_read_timeout
-        wire, resp = self._send(target, req, headers, deadline, read_timeout)
+        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body)
         raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
         try:
             body = orjson.loads(raw)
@@ -159,12 +166,12 @@ class UpstreamCaller:
             raise without_key(err, target) from None
 
     def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
-               deadline: float) -> EventStream:
+               deadline: float, body: dict[str, Any] | None = None) -> EventStream:
         """One streamed attempt; returns once the provider's response headers are in."""
         s = self.settings
         first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
         first_byte_by = time.monotonic() + first  # headers and first chunk share it
-        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT)
+        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT, body=body)
         chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
         return EventStream(target, resp, chunks, wire.codec.StreamDecoder())
