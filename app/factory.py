@@ -34,10 +34,11 @@ from app.http.middleware import RequestContextMiddleware
 from app.http.resources.chat import ChatResource
 from app.http.resources.health import HealthResource
 from app.http.resources.models import ModelsResource
-from app.limits.access import build_access
+from app.limits.access import Access, build_access
+from app.limits.budgets import BudgetReservations
 from app.observability import metrics
 from app.observability.tracing import Tracing
-from app.pipeline import Pipeline
+from app.pipeline import BudgetHolds, Pipeline
 from app.providers.http import UpstreamHTTP
 from app.providers.routing import Router
 from app.providers.upstream import UpstreamCaller
@@ -83,6 +84,19 @@ def make_cache(settings: Settings, redis_guard: RedisGuard, accounting: Accounti
                       savings=accounting.cache_hit if accounting is not None else None)
 
 
+def budget_holds(settings: Settings, guard: RedisGuard, spend: SpendLedger, prices: PriceTable,
+                 access: Access) -> BudgetHolds | None:
+    """Worst-case holds against spend budgets, for the clients that have one (None: no client has)."""
+    budgets = {c.id: c.budgets for c in access.config.clients.clients if c.budgets}
+    if not budgets:
+        return None
+    # A hold a dead process never ended is dropped after this long: longer than any request runs.
+    reservations = BudgetReservations(guard, spend.key, spend.add, spend.spent,
+                                      hold_seconds=2 * settings.request_timeout + 60)
+    return BudgetHolds(reservations, prices, lambda client_id: budgets.get(client_id, {}),
+                       settings.default_max_tokens)
+
+
 def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> Gateway:
     environ = load_environ() if environ is None else environ
     settings = Settings.from_env(environ) if settings is None else settings
@@ -99,12 +113,13 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     cache = make_cache(settings, redis_guard, accounting)
     breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
                         publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))
+    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
     pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache,
                         accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts,
-                        retry=RetryPolicy.from_settings(settings), breakers=breakers)
+                        retry=RetryPolicy.from_settings(settings), breakers=breakers,
+                        holds=budget_holds(settings, redis_guard, spend, prices, access))
     watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
     draining = DrainState()
-    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
 
     app = GatewayApp(middleware=[RequestContextMiddleware(
         tracing, client_address=ClientAddress(settings.forwarded_allow_ips)), access.middleware])

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.accounting.cost import PriceTable
 from app.accounting.usage import Accounting
 from app.cache.control import DEFAULT as CACHE_DEFAULT
 from app.cache.control import CacheControl
@@ -37,13 +38,16 @@ from app.errors import (
     CONNECT_FAILURE,
     RESET,
     GatewayError,
+    InvalidRequest,
     NoHealthyProvider,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
 )
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
+from app.formats.common import dump_bytes
 from app.formats.stream import StreamAccumulator
+from app.limits.budgets import BudgetReservations, Reservation
 from app.observability import metrics
 from app.observability.access import prompt_text
 from app.observability.tracing import Tracing
@@ -95,6 +99,31 @@ def error_kind(err: GatewayError) -> str:
     return "connection" if getattr(err, "failure", None) in (CONNECT_FAILURE, RESET) else "bad_response"
 
 
+class BudgetHolds:
+    """Before a request goes upstream, hold its worst-case cost against its client's spend budgets.
+
+    Worst case: the output allowance (``max_tokens``, else ``DEFAULT_MAX_TOKENS``) plus the input
+    estimated from the upstream body's size (``PriceTable.worst_case_cents``), at the dearest target.
+    """
+
+    def __init__(self, reservations: BudgetReservations, prices: PriceTable,
+                 budgets_of: Callable[[str], Mapping[str, float]], default_max_tokens: int) -> None:
+        self.reservations = reservations
+        self.prices = prices
+        self.budgets_of = budgets_of
+        self.default_max_tokens = default_max_tokens
+
+    def reserve(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...],
+                body: dict[str, Any]) -> Reservation | None:
+        """The hold (None for a client without budgets); 429 ``insufficient_quota`` when a budget is used up."""
+        budgets = self.budgets_of(ctx.client_id)
+        if not budgets:
+            return None
+        cents = self.prices.worst_case_cents([(t.provider.name, t.model) for t in targets],
+                                             req.max_tokens or self.default_max_tokens, len(dump_bytes(body)))
+        return self.reservations.reserve(ctx.client_id, budgets, cents)
+
+
 @dataclass(slots=True)
 class Outcome:
     """What the pipeline hands back: a response, or canonical stream events."""
@@ -109,7 +138,8 @@ class Pipeline:
     def __init__(self, router: Router, caller: UpstreamCaller, request_timeout: float,
                  cache: CacheStage | None = None, *, accounting: Accounting,
                  tracing: Tracing | None = None, log_prompts: bool = False, retry: RetryPolicy | None = None,
-                 breakers: Breakers | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 breakers: Breakers | None = None, sleep: Callable[[float], None] = time.sleep,
+                 holds: BudgetHolds | None = None) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
@@ -120,12 +150,16 @@ class Pipeline:
         self.retry = retry or RetryPolicy()
         self.breakers = breakers or Breakers(router.providers, BreakerPolicy())
         self.sleep = sleep
+        self.holds = holds
 
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT) -> Outcome:
         ctx.requested_model = req.model
         if self.log_prompts:
             ctx.prompt = prompt_text(req)
         targets = self.router.resolve(req.model)
+        # Translated before the cache and the attempts: a request the primary's format cannot
+        # express is the caller's 400, never a cache miss, an attempt or a provider error.
+        first_body = self.caller.body(targets[0], req)
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
         if self.cache is not None:
@@ -135,16 +169,26 @@ class Pipeline:
                     span.set_attribute("llm_edge.cache", ctx.cache)
         if served is not None:
             return Outcome(response=served.response, events=served.events)
+        hold: Reservation | None = None
         try:
-            return self._call_upstream(ctx, req, targets, deadline, ticket)
+            if self.holds is not None:
+                hold = self.holds.reserve(ctx, req, targets, first_body)
+            return self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold)
         except BaseException:
             ticket.abandon()  # nothing to store; followers of this request go upstream themselves
+            if hold is not None:
+                hold.release()  # no answer: nothing is spent (a no-op when it was settled)
             raise
 
     def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...], deadline: float,
-                       ticket: Ticket) -> Outcome:
+                       ticket: Ticket, first_body: dict[str, Any], hold: Reservation | None = None) -> Outcome:
         failure: GatewayError | None = None
         for target in targets:
+            try:
+                body = first_body if target is targets[0] else self.caller.body(target, req)
+            except InvalidRequest as err:  # a fallback that cannot express the request is skipped
+                failure = failure or err
+                continue
             breaker = self.breakers[target.provider.name]
             attempt = 0
             while time.monotonic() < deadline and (permit := breaker.allow()) is not None:
@@ -154,7 +198,8 @@ class Pipeline:
                 span = self.tracing.start_attempt(ctx, target, req, headers)
                 started = time.monotonic()
                 try:
-                    outcome = self._attempt(ctx, target, req, headers, deadline, ticket, span, breaker, permit)
+                    outcome = self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker,
+                                            permit, hold)
                 except GatewayError as err:
                     breaker.record(permit, breaker_verdict(err))
                     kind = error_kind(err)
@@ -180,7 +225,7 @@ class Pipeline:
                 ctx.provider, ctx.model = target.provider.name, target.model
                 if outcome.response is not None:
                     observe_attempt(target, started)
-                    self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage)
+                    self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage, hold)
                     Tracing.end_attempt(span, target, outcome.response)
                     ticket.store(target, outcome.response)
                 return outcome
@@ -194,12 +239,13 @@ class Pipeline:
                                 f"breaker ({providers}); try again in {max(1, round(wait))}s",
                                 retry_after=max(1.0, wait))
 
-    def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit) -> Outcome:
+    def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: dict[str, Any],
+                 headers: dict[str, str], deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker,
+                 permit: Permit, hold: Reservation | None = None) -> Outcome:
         if not req.stream:
-            resp = self.caller.complete(target, req, headers, deadline)
+            resp = self.caller.complete(target, req, headers, deadline, body)
             return Outcome(response=resp)
-        stream = self.caller.stream(target, req, headers, deadline)
+        stream = self.caller.stream(target, req, headers, deadline, body)
         try:
             first = next(stream)  # headers and first event in: from here on we are committed
         except StopIteration:
@@ -210,7 +256,7 @@ class Pipeline:
         except BaseException:
             stream.close()
             raise
-        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span, breaker, permit)
+        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span, breaker, permit, hold)
         return Outcome(events=watched, close=watched.close, abort=stream.abort)
 
 
@@ -223,11 +269,12 @@ class WatchedStream:
     gives up the cache ticket if nothing was stored (a cut stream is never
     cached), records the attempt's duration and ends its span, even if
     iteration never started. A provider that breaks the stream counts against
-    its breaker.
+    its breaker. The budget hold settles to the answer's cost at its end, or is released by ``close()``.
     """
 
     def __init__(self, accounting: Accounting, ctx: RequestContext, target: Target, first: StreamEvent,
-                 stream: Any, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit) -> None:
+                 stream: Any, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit,
+                 hold: Reservation | None = None) -> None:
         self._accounting = accounting
         self._ctx = ctx
         self._target = target
@@ -237,6 +284,7 @@ class WatchedStream:
         self._span = span
         self._breaker = breaker
         self._permit = permit
+        self._hold = hold
         self._acc = StreamAccumulator()
         self._started = time.monotonic()
         self._complete: ChatResponse | None = None
@@ -260,7 +308,8 @@ class WatchedStream:
         self._ticket.publish(ev)
         if whole is not None:  # before the client sees the end: a client gone now still pays
             self._complete = whole
-            self._accounting.upstream(self._ctx, self._target.provider.name, self._target.model, whole.usage)
+            self._accounting.upstream(self._ctx, self._target.provider.name, self._target.model, whole.usage,
+                                      self._hold)
             self._ticket.store(self._target, whole)
         return ev
 
@@ -270,6 +319,8 @@ class WatchedStream:
         self._closed = True
         self._stream.close()
         self._ticket.abandon()
+        if self._hold is not None:
+            self._hold.release()  # cut, failed or the client left before the end: a no-op once settled
         target = self._target
         observe_attempt(target, self._started)
         error = None if self._complete is not None else (self._error or "incomplete")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ log = logging.getLogger("llm_edge.cost")
 _VERSION_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 # Client-chosen model names must not grow the memo or the warned set without bound.
 _MEMO_LIMIT = 1024
+# A request's input tokens, estimated before it is sent: its upstream body's bytes / 4 (about 4
+# bytes a token for English text and JSON; more for base64 images, fewer for e.g. CJK text).
+BYTES_PER_TOKEN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,13 @@ class PriceTable:
             self._warn_unpriced(provider, model)
             return 0.0
         return price.cents(usage)
+
+    def worst_case_cents(self, targets: Iterable[tuple[str, str]], output_tokens: int, request_bytes: int) -> float:
+        """The most a request can cost on any of ``targets`` (provider, model): its whole output
+        allowance plus its input estimated as ``request_bytes / BYTES_PER_TOKEN`` tokens."""
+        usage = Usage(input_tokens=-(-request_bytes // BYTES_PER_TOKEN), output_tokens=output_tokens)
+        prices = [self.price(provider, model) for provider, model in targets]
+        return max((price.cents(usage) for price in prices if price is not None), default=0.0)
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         with self._lock:

@@ -8,6 +8,8 @@ what the hit saved.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from app.accounting.cost import PriceTable
 from app.accounting.spend import SpendLedger
 from app.context import RequestContext
@@ -15,13 +17,21 @@ from app.formats.canonical import Usage
 from app.observability import metrics
 
 
+class Settles(Protocol):
+    """A budget reservation (app/limits/budgets.py): the answer's real cost ends it."""
+
+    def settle(self, actual_cents: float) -> None: ...
+
+
 class Accounting:
     def __init__(self, prices: PriceTable, spend: SpendLedger | None = None) -> None:
         self.prices = prices
         self.spend = spend
 
-    def upstream(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:
-        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``) and the client's spend."""
+    def upstream(self, ctx: RequestContext, provider: str, model: str, usage: Usage,
+                 reservation: Settles | None = None) -> float:
+        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``) and the client's spend
+        (through ``reservation`` when the request holds one: it settles to this cost)."""
         ctx.usage = usage
         cents = self.prices.cost_cents(provider, model, usage)
         ctx.cost_cents = cents
@@ -29,7 +39,9 @@ class Accounting:
         metrics.child(metrics.TOKENS, provider, label, "prompt").inc(usage.input_tokens)
         metrics.child(metrics.TOKENS, provider, label, "completion").inc(usage.output_tokens)
         metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
-        if self.spend is not None and cents > 0:
+        if reservation is not None:
+            reservation.settle(cents)
+        elif self.spend is not None and cents > 0:
             self.spend.add(ctx.client_id, cents)
         return cents
 

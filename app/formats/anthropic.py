@@ -50,8 +50,10 @@ from app.formats.canonical import (
     Usage,
 )
 from app.formats.common import (
+    INT32_MAX,
     as_int,
     as_list,
+    as_model,
     as_obj,
     as_str,
     check_foreign_extras,
@@ -113,9 +115,10 @@ _OPENAI_SKIP = ("max_completion_tokens", "store", "service_tier", "prompt_cache_
 def parse_request(body: dict[str, Any]) -> ChatRequest:
     """A caller's Messages body as a canonical request (400 naming the field if wrong)."""
     body = as_obj(body, "body")
-    model = as_str(required(body, "model", "model"), "model", nonempty=True)
+    model = as_model(body.get("model"))
     raw_messages = as_list(required(body, "messages", "messages"), "messages", nonempty=True)
-    max_tokens = as_int(required(body, "max_tokens", "max_tokens"), "max_tokens", minimum=1)
+    max_tokens = as_int(required(body, "max_tokens", "max_tokens"), "max_tokens", minimum=1, maximum=INT32_MAX)
+    _check_sampling(body)
     messages = _parse_messages(raw_messages)
     metadata = opt_obj(body, "metadata", "metadata")
     user = opt_str(metadata, "user_id", "metadata.user_id") if metadata is not None else None
@@ -137,6 +140,15 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         extra={k: v for k, v in body.items() if k not in _MAPPED and v is not None},
         source_format="anthropic",
     )
+
+
+def _check_sampling(body: dict[str, Any]) -> None:
+    """The numeric parameters relayed as they are, within the bounds of Anthropic's API reference
+    (https://docs.anthropic.com/en/api/messages): ``top_k`` >= 0, a thinking budget >= 1024 tokens."""
+    opt_int(body, "top_k", "top_k", minimum=0, maximum=INT32_MAX)
+    thinking = opt_obj(body, "thinking", "thinking")
+    if thinking is not None:
+        opt_int(thinking, "budget_tokens", "thinking.budget_tokens", minimum=1024, maximum=INT32_MAX)
 
 
 def _parse_system(raw: Any) -> tuple[TextBlock, ...]:

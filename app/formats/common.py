@@ -7,6 +7,7 @@ that into ``UpstreamError`` at their boundary (a provider's garbage is a 502).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
@@ -50,7 +51,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value)
+        return repr(value) if abs(value) < 1e30 else "a number too large to show"
     return json_type(value)
 
 
@@ -94,24 +95,67 @@ def as_bool(value: Any, param: str) -> bool:
     return value
 
 
-def as_int(value: Any, param: str, *, minimum: int | None = None) -> int:
+# Integers a provider can take: 64-bit at most; token counts and the like are 32-bit (int32) in its SDKs.
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def as_int(value: Any, param: str, *, minimum: int | None = None, maximum: int = INT64_MAX) -> int:
+    """An integer within bounds; JSON's ``100.0`` counts, ``1e21`` or 2**70 is a 400 naming ``param``.
+
+    Without the upper bound a huge integer travels on and fails at ``orjson.dumps`` (64-bit only).
+    """
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 100.0 is an integer in JSON's eyes
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid(param, "an integer", value)
-    if minimum is not None and value < minimum:
-        raise invalid(param, f"an integer >= {minimum}", value)
+    if (minimum is not None and value < minimum) or value > maximum:
+        low = "" if minimum is None else f"from {minimum} "
+        raise invalid(param, f"an integer {low}to {maximum}" if low else f"an integer <= {maximum}", value)
     return value
 
 
 def as_number(value: Any, param: str, *, low: float | None = None, high: float | None = None) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
-        raise invalid(param, "a number", value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise invalid(param, "a finite number", value)
     if low is not None and value < low:
         raise invalid(param, f"a number >= {low:g}" if high is None else f"a number from {low:g} to {high:g}", value)
     if high is not None and value > high:
         raise invalid(param, f"a number <= {high:g}" if low is None else f"a number from {low:g} to {high:g}", value)
     return value
+
+
+# Model names as providers spell them: printable ASCII without spaces (letters, digits, - . _ / : @ ...).
+MODEL_NAME_MAX = 256
+_MODEL_NAME = re.compile(rf"[\x21-\x7e]{{1,{MODEL_NAME_MAX}}}")
+
+
+def as_model(value: Any) -> str:
+    """The ``model`` field: 1-256 printable ASCII characters, no spaces or control characters.
+
+    It is echoed in the ``x-llm-edge-model`` header, logs and messages, so a CR, NUL or a
+    megabyte of name is a 400 here; the name itself is not repeated (it may be a pasted key).
+    """
+    model = as_str(required({"model": value}, "model", "model"), "model", nonempty=True)
+    if not _MODEL_NAME.fullmatch(model):
+        raise InvalidRequest(f"Invalid value for 'model': expected a model name of 1 to {MODEL_NAME_MAX} printable "
+                             f"ASCII characters without spaces (got {len(model)} characters)", param="model")
+    return model
+
+
+# A run of 16+ letters and digits mixing both is how keys look, and no model name does.
+_KEY_RUN = re.compile(r"[A-Za-z0-9]{16,}")
+
+
+def shown_model(name: str, limit: int = 64) -> str:
+    """A client-chosen model name fit for a log field or an error message: key-like parts masked, capped."""
+    name = _KEYLIKE.sub("[redacted]", name)
+    name = _KEY_RUN.sub(lambda m: "[redacted]" if _mixed(m.group()) else m.group(), name)
+    return name[:limit]
+
+
+def _mixed(run: str) -> bool:
+    return any(c.isdigit() for c in run) and any(c.isalpha() for c in run)
 
 
 def opt_str(obj: Mapping[str, Any], key: str, param: str) -> str | None:
@@ -124,9 +168,10 @@ def opt_bool(obj: Mapping[str, Any], key: str, param: str) -> bool | None:
     return None if value is None else as_bool(value, param)
 
 
-def opt_int(obj: Mapping[str, Any], key: str, param: str, *, minimum: int | None = None) -> int | None:
+def opt_int(obj: Mapping[str, Any], key: str, param: str, *, minimum: int | None = None,
+            maximum: int = INT64_MAX) -> int | None:
     value = obj.get(key)
-    return None if value is None else as_int(value, param, minimum=minimum)
+    return None if value is None else as_int(value, param, minimum=minimum, maximum=maximum)
 
 
 def opt_number(obj: Mapping[str, Any], key: str, param: str, *, low: float | None = None,
@@ -248,7 +293,7 @@ def check_foreign_extras(extra: Mapping[str, Any], *, source: str, target: str,
 
 # --- Error text from providers ------------------------------------------------
 
-_KEYLIKE = re.compile(r"\b(?:sk|pk|rk|key)[-_][A-Za-z0-9_\-*.]{6,}")
+_KEYLIKE = re.compile(r"\b(?:sk|pk|rk|key)[-_][A-Za-z0-9_\-*.]{6,}", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
 

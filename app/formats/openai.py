@@ -47,8 +47,12 @@ from app.formats.canonical import (
     Usage,
 )
 from app.formats.common import (
+    INT32_MAX,
+    INT64_MIN,
     as_bool,
     as_list,
+    as_model,
+    as_number,
     as_obj,
     as_str,
     check_foreign_extras,
@@ -116,19 +120,20 @@ _ANTHROPIC_SKIP = ("service_tier",)  # capacity choice, not the answer
 def parse_request(body: dict[str, Any]) -> ChatRequest:
     """A caller's Chat Completions body as a canonical request (400 naming the field if wrong)."""
     body = as_obj(body, "body")
-    model = as_str(required(body, "model", "model"), "model", nonempty=True)
+    model = as_model(body.get("model"))
     raw_messages = as_list(required(body, "messages", "messages"), "messages", nonempty=True)
     for key, message in _DEPRECATED.items():
         if body.get(key) is not None:
             raise InvalidRequest(message, param=key)
-    n = opt_int(body, "n", "n")
+    n = opt_int(body, "n", "n", maximum=INT32_MAX)
     if n is not None and n != 1:
         raise InvalidRequest("The gateway returns exactly one choice: 'n' must be 1", param="n")
     system, messages = _parse_messages(raw_messages)
 
     extra: dict[str, Any] = {}
-    max_tokens = opt_int(body, "max_tokens", "max_tokens", minimum=1)
-    completion_tokens = opt_int(body, "max_completion_tokens", "max_completion_tokens", minimum=1)
+    max_tokens = opt_int(body, "max_tokens", "max_tokens", minimum=1, maximum=INT32_MAX)
+    completion_tokens = opt_int(body, "max_completion_tokens", "max_completion_tokens", minimum=1, maximum=INT32_MAX)
+    _check_sampling(body)
     if completion_tokens is not None:
         extra["max_completion_tokens"] = completion_tokens  # remembered: the same name goes upstream
         max_tokens = completion_tokens
@@ -164,6 +169,19 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         extra=extra,
         source_format="openai",
     )
+
+
+def _check_sampling(body: dict[str, Any]) -> None:
+    """The numeric parameters relayed as they are, within the bounds of OpenAI's API reference
+    (https://platform.openai.com/docs/api-reference/chat/create)."""
+    opt_int(body, "seed", "seed", minimum=INT64_MIN)
+    opt_bool(body, "logprobs", "logprobs")
+    opt_int(body, "top_logprobs", "top_logprobs", minimum=0, maximum=20)
+    for key in ("frequency_penalty", "presence_penalty"):
+        opt_number(body, key, key, low=-2, high=2)
+    bias = opt_obj(body, "logit_bias", "logit_bias") or {}
+    for token, value in bias.items():
+        as_number(value, f"logit_bias.{token}", low=-100, high=100)
 
 
 def _parse_messages(raw: list[Any]) -> tuple[tuple[TextBlock, ...], tuple[Message, ...]]:

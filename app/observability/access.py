@@ -12,6 +12,7 @@ import logging
 
 from app.context import RequestContext
 from app.formats.canonical import ChatRequest, TextBlock, ToolResultBlock
+from app.formats.common import shown_model
 from app.observability import metrics
 from app.observability.logging import log_fields, redact
 from app.observability.tracing import Tracing
@@ -46,7 +47,7 @@ def request_finished(ctx: RequestContext) -> None:
             "endpoint": ctx.endpoint,
             "provider": ctx.provider,
             # A model name the gateway did not route is client text: scrubbed of anything key-like, capped.
-            "model": ctx.model or (redact(ctx.requested_model[:128]) if ctx.requested_model else None),
+            "model": ctx.model or (shown_model(redact(ctx.requested_model), 128) if ctx.requested_model else None),
             "status": ctx.status,
             "cache": ctx.cache,
             "stream": ctx.stream,

@@ -22,6 +22,7 @@ import yaml
 
 from app.config.settings import ConfigError, Settings, read_secret
 from app.errors import ModelNotFound, NoHealthyProvider
+from app.formats.common import shown_model
 
 WireFormat = Literal["openai", "anthropic"]
 
@@ -150,7 +151,7 @@ class Router:
         for prefix, provider in _PREFIXES:
             if model.startswith(prefix):
                 return Target(self.providers[provider], model)
-        raise ModelNotFound(f"The model '{model}' does not exist or is not routed by this gateway",
+        raise ModelNotFound(f"The model '{shown_model(model)}' does not exist or is not routed by this gateway",
                             param="model")
 
     def resolve(self, model: str) -> tuple[Target, ...]:

@@ -8,6 +8,9 @@ statuses become gateway errors here and nowhere else.
 
 from __future__ import annotations
 
+import base64
+import functools
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,12 +32,34 @@ _PASS_BACK = {400, 404, 409, 413, 422, 429}
 
 
 def without_key(err: GatewayError, target: Target) -> GatewayError:
-    """Providers may quote the key they were sent in an error; it never travels on to a caller or a log."""
+    """Providers may quote the key they were sent in an error; it never travels on to a caller or a log.
+
+    Any case (``SK-ABC...``) and base64 forms (as in a ``Basic`` header a provider echoes) are
+    masked too, not only the verbatim key.
+    """
     key = target.provider.api_key
-    if key and key in err.message:
-        err.message = err.message.replace(key, "[redacted]")
-        err.args = (err.message,)
+    if key:
+        masked = key_pattern(key).sub("[redacted]", err.message)
+        if masked != err.message:
+            err.message = masked
+            err.args = (masked,)
     return err
+
+
+@functools.lru_cache(maxsize=16)
+def key_pattern(key: str) -> re.Pattern[str]:
+    """The key in any case, or its base64 (standard or URL-safe) at any byte alignment."""
+    raw = key.encode()
+    forms = {re.escape(key)}
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * shift + raw).decode()
+            # Only the characters that depend on the key alone, whatever comes before or after it.
+            part = text[(shift + 2) // 3 * 4:(shift + len(raw)) // 3 * 4]
+            if len(part) >= 8:
+                forms.add(re.escape(part))
+    base64_forms = "|".join(sorted(forms - {re.escape(key)}, key=len, reverse=True))
+    return re.compile(f"(?i:{re.escape(key)})" + (f"|{base64_forms}" if base64_forms else ""))
 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
@@ -100,10 +125,17 @@ class UpstreamCaller:
         self.http = http
         self.settings = settings
 
+    def body(self, target: Target, req: ChatRequest) -> dict[str, Any]:
+        """The provider's request body; the 400 naming a field that target's format cannot express."""
+        codec = WIRE_FORMATS[target.provider.type].codec
+        return codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
+
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
-              read_timeout: float, limit: str = READ_LIMIT) -> tuple[Any, urllib3.BaseHTTPResponse]:
+              read_timeout: float, limit: str = READ_LIMIT,
+              body: dict[str, Any] | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
         wire = WIRE_FORMATS[target.provider.type]
-        body = wire.codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
+        if body is None:
+            body = self.body(target, req)
         all_headers = wire.headers(target.provider, self.settings.anthropic_version)
         all_headers.update(headers)
         if req.stream:
@@ -117,10 +149,10 @@ class UpstreamCaller:
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float) -> ChatResponse:
-        """One non-streamed attempt."""
+                 deadline: float, body: dict[str, Any] | None = None) -> ChatResponse:
+        """One non-streamed attempt (``body``: built beforehand by ``body()``, else here)."""
         read_timeout = self.settings.upstream_read_timeout
-        wire, resp = self._send(target, req, headers, deadline, read_timeout)
+        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body)
         raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
         try:
             body = orjson.loads(raw)
@@ -134,12 +166,12 @@ class UpstreamCaller:
             raise without_key(err, target) from None
 
     def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
-               deadline: float) -> EventStream:
+               deadline: float, body: dict[str, Any] | None = None) -> EventStream:
         """One streamed attempt; returns once the provider's response headers are in."""
         s = self.settings
         first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
         first_byte_by = time.monotonic() + first  # headers and first chunk share it
-        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT)
+        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT, body=body)
         chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
         return EventStream(target, resp, chunks, wire.codec.StreamDecoder())
