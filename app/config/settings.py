@@ -207,6 +207,7 @@ class Settings:
     log_file: str | None = None
     log_flush_ms: int = 0  # 0: every log line written at once; batching measured no faster (README, Logs)
     log_prompts: bool = False
+    patches_enabled: bool = True  # LLM_EDGE_PATCHES: the library patches of app/patches/
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -298,6 +299,7 @@ class Settings:
             log_file=log_file,
             log_flush_ms=r.int("LOG_FLUSH_MS", d.log_flush_ms, 0, 10_000),
             log_prompts=r.bool("LOG_PROMPTS", d.log_prompts),
+            patches_enabled=r.bool("LLM_EDGE_PATCHES", d.patches_enabled),
         )
         return settings
 
