@@ -38,9 +38,8 @@ def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = 
 
     The library patches and production logging too (``app.patches.install`` and ``logconfig_dict`` from the
     same settings gunicorn.conf.py uses, before the app is imported), so the access line costs what it
-    costs in a worker. ``extra``: more gateway environment (a
-    variant to price). Sets a private multiprocess metrics folder first, so call it before anything
-    imports ``app.observability.metrics``.
+    costs in a worker. ``extra``: more gateway environment (a variant to price). Sets a private
+    multiprocess metrics folder first, so call it before anything imports ``app.observability.metrics``.
     """
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
     from app import patches
