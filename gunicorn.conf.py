@@ -58,7 +58,7 @@ except ConfigError as _exc:
     _settings = Settings.from_env({**_environ, **_config_files})
 raw_env = [f"{_name}={_path}" for _name, _path in _config_files.items()]
 
-from app.observability.logging import lean_log_records, logconfig_dict  # noqa: E402
+from app.observability.logging import logconfig_dict  # noqa: E402
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_concurrency
@@ -168,10 +168,10 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
     multiproc.remove_dir()
 
 
-# --- Hot-path trims (measured with scripts/bench.py; see docs/performance.md) ---------------------
+# --- Hot path (measured with scripts/bench.py; see docs/performance.md) ------------------------------
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
-from app import gunicorn_trims  # noqa: E402
+from app import patches  # noqa: E402
 
 
 class QuietAccessLogger(_GunicornLogger):
@@ -190,16 +190,11 @@ class QuietAccessLogger(_GunicornLogger):
 
 logger_class = QuietAccessLogger
 
-# The Date header's text once a second, answers with their header block in one write
-# (app/gunicorn_trims.py); workers inherit them.
-if not gunicorn_trims.install():
-    print("llm-edge-agent: warning: this gunicorn's Response is not the one app/response_write.py knows; "
-          "answers go out as gunicorn writes them (head and body apart)", file=sys.stderr, flush=True)
-
-# Lingering closes off the event loop, a head/handshake timeout, no stray answer after a framing error
-# (app/patches/gunicorn_connections.py); workers inherit them.
+# Read by the connection patch (app/patches/gunicorn_connections.py) in the forked workers.
 gunicorn_connections.set_header_timeout(_settings.gunicorn_header_timeout)
-gunicorn_connections.install()
-
-# Lean log records (no caller file/line, no thread names), set in the master, inherited by workers.
-lean_log_records()
+# The library patches (app/patches/), made in the master: every worker inherits them. LLM_EDGE_PATCHES=false
+# leaves every library as shipped.
+_declined = [_name for _name, _in_force in patches.install(_settings.patches_enabled).items() if not _in_force]
+if _settings.patches_enabled and _declined:
+    print(f"llm-edge-agent: warning: library patches declined for {', '.join(_declined)}: that library is not "
+          "the version its patch in app/patches/ knows, so it runs as shipped", file=sys.stderr, flush=True)

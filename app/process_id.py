@@ -3,7 +3,7 @@
 ``os.getpid()`` is a system call, and the hot path wanted it on every access
 line and every spend tally (and once on every metric update, until the metric
 values learned of forks from ``os.register_at_fork`` themselves,
-``app/observability/metric_values.py``). The remembered id is renewed in every
+``app/patches/prometheus_client.py``). The remembered id is renewed in every
 forked child (``os.register_at_fork``), so code that compares it to notice a
 fork still does.
 """

@@ -104,19 +104,6 @@ def direct_handlers(logger: logging.Logger, level: int) -> list[Any] | None:
     return found
 
 
-def lean_log_records() -> None:
-    """Log records without the caller's file and line or thread names: our JSON lines print neither.
-
-    The stack walk (findCaller) and lookups cost about 3 us of the ~80 us the gateway's own code
-    spent on a miss (the logging HOWTO's "Optimization" knobs). gunicorn.conf.py calls this in the
-    master, so every forked worker inherits it; the in-process benchmarks call it too. Process ids
-    stay on: the JSON line carries the pid.
-    """
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logMultiprocessing = False
-
-
 def logconfig_dict(level: str, log_file: str | None = None, flush_ms: int = 0) -> dict[str, Any]:
     """dictConfig for the app and gunicorn (error and access logs) alike: stderr, or ``log_file``.
 

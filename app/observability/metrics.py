@@ -13,12 +13,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram
 
-from app.observability.metric_values import lean_multiprocess_value
+from app.patches import prometheus_client as prometheus_patches
 
-if getattr(values.ValueClass, "_multiprocess", False):  # before any metric below is created
-    values.ValueClass = lean_multiprocess_value()  # the same files, a shorter update
+prometheus_patches.use_lean_values()  # before any metric below is created: the same files, a shorter update
 
 # From a cache hit in well under a millisecond to a long generation of minutes.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,

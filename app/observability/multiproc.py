@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
 import logging
 import os
 import shutil
@@ -121,39 +120,13 @@ def serve_metrics(host: str, port: int, log: logging.Logger | Any) -> None:
                          daemon=True).start()
 
 
-def _has_header(path: str) -> bool:
-    """A worker's file past its creation: prometheus_client sizes a new file right after opening it."""
-    try:
-        return os.path.getsize(path) >= 8
-    except FileNotFoundError:
-        return False
-
-
-def worker_files_collector(registry: Any, path: str | None = None) -> Any:
-    """prometheus_client's ``MultiProcessCollector``, except that it skips a file still being created.
-
-    A worker creates its files on its first metric update, and between opening a
-    file and sizing it the file is empty: the stock collector then fails the whole
-    scrape (``struct.error``, a 500 and a traceback on stderr). A worker starts or
-    restarts whenever gunicorn spawns one, so a scrape can meet that moment in
-    production. An empty file holds no values yet, so skipping it loses nothing; a
-    file only grows, so a file seen sized stays readable.
-    """
-    from prometheus_client import multiprocess
-
-    class WorkerFilesCollector(multiprocess.MultiProcessCollector):
-        def collect(self):  # type: ignore[no-untyped-def]
-            files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _has_header(f)]
-            return self.merge(files, accumulate=True)
-
-    return WorkerFilesCollector(registry, path)
-
-
 def _bind(host: str, port: int, log: logging.Logger | Any) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from app.patches import prometheus_client as prometheus_patches
+
     registry = CollectorRegistry()
-    worker_files_collector(registry)
+    prometheus_patches.collector(registry)  # skips a worker's file still being created (app/patches/)
     server, _ = start_http_server(port, addr=host, registry=registry)
     _state["server"] = server
     log.info("metrics on http://%s:%s/metrics (multiprocess dir %s)", host, server.server_port, _state.get("dir"))

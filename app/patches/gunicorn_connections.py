@@ -171,10 +171,10 @@ def _close(sock: socket.socket) -> None:
         pass
 
 
-def install() -> None:
-    """Patch gunicorn's gthread worker and HTTP parser (see the module docstring)."""
+def install() -> bool:
+    """Patch gunicorn's gthread worker and HTTP parser (see the module docstring); idempotent."""
     if _state["installed"]:
-        return
+        return True
     from gunicorn.http import parser as gparser
     from gunicorn.http import unreader as gunreader
     from gunicorn.workers import gthread
@@ -269,14 +269,28 @@ def install() -> None:
                           conn.client, exc)
             return False
 
-    worker_cls.run = run
-    worker_cls.murder_pending = murder_pending
-    worker_cls._keepalive_after = keepalive_after
-    conn_cls.close = close
-    conn_cls.init = init
-    gthread.sock.ssl_wrap_socket = ssl_wrap_socket
-    gunreader.SocketUnreader.chunk = chunk
-    gunreader.SocketUnreader.head_deadline = None
-    gparser.Parser.__next__ = parser_next
-    gparser.Parser.next = parser_next
+    patched = [(worker_cls, "run", run), (worker_cls, "murder_pending", murder_pending),
+               (worker_cls, "_keepalive_after", keepalive_after), (conn_cls, "close", close),
+               (conn_cls, "init", init), (gthread.sock, "ssl_wrap_socket", ssl_wrap_socket),
+               (gunreader.SocketUnreader, "chunk", chunk), (gunreader.SocketUnreader, "head_deadline", None),
+               (gparser.Parser, "__next__", parser_next), (gparser.Parser, "next", parser_next)]
+    _state["originals"] = [(owner, name, owner.__dict__.get(name, _ABSENT)) for owner, name, _ in patched]
+    for owner, name, value in patched:
+        setattr(owner, name, value)
     _state["installed"] = True
+    return True
+
+
+_ABSENT = object()
+
+
+def uninstall() -> None:
+    """gunicorn's own worker, connection and parser again (``LLM_EDGE_PATCHES=false``)."""
+    if not _state["installed"]:
+        return
+    for owner, name, original in _state.pop("originals"):
+        if original is _ABSENT:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+    _state["installed"] = False

@@ -32,7 +32,7 @@ from urllib3.exceptions import (
 from urllib3.util import parse_url
 
 from app.errors import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET, GatewayError, UpstreamError, UpstreamTimeout
-from app.providers import transport_trims
+from app.patches import urllib3 as urllib3_patches
 
 READ_SIZE = 64 * 1024
 
@@ -55,7 +55,7 @@ _TIMED_OUT = {
 class UpstreamHTTP:
     def __init__(self, *, connect_timeout: float, pool_maxsize: int) -> None:
         self.connect_timeout = connect_timeout
-        self.pool = transport_trims.install(
+        self.pool = urllib3_patches.prepare_pool(
             urllib3.PoolManager(num_pools=32, maxsize=pool_maxsize, block=False, retries=False))
         self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}
 

@@ -9,12 +9,13 @@ gateway's own gunicorn settings (workers, gthread threads, keep-alive):
   PoolManager per worker to the upstream, answering its bytes (what a
   cache miss could at best cost).
 
-Both get the gateway's trims of gunicorn and urllib3: the floor's gunicorn
-config calls ``app/gunicorn_trims.py`` as gunicorn.conf.py does (the Date
-header formatted once a second, answers sent with their header block in one
-write), and the passthrough's pool gets ``app/providers/transport_trims.py``
-as the gateway's does (each upstream request sent with its body in one write,
-response headers read without the email parser).
+Both get the gateway's library patches (``app/patches/``): the floor's
+gunicorn config calls ``app.patches.install`` as gunicorn.conf.py does (the
+Date header formatted once a second, answers sent with their header block in
+one write, ...), and the passthrough's pool gets
+``app.patches.urllib3.prepare_pool`` as the gateway's does (each upstream
+request sent with its body in one write, response headers read without the
+email parser).
 Those are transport, not gateway work, so the floors have them too and the
 ratios price only what the gateway does on top.
 """
@@ -50,10 +51,10 @@ PASSTHROUGH_APP = '''
 import falcon
 import urllib3
 
-from app.providers import transport_trims
+from app.patches import urllib3 as urllib3_patches
 
 UPSTREAM = {upstream!r}
-pool = transport_trims.install(
+pool = urllib3_patches.prepare_pool(
     urllib3.PoolManager(maxsize={threads}, retries=False, timeout=urllib3.Timeout(connect=5, read=120)))
 
 
@@ -71,11 +72,11 @@ app.add_sink(passthrough, "/v1/")
 '''
 
 
-# The gateway's transport trims of gunicorn, installed as gunicorn.conf.py installs them.
-FLOOR_TRIMS = """
-from app import gunicorn_trims
+# The gateway's library patches, installed as gunicorn.conf.py installs them.
+FLOOR_PATCHES = """
+from app import patches
 
-gunicorn_trims.install()
+patches.install(True)
 """
 
 
@@ -93,7 +94,7 @@ class FloorApp(LocalServer):
         (self.dir / "gunicorn_floor.conf.py").write_text(
             f"bind = ['127.0.0.1:{self.port}']\nworkers = {workers}\nworker_class = 'gthread'\n"
             f"threads = {threads}\nkeepalive = {keepalive}\npreload_app = False\nloglevel = 'warning'\n"
-            + FLOOR_TRIMS)
+            + FLOOR_PATCHES)
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.proc = Managed(f"floor-{kind}", [gunicorn, "-c", str(self.dir / "gunicorn_floor.conf.py"),
                                               "--chdir", str(self.dir), f"floor_{kind}:app"], env=child_env())

@@ -36,20 +36,22 @@ def environ(body: bytes, headers: dict[str, str]) -> dict:
 def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     """The WSGI app as a gunicorn worker builds it, with the benchmark's gateway environment.
 
-    Production logging too: lean records and ``logconfig_dict`` from the same settings gunicorn.conf.py
-    uses, so the access line costs what it costs in a worker. ``extra``: more gateway environment (a
-    variant to price). Sets a private multiprocess metrics folder first, so call it before anything
-    imports ``app.observability.metrics``.
+    The library patches and production logging too (``app.patches.install`` and ``logconfig_dict`` from the
+    same settings gunicorn.conf.py uses, before the app is imported), so the access line costs what it
+    costs in a worker. ``extra``: more gateway environment (a variant to price). Sets a private
+    multiprocess metrics folder first, so call it before anything imports ``app.observability.metrics``.
     """
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-edge-bench-metrics-")
+    from app import patches
     from app.config.settings import Settings
-    from app.factory import create_gateway
-    from app.observability.logging import lean_log_records, logconfig_dict
     from benchkit import gateway as gw
 
     env = gw.gateway(upstream=upstream, redis_url=redis_url, config=config, workers=1, threads=8, extra=extra).env
     settings = Settings.from_env(env)
-    lean_log_records()
+    patches.install(settings.patches_enabled)
+    from app.factory import create_gateway
+    from app.observability.logging import logconfig_dict
+
     logging.config.dictConfig(logconfig_dict(settings.log_level, None, settings.log_flush_ms))
     return create_gateway(settings, env).app
 

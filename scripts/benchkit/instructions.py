@@ -12,7 +12,7 @@ metrics, JSON access log, L1 + L2 on a real redis-server, rate limits, client
 auth) and called as a WSGI app, against nginx as the upstream.
 
 The floors are counted the same way (``constant`` and ``passthrough``, the
-benchmark's own floor apps with their transport trims), and the table gives
+benchmark's own floor apps with the library patches), and the table gives
 the gateway's own instructions per request: a hit minus the constant floor, a
 miss minus the passthrough floor. That is the part of the load benchmark's
 ratios the gateway's code decides, without the noise; what it leaves out is

@@ -1,7 +1,7 @@
 """The lean multiprocess value writes what prometheus_client's own would: the master's scrape cannot tell them apart.
 
 Each check runs a script in a fresh process (prometheus_client picks its value class at import) twice: once with
-prometheus_client's ``MultiProcessValue``, once with ``app/observability/metric_values.py``, and compares what the
+prometheus_client's ``MultiProcessValue``, once with ``app/patches/prometheus_client.py``, and compares what the
 stock ``MultiProcessCollector`` reads from the files: counters, every gauge mode, histograms, enough label sets to
 grow the files past their first size (values written after the file was remapped), and a fork whose child writes
 its own file.
@@ -24,7 +24,7 @@ import json, os, sys, threading
 kind, folder = sys.argv[1], sys.argv[2]
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
-from app.observability.metric_values import lean_multiprocess_value
+from app.patches.prometheus_client import lean_multiprocess_value
 
 values.ValueClass = lean_multiprocess_value() if kind == "lean" else values.MultiProcessValue()
 requests = Counter("t_requests", "r", ["route"], registry=None)

@@ -1,4 +1,4 @@
-"""A scrape that meets a worker creating its metric files still answers (app/observability/multiproc.py)."""
+"""A scrape that meets a worker creating its metric files still answers (app/patches/prometheus_client.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import os, sys
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
 from prometheus_client import CollectorRegistry, multiprocess
 from app.observability import metrics
-from app.observability.multiproc import worker_files_collector
+from app.patches.prometheus_client import collector
 
 metrics.CACHE_HITS.labels("l1").inc(3)
 # A new worker between opening its file and sizing it: the file exists and is empty.
@@ -27,7 +27,7 @@ try:
 except Exception as exc:
     print("stock:", type(exc).__name__)
 registry = CollectorRegistry()
-worker_files_collector(registry)
+collector(registry)
 print("ours:", registry.get_sample_value("llm_edge_cache_hits_total", {"tier": "l1"}))
 """
 

@@ -1,7 +1,7 @@
 """Metric values written before and after a fork land in each process's own file, summed as one.
 
 The gateway's metric values notice a fork through ``os.register_at_fork`` instead of asking for the process id on
-every update (app/observability/metric_values.py); this checks, with the gateway's own metrics in a real subprocess
+every update (app/patches/prometheus_client.py); this checks, with the gateway's own metrics in a real subprocess
 that forks, that a child still moves to its own file.
 """
 

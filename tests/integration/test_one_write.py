@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import urllib3
 
-from app.providers.http import UpstreamHTTP
-from app.providers.one_write import (
+from app.patches.urllib3 import (
     OneWriteHTTPConnection,
     OneWriteHTTPConnectionPool,
     OneWriteHTTPSConnectionPool,
 )
+from app.providers.http import UpstreamHTTP
 
 
 class Echo(BaseHTTPRequestHandler):

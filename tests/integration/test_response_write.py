@@ -9,7 +9,7 @@ import pytest
 from gunicorn import util
 from gunicorn.http import wsgi
 
-from app import response_write
+from app.patches import gunicorn as response_write
 from tests.support.processes import after_gunicorn_conf
 
 
@@ -70,7 +70,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_the_same_bytes_as_gunicorn_in_fewer_writes(name: str) -> None:
     req, status, headers, chunks, saved = CASES[name]
-    theirs = answer(response_write._GUNICORN_WRITE, req, status, headers, chunks)
+    theirs = answer(response_write.GUNICORN_WRITE, req, status, headers, chunks)
     ours = answer(response_write.write, req, status, headers, chunks)
     assert b"".join(ours) == b"".join(theirs)
     assert len(ours) == len(theirs) - saved
@@ -83,7 +83,7 @@ class GoneSock:
         raise BrokenPipeError("client gone")
 
 
-@pytest.mark.parametrize("write", [response_write._GUNICORN_WRITE, response_write.write], ids=["gunicorn", "ours"])
+@pytest.mark.parametrize("write", [response_write.GUNICORN_WRITE, response_write.write], ids=["gunicorn", "ours"])
 def test_a_client_gone_before_the_head_leaves_it_unsent(write: Any) -> None:
     resp = wsgi.Response(Req(), GoneSock(), Cfg())
     resp.start_response("200 OK", JSON)
@@ -105,7 +105,7 @@ def test_other_response_classes_keep_their_own_write() -> None:
 
 
 def test_install_uses_it_for_every_response(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wsgi.Response, "write", response_write._GUNICORN_WRITE)
+    monkeypatch.setattr(wsgi.Response, "write", response_write.GUNICORN_WRITE)
     assert response_write.install() is True
     assert wsgi.Response.write is response_write.write
     sock = Sock()
@@ -129,7 +129,7 @@ def test_install_leaves_an_unknown_gunicorn_alone(monkeypatch: pytest.MonkeyPatc
 
 def test_gunicorn_conf_installs_it_for_every_worker(tmp_path: Path) -> None:
     """gunicorn.conf.py runs in the master before the fork: gunicorn's Response must write with ours there."""
-    done = after_gunicorn_conf("from gunicorn.http import wsgi\nfrom app import response_write\n"
+    done = after_gunicorn_conf("from gunicorn.http import wsgi\nfrom app.patches import gunicorn as response_write\n"
                                "assert wsgi.Response.write is response_write.write", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warning" not in done.stderr

@@ -187,14 +187,14 @@ class GatewayProcess:
         return terminate(self.proc, timeout)
 
 
-def after_gunicorn_conf(check: str, home: Path) -> subprocess.CompletedProcess:
+def after_gunicorn_conf(check: str, home: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``check`` (Python source) in a fresh interpreter right after loading gunicorn.conf.py, as gunicorn's
-    master does before it forks the workers; its on_exit hook cleans up after."""
+    master does before it forks the workers, with ``extra_env`` added; its on_exit hook cleans up after."""
     source = ("import runpy\n"
               "conf = runpy.run_path('gunicorn.conf.py')\n"
               "try:\n" + "".join(f"    {line}\n" for line in check.splitlines()) +
               "finally:\n"
               "    conf['on_exit'](None)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS", "LLM_EDGE"))}
-    return subprocess.run([sys.executable, "-c", source], cwd=ROOT, env={**env, "HOME": str(home)},
+    return subprocess.run([sys.executable, "-c", source], cwd=ROOT, env={**env, "HOME": str(home), **(extra_env or {})},
                           capture_output=True, text=True, timeout=60)

@@ -8,8 +8,8 @@ import time
 
 import urllib3
 
-from app import http_date as module
-from app.http_date import http_date
+from app.patches import gunicorn as module
+from app.patches.gunicorn import http_date
 from tests.support.processes import after_gunicorn_conf
 
 
@@ -45,6 +45,6 @@ def test_a_live_gateway_sends_it(gateway):
 
 def test_gunicorn_conf_installs_it_for_every_worker(tmp_path):
     """gunicorn.conf.py runs in the master before the fork: gunicorn's own function must be ours there."""
-    done = after_gunicorn_conf("import gunicorn.util, app.http_date\n"
-                               "assert gunicorn.util.http_date is app.http_date.http_date", tmp_path)
+    done = after_gunicorn_conf("import gunicorn.util, app.patches.gunicorn\n"
+                               "assert gunicorn.util.http_date is app.patches.gunicorn.http_date", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

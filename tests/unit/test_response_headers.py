@@ -15,9 +15,9 @@ import random
 import pytest
 import urllib3
 
-from app.providers import headers
+from app.patches import http_client as headers
 
-STDLIB = headers._STDLIB_PARSE_HEADERS
+STDLIB = headers.STDLIB_PARSE_HEADERS
 
 PROVIDER_BLOCK = (b"Date: Thu, 26 Nov 2026 12:00:00 GMT\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nx-request-id: req_0123\r\n"

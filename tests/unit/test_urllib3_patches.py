@@ -1,4 +1,4 @@
-"""urllib3's transport trims, installed in one place for the gateway's upstream pool and the passthrough floor."""
+"""urllib3's patches, made by one per-pool step for the gateway's upstream pool and the passthrough floor."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import sys
 
 import urllib3
 
-from app.providers import headers, transport_trims
+from app.patches import http_client as headers
+from app.patches import urllib3 as urllib3_patches
+from app.patches.urllib3 import POOL_CLASSES
 from app.providers.http import UpstreamHTTP
-from app.providers.one_write import POOL_CLASSES
 from tests.support.processes import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))  # benchkit lives beside the benchmark, as scripts/bench.py imports it
@@ -21,20 +22,20 @@ def trimmed(pool: urllib3.PoolManager) -> bool:
 
 
 def test_install_gives_a_pool_both_trims(monkeypatch) -> None:
-    monkeypatch.setattr(http.client, "parse_headers", headers._STDLIB_PARSE_HEADERS)
+    monkeypatch.setattr(http.client, "parse_headers", headers.STDLIB_PARSE_HEADERS)
     pool = urllib3.PoolManager()
-    assert transport_trims.install(pool) is pool
+    assert urllib3_patches.prepare_pool(pool) is pool
     assert trimmed(pool)
 
 
 def test_the_gateways_upstream_pool_is_trimmed(monkeypatch) -> None:
-    monkeypatch.setattr(http.client, "parse_headers", headers._STDLIB_PARSE_HEADERS)
+    monkeypatch.setattr(http.client, "parse_headers", headers.STDLIB_PARSE_HEADERS)
     assert trimmed(UpstreamHTTP(connect_timeout=1, pool_maxsize=4).pool)
 
 
 def test_the_passthrough_floor_gets_the_same_trims(monkeypatch) -> None:
     """The floor's generated app, run as gunicorn would import it: its pool has what the gateway's has."""
-    monkeypatch.setattr(http.client, "parse_headers", headers._STDLIB_PARSE_HEADERS)
+    monkeypatch.setattr(http.client, "parse_headers", headers.STDLIB_PARSE_HEADERS)
     namespace: dict = {}
     exec(floors.PASSTHROUGH_APP.format(upstream="http://127.0.0.1:1", threads=4), namespace)
     assert trimmed(namespace["pool"])
