@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from app.config.settings import ConfigError, Settings, load_environ, secrets_from_files
+from app.config.settings import ConfigError, Settings, is_configured, load_environ, secrets_from_files
 
 # multiproc imports nothing of prometheus_client: prepare_dir() below must run before anything does.
 from app.config.snapshot import ConfigSnapshot
@@ -99,6 +99,10 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
         log.warning("no key for %s: requests to that provider answer 503 until it is set "
                     "(scripts/serve starts a local emulator instead)", ", ".join(missing))
     _access_report(log)
+    if _settings.enable_tracing and not is_configured(_environ, "OTLP_ENDPOINT"):
+        log.warning("tracing: OTLP_ENDPOINT is not set, so spans go to %s (the docker-compose collector) and are "
+                    "dropped while nothing answers there; set OTLP_ENDPOINT, or ENABLE_TRACING=false",
+                    _settings.otlp_endpoint)
     import redis  # the rate limiter uses Redis even without the L2 cache
 
     try:

@@ -22,7 +22,7 @@ from app.cache.l1 import L1Cache
 from app.cache.l2 import L2Cache
 from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
-from app.config.settings import Settings, load_environ
+from app.config.settings import Settings, is_configured, load_environ
 from app.config.trusted_proxies import ClientAddress
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
@@ -109,7 +109,8 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
                        [(entry.provider, entry.model or name) for name, entry in router.models.items()])
     spend = SpendLedger(redis_guard)
     accounting = Accounting(prices, spend)
-    tracing = Tracing.from_settings(settings)  # here, after fork: its thread and channel are per worker
+    # Here, after fork: its thread and channel are per worker.
+    tracing = Tracing.from_settings(settings, default_endpoint=not is_configured(environ, "OTLP_ENDPOINT"))
     cache = make_cache(settings, redis_guard, accounting)
     breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
                         publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))

@@ -525,6 +525,11 @@ def _check_together(values: dict[str, Any], environ: Mapping[str, str]) -> None:
                           "keeps alive between requests")
 
 
+def is_configured(environ: Mapping[str, str], env: str) -> bool:
+    """Whether the variable is set (not left to its default): some defaults are only right in one setting."""
+    return bool(environ.get(env, "").strip())
+
+
 def read_setting(environ: Mapping[str, str], env: str) -> Any:
     """One setting's value, by its variable name, without the others (scripts that need one path)."""
     return BY_ENV[env].read(environ)

@@ -48,10 +48,13 @@ class _OneWarningExporter:
     for them instead.
     """
 
-    def __init__(self, inner: SpanExporter, endpoint: str, protocol: str) -> None:
+    def __init__(self, inner: SpanExporter, endpoint: str, protocol: str, quiet: bool = False) -> None:
         self.inner = inner
         self.endpoint = endpoint
         self.protocol = protocol
+        # The default endpoint, not one the operator chose: the master has said once, for every worker, that
+        # spans go there and may be dropped; each worker's outage and recovery lines are debug lines then.
+        self.level = logging.DEBUG if quiet else logging.WARNING
         self.down = False
         self.closing = False
 
@@ -68,11 +71,11 @@ class _OneWarningExporter:
         if result is SpanExportResult.SUCCESS:
             if self.down:
                 self.down = False
-                log.info("tracing: the collector at %s answers again", self.endpoint)
+                log.log(min(self.level, logging.INFO), "tracing: the collector at %s answers again", self.endpoint)
         elif not self.down:
             self.down = True
-            log.warning("tracing: cannot export spans to %s (%s); spans are dropped until it answers, "
-                        "requests are not affected", self.endpoint, self.protocol)
+            log.log(self.level, "tracing: cannot export spans to %s (%s); spans are dropped until it answers, "
+                    "requests are not affected", self.endpoint, self.protocol)
         return result
 
     def shutdown(self) -> None:
@@ -117,7 +120,8 @@ class Tracing:
         return self.tracer is not None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Tracing:
+    def from_settings(cls, settings: Settings, default_endpoint: bool = False) -> Tracing:
+        """Spans exported over OTLP when tracing is on; ``default_endpoint``: OTLP_ENDPOINT was not set."""
         if not settings.enable_tracing:
             return cls()
         from opentelemetry.sdk.resources import Resource
@@ -127,7 +131,7 @@ class Tracing:
         _quiet_sdk_loggers()
         attributes: dict[str, Any] = {"service.version": __version__, "service.name": settings.otel_service_name}
         inner, url = _exporter(settings)
-        exporter = _OneWarningExporter(inner, url, settings.otlp_protocol)
+        exporter = _OneWarningExporter(inner, url, settings.otlp_protocol, quiet=default_endpoint)
         provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(  # a bounded queue: when full, spans are dropped
             exporter, max_queue_size=settings.otel_queue_size,  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ port does not stop the gateway, and metrics come up once the port is free."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 import urllib3
@@ -49,4 +50,25 @@ def test_a_busy_metrics_port_does_not_stop_the_gateway():
         assert b"llm_edge_in_flight_requests" in http.request("GET", gw.metrics_url).data
     finally:
         squatter.close()
+        gw.stop()
+
+
+def test_tracing_to_the_default_endpoint_is_said_once_by_the_master_not_per_worker(emulator):
+    """Outside docker-compose the default OTLP_ENDPOINT (http://jaeger:4317) does not answer: one line says so,
+    from the master; the workers' failed exports are debug lines. A chosen endpoint still warns (test_tracing)."""
+    from tests.conftest import provider_env
+
+    gw = GatewayProcess({**provider_env(emulator), "ENABLE_TRACING": "true", "OTEL_BSP_SCHEDULE_DELAY": "50",
+                         "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}).start()
+    try:
+        for _ in range(4):  # spans in both workers, most likely
+            assert http.request("POST", gw.url + "/v1/chat/completions", json={
+                "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).status == 200
+        wait_until(lambda: "llm_edge.access" in gw.logs(), what="the access lines")
+        time.sleep(2)  # the batch processors' exports (every 50 ms, each failing within 1 s) have run
+        logs = gw.logs()
+        said = [line for line in logs.splitlines() if "OTLP_ENDPOINT is not set" in line]
+        assert len(said) == 1 and '"level":"warning"' in said[0], said
+        assert "cannot export spans" not in logs, "a worker warned about the default endpoint"
+    finally:
         gw.stop()
