@@ -105,12 +105,16 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
                     _settings.otlp_endpoint)
     import redis  # the rate limiter uses Redis even without the L2 cache
 
-    try:
-        redis.Redis.from_url(_settings.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
-    except (redis.RedisError, OSError) as exc:
-        log.warning("Redis at %s is unreachable (%s): running with the per-worker L1 cache and local "
-                    "rate limits; /health says degraded until it answers", _redact_url(_settings.redis_url),
-                    type(exc).__name__)
+    redises = [("Redis", _settings.redis_url, "the per-worker L1 cache and local rate limits")]
+    if _settings.cache_redis_url and _settings.enable_l2_cache:
+        redises = [("Redis", _settings.redis_url, "local rate limits"),
+                   ("The cache's Redis (CACHE_REDIS_URL)", _settings.cache_redis_url, "the per-worker L1 cache")]
+    for what, url, fallback in redises:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("%s at %s is unreachable (%s): running with %s; /health says degraded until it answers",
+                        what, _redact_url(url), type(exc).__name__, fallback)
 
 
 def _redact_url(url: str) -> str:

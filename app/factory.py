@@ -104,6 +104,9 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     http = UpstreamHTTP(connect_timeout=settings.upstream_connect_timeout,
                         pool_maxsize=max(10, settings.gunicorn_threads))
     redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache, limiter and spend
+    cache_redis = redis_guard  # unless CACHE_REDIS_URL gives the L2 cache a Redis of its own
+    if settings.cache_redis_url and settings.enable_l2_cache:
+        cache_redis = RedisGuard(make_redis(settings, settings.cache_redis_url), serves="using the L1 cache")
     prices = PriceTable.load(settings.pricing_file)
     metrics.initialize(router.providers, [*router.models, *prices.model_names],
                        [(entry.provider, entry.model or name) for name, entry in router.models.items()])
@@ -111,7 +114,7 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     accounting = Accounting(prices, spend)
     # Here, after fork: its thread and channel are per worker.
     tracing = Tracing.from_settings(settings, default_endpoint=not is_configured(environ, "OTLP_ENDPOINT"))
-    cache = make_cache(settings, redis_guard, accounting)
+    cache = make_cache(settings, cache_redis, accounting)
     breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
                         publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))
     access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
@@ -126,14 +129,14 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
         tracing, client_address=ClientAddress(settings.forwarded_allow_ips)), access.middleware])
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
-    app.add_route("/v1/chat/completions", ChatResource(openai_codec, pipeline, settings.max_request_bytes, watcher,
-                                                               draining))
-    app.add_route("/v1/messages", ChatResource(anthropic_codec, pipeline, settings.max_request_bytes, watcher,
-                                                        draining))
+    for path, codec in (("/v1/chat/completions", openai_codec), ("/v1/messages", anthropic_codec)):
+        app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining))
     app.add_route("/v1/models", ModelsResource(router))
-    health = HealthResource({"providers": lambda: _providers_check(router), "redis": redis_guard.health,
-                             "circuit_breakers": breakers.health, "rate_limits": access.limiter.health},
-                            draining)
+    checks = {"providers": lambda: _providers_check(router), "redis": redis_guard.health,
+              "circuit_breakers": breakers.health, "rate_limits": access.limiter.health}
+    if cache_redis is not redis_guard:
+        checks["cache_redis"] = cache_redis.health
+    health = HealthResource(checks, draining)
     app.add_route("/health", health)
     app.add_route("/health/live", health, suffix="live")
     app.add_route("/health/ready", health, suffix="ready")

@@ -333,6 +333,11 @@ class Settings:
         "REDIS_URL", "redis://localhost:6379", _url("redis", "rediss", "unix"),
         "Redis for the L2 cache, shared rate limits and stored responses; may hold a password", group=CACHE,
         secret=True)
+    cache_redis_url: str | None = setting(
+        "CACHE_REDIS_URL", None, _url("redis", "rediss", "unix"),
+        "a Redis for the L2 cache alone (give it `maxmemory` and an eviction policy), so a full cache never "
+        "takes rate limits and budgets down with it; unset: the L2 cache uses REDIS_URL", group=CACHE,
+        secret=True)
     redis_socket_timeout: float = setting(
         "REDIS_SOCKET_TIMEOUT", 0.05, _seconds(0, 60), "seconds a Redis command may take; no retries",
         group=CACHE)

@@ -29,10 +29,10 @@ T = TypeVar("T")
 HEALTH_PING_AFTER = 5.0
 
 
-def make_redis(settings: Settings) -> redis.Redis:
-    """A client whose pool holds a connection per worker thread and never blocks long."""
+def make_redis(settings: Settings, url: str | None = None) -> redis.Redis:
+    """A client (of REDIS_URL, or ``url``) whose pool holds a connection per worker thread, never blocking long."""
     return redis.Redis.from_url(
-        settings.redis_url,
+        url or settings.redis_url,
         max_connections=max(10, settings.gunicorn_threads + 2),
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_connect_timeout,
@@ -106,8 +106,10 @@ class RedisGuard:
     """The Redis client behind a ``CircuitBreaker`` (the same one providers have, with its own policy)."""
 
     def __init__(self, client: redis.Redis | None, *, failure_threshold: int = 3, cooldown: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 serves: str = "using L1 cache and local rate limits") -> None:
         self.client = client
+        self.serves = serves  # what the gateway does while this Redis is unreachable, for /health
         self._breaker = CircuitBreaker("redis", BreakerPolicy(failure_threshold=failure_threshold, failure_rate=0.0,
                                                               cooldown=cooldown), clock=clock)
         self.last_error: str | None = None
@@ -219,6 +221,6 @@ class RedisGuard:
             # An idle worker knows nothing of Redis yet: ask, once per interval, through the breaker.
             self.call("health_ping", lambda client: client.ping(), None)
         if self.open or self.last_error:
-            return Check("degraded", {"enabled": True, "reason": "redis unreachable; using L1 cache and "
-                                      "local rate limits", "error": self.last_error})
+            return Check("degraded", {"enabled": True, "reason": f"redis unreachable; {self.serves}",
+                                      "error": self.last_error})
         return Check("ok", {"enabled": True})

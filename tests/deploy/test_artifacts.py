@@ -56,6 +56,10 @@ K8S_MANIFESTS = [
     "configmap.yaml",
     "deployment.yaml",
     "service.yaml",
+    "redis-deployment.yaml",
+    "redis-service.yaml",
+    "redis-cache-deployment.yaml",
+    "redis-cache-service.yaml",
     "hpa.yaml",
     "pdb.yaml",
     "networkpolicy.yaml",
@@ -378,9 +382,14 @@ def test_compose_config_valid() -> None:
                    "-f", str(COMPOSE), "config", "--quiet"], env=env))
 
 
+def flag(args: list[str], name: str) -> str | None:
+    """The value after ``name`` in a command line, if it is there."""
+    return args[args.index(name) + 1] if name in args else None
+
+
 def test_compose_services() -> None:
     services = compose_config()["services"]
-    assert set(services) == {"gateway", "redis", "prometheus", "grafana", "jaeger"}
+    assert set(services) == {"gateway", "redis", "redis-cache", "prometheus", "grafana", "jaeger"}
     for name, svc in services.items():
         assert svc.get("restart") == "unless-stopped", f"{name}: restart policy"
         assert svc.get("healthcheck", {}).get("test"), f"{name}: healthcheck"
@@ -409,6 +418,11 @@ def test_compose_services() -> None:
     assert redis["image"].startswith("redis:7")
     assert "--appendonly" in redis["command"] and "yes" in redis["command"]
     assert any(v["type"] == "volume" and v["target"] == "/data" for v in redis["volumes"])
+    # Limits and spend are never evicted; the cache is bounded and evicts (docs/deployment.md, sizing).
+    assert flag(redis["command"], "--maxmemory-policy") == "noeviction" and flag(redis["command"], "--maxmemory")
+    cache = services["redis-cache"]
+    assert gw["environment"]["CACHE_REDIS_URL"] == "redis://redis-cache:6379"
+    assert flag(cache["command"], "--maxmemory-policy") == "allkeys-lru" and flag(cache["command"], "--maxmemory")
 
     prom_mounts = {v["target"]: Path(v["source"]) for v in services["prometheus"]["volumes"] if v["type"] == "bind"}
     assert prom_mounts["/etc/prometheus/prometheus.yml"] == PROM_CONFIG
@@ -620,6 +634,12 @@ def test_k8s_deployment() -> None:
         assert ref["optional"] is True and ref["key"] == key
         assert ref["name"] == docs["secret.example.yaml"]["metadata"]["name"]
     assert env["REDIS_URL"]["value"].startswith("redis://redis:6379")
+    assert env["CACHE_REDIS_URL"]["value"].startswith("redis://redis-cache:6379")
+    for name, policy in (("redis", "noeviction"), ("redis-cache", "allkeys-lru")):
+        (redis_container,) = docs[f"{name}-deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+        assert flag(redis_container["args"], "--maxmemory-policy") == policy, name
+        assert docs[f"{name}-service.yaml"]["spec"]["selector"] == \
+            docs[f"{name}-deployment.yaml"]["spec"]["selector"]["matchLabels"], name
     assert env["PROMETHEUS_MULTIPROC_DIR"]["value"].startswith("/tmp/")
 
     volumes = {v["name"]: v for v in pod["volumes"]}

@@ -220,3 +220,42 @@ def test_clients_never_get_each_others_cached_answers(start_gateway, redis_serve
     assert post(gw2, question2, headers={"x-api-key": keys["acme"]}).headers["x-llm-edge-cache"] == "miss"
     assert post(gw2, question2, headers={"x-api-key": keys["globex"]}).headers["x-llm-edge-cache"] in (
         "hit-l1", "hit-l2")
+
+
+def limit_checks(client: redis.Redis) -> int:
+    """The limiter's scripts run by a Redis so far (RATE_LIMIT_LEASE_MS=0: one per request)."""
+    return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+def test_a_separate_cache_redis_holds_the_cache_and_can_die_alone(start_gateway, redis_server, upstream):
+    """CACHE_REDIS_URL: answers go to the cache's Redis, limits stay in REDIS_URL's; a dead cache Redis costs L2
+    only (limits keep counting in the other Redis, /health names the cache's Redis)."""
+    cache_server = RedisServer().start()
+    try:
+        gw = start_gateway({"ENABLE_L2_CACHE": "true", "REDIS_URL": redis_server.url,
+                            "CACHE_REDIS_URL": cache_server.url, "RATE_LIMIT_LEASE_MS": "0"})
+        main, cache = redis.Redis.from_url(redis_server.url), redis.Redis.from_url(cache_server.url)
+        assert post(gw, unique("cached apart")).headers["x-llm-edge-cache"] == "miss"
+        wait_until(lambda: len(cache.keys("llm-edge:cache:*")) == 1, timeout=2, interval=0.005,
+                   what="the fill in the cache's Redis")
+        assert main.keys("llm-edge:cache:*") == [] and limit_checks(main) >= 1
+        health = orjson.loads(http.request("GET", gw.url + "/health").data)
+        assert health["checks"]["cache_redis"]["status"] == "ok" and health["checks"]["redis"]["status"] == "ok"
+
+        cache_server.stop()
+        checked = limit_checks(main)
+        for i in range(6):
+            assert post(gw, unique(f"cache redis dead {i}")).status == 200
+        assert limit_checks(main) >= checked + 6  # limits still checked in REDIS_URL's Redis
+
+        def cache_degraded() -> bool:
+            post(gw, unique("probe"))
+            checks = orjson.loads(http.request("GET", gw.url + "/health").data)["checks"]
+            return (checks["cache_redis"]["status"] == "degraded" and checks["redis"]["status"] == "ok"
+                    and "using the L1 cache" in checks["cache_redis"]["detail"]["reason"])
+
+        wait_until(cache_degraded, timeout=15, interval=0.2, what="/health: only the cache's Redis degraded")
+        main.close()
+        cache.close()
+    finally:
+        cache_server.close()
