@@ -94,7 +94,8 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     metrics.initialize(router.providers, [*router.models, *prices.model_names],
                        [(entry.provider, entry.model or name) for name, entry in router.models.items()])
     spend = SpendLedger(redis_guard)
-    accounting = Accounting(prices, spend)
+    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
+    accounting = Accounting(prices, spend, tokens=access.middleware.count_tokens)
     tracing = Tracing.from_settings(settings)  # here, after fork: its thread and channel are per worker
     cache = make_cache(settings, redis_guard, accounting)
     breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
@@ -104,7 +105,6 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
                         retry=RetryPolicy.from_settings(settings), breakers=breakers)
     watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
     draining = DrainState()
-    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
 
     app = GatewayApp(middleware=[RequestContextMiddleware(
         tracing, client_address=ClientAddress(settings.forwarded_allow_ips)), access.middleware])

@@ -1,12 +1,16 @@
 """Usage accounting: tokens, cost and per-client spend for every answer, upstream or cached.
 
 One object per worker, shared by all threads. The pipeline calls ``upstream``
-once per answered request (streams included, when their final usage is in);
-the cache calls ``cache_hit`` when it answers instead of a provider, to count
-what the hit saved.
+once per answered request (streams included, when their final usage is in,
+before their last event goes out); the cache calls ``cache_hit`` when it
+answers instead of a provider, to count what the hit saved. Both run before
+the answer is out, because the client's next request must see its spend and
+tokens.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from app.accounting.cost import PriceTable
 from app.accounting.spend import SpendLedger
@@ -14,14 +18,19 @@ from app.context import RequestContext
 from app.formats.canonical import Usage
 from app.observability import metrics
 
+# Counts a provider's tokens against the client's token rate limit: ``AccessMiddleware.count_tokens``.
+TokenCounter = Callable[[RequestContext, Usage], None]
+
 
 class Accounting:
-    def __init__(self, prices: PriceTable, spend: SpendLedger | None = None) -> None:
+    def __init__(self, prices: PriceTable, spend: SpendLedger | None = None,
+                 tokens: TokenCounter | None = None) -> None:
         self.prices = prices
         self.spend = spend
+        self.tokens = tokens
 
     def upstream(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:
-        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``) and the client's spend."""
+        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``), the client's spend and tokens."""
         ctx.usage = usage
         cents = self.prices.cost_cents(provider, model, usage)
         ctx.cost_cents = cents
@@ -31,6 +40,8 @@ class Accounting:
         metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
         if self.spend is not None and cents > 0:
             self.spend.add(ctx.client_id, cents)
+        if self.tokens is not None:
+            self.tokens(ctx, usage)
         return cents
 
     def cache_hit(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:
