@@ -1,8 +1,9 @@
 """Per-request state: the only mutable state a request owns.
 
 Lives on Falcon's ``req.context``; middleware, resources and pipeline stages
-fill it in as the request travels, and the access log and metrics read it
-when the answer is done. Nothing here is ever shared between requests.
+fill it in as the request travels, and the request's one ending
+(``Exchange.finish``, ``app/http/app.py``) reads it for the access line and
+metrics. Nothing here is ever shared between requests.
 """
 
 from __future__ import annotations
