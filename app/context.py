@@ -1,8 +1,9 @@
 """Per-request state: the only mutable state a request owns.
 
 Lives on Falcon's ``req.context``; middleware, resources and pipeline stages
-fill it in as the request travels, and the access log and metrics read it
-when the answer is done. Nothing here is ever shared between requests.
+fill it in as the request travels, and the request's one ending
+(``Exchange.finish``, ``app/http/app.py``) reads it for the access line and
+metrics. Nothing here is ever shared between requests.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class RequestContext:
     cache: str = "bypass"
     status: int = 200
     stream: bool = False
+    streaming: bool = False  # an SSE body is out with the server and its end not yet handed over (499 if never)
     usage: Usage | None = None
     cost_cents: float = 0.0
     first_token_at: float | None = None
@@ -47,7 +49,7 @@ class RequestContext:
     span: Any = None  # the request's OpenTelemetry span, when tracing is on
     prompt: str | None = None  # the prompt's text, only with LOG_PROMPTS=true
     parsed: ParsedBody | None = None  # the body as parsed (perhaps remembered), with its cache keys
-    after: list[Callable[[], None]] | None = None  # steps run once the response is out (app/http/app.py)
+    after: list[Callable[[], None]] | None = None  # steps run as the request finishes (app/http/app.py)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

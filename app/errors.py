@@ -19,11 +19,19 @@ The tree::
 Lower layers (urllib3, codecs) raise these at exactly one boundary each,
 ``raise UpstreamTimeout(...) from exc``; resources never build error JSON.
 Messages never contain a provider or client key.
+
+An upstream error says how the exchange failed where it is made: the
+provider's HTTP status (``upstream_status``, or a rejection's own status), or
+a ``FailureKind`` passed to its constructor when no status came back.
+``classify`` reads both and answers every question the pipeline asks of a
+failed attempt (retry it? fall back? what does it say about the provider's
+health? which metric label?) in one ``Verdict``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 
 # Anthropic's error.type for each HTTP status we answer with.
 _ANTHROPIC_TYPES = {
@@ -44,12 +52,21 @@ _ANTHROPIC_TYPES = {
 }
 
 
-# What went wrong upstream when no HTTP status came back: the words RETRY_ON accepts besides statuses.
-CONNECT_FAILURE = "connect-failure"  # no connection (refused, DNS, TLS handshake, connect timeout): never sent
-RESET = "reset"  # the connection broke before the answer was complete (or before a stream's first event)
-TIMEOUT = "timeout"  # a read limit ran out (UPSTREAM_READ_TIMEOUT, STREAM_FIRST_BYTE_TIMEOUT)
-DEADLINE = "deadline"  # REQUEST_TIMEOUT ran out: never retried, nothing is left to retry in
-BAD_RESPONSE = "bad-response"  # the provider answered something unreadable
+class FailureKind(StrEnum):
+    """What went wrong upstream when no HTTP status came back: the words RETRY_ON accepts besides statuses."""
+
+    CONNECT_FAILURE = "connect-failure"  # no connection (refused, DNS, TLS handshake, connect timeout): never sent
+    RESET = "reset"  # the connection broke before the answer was complete (or before a stream's first event)
+    TIMEOUT = "timeout"  # a read limit ran out (UPSTREAM_READ_TIMEOUT, STREAM_FIRST_BYTE_TIMEOUT)
+    DEADLINE = "deadline"  # REQUEST_TIMEOUT ran out: never retried, nothing is left to retry in
+    BAD_RESPONSE = "bad-response"  # the provider answered something unreadable
+
+
+CONNECT_FAILURE = FailureKind.CONNECT_FAILURE
+RESET = FailureKind.RESET
+TIMEOUT = FailureKind.TIMEOUT
+DEADLINE = FailureKind.DEADLINE
+BAD_RESPONSE = FailureKind.BAD_RESPONSE
 
 RETRYABLE_WORDS = frozenset({CONNECT_FAILURE, RESET, TIMEOUT})
 
@@ -152,8 +169,16 @@ class UpstreamError(GatewayError):
     openai_type = "server_error"
     code = "upstream_error"
     upstream_status: int | None = None  # the provider's HTTP status, when it sent one
-    # How the exchange failed when no status says it (a RETRY_ON word): connect-failure, reset, bad-response.
-    failure: str | None = None
+    # How the exchange failed when no status says it: connect-failure, reset, bad-response.
+    failure: FailureKind | None = None
+
+    def __init__(self, message: str, *, failure: FailureKind | None = None, upstream_status: int | None = None,
+                 **kw: Any) -> None:
+        super().__init__(message, **kw)
+        if failure is not None:
+            self.failure = failure
+        if upstream_status is not None:
+            self.upstream_status = upstream_status
 
 
 class UpstreamRejected(UpstreamError):
@@ -192,4 +217,44 @@ class UpstreamTimeout(GatewayError):
     openai_type = "server_error"
     code = "upstream_timeout"
     # timeout (a read limit), connect-failure (connecting timed out) or deadline (REQUEST_TIMEOUT ran out).
-    failure: str | None = "timeout"
+    failure: FailureKind = FailureKind.TIMEOUT
+
+    def __init__(self, message: str, *, failure: FailureKind = FailureKind.TIMEOUT, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.failure = failure
+
+
+class Verdict(NamedTuple):
+    """What a failed upstream attempt means, for every party that asks (``classify``)."""
+
+    retry_on: str | int | None  # the RETRY_ON token: the provider's status, else a FailureKind; None if not upstream
+    may_fall_back: bool  # provider trouble (5xx, timeouts, unreachable, rate limited) moves on; caller mistakes not
+    breaker: bool | None  # what it says about the provider's health: False unhealthy, True healthy, None nothing
+    error_type: str  # the bounded ``error_type`` label of llm_edge_provider_errors_total
+
+
+_AUTH_FAILED = "upstream_auth_failed"
+
+
+def classify(err: GatewayError) -> Verdict:
+    """The one reading of a failed attempt: retry token, fallback, breaker verdict and metric label.
+
+    A 4xx is the caller's mistake from a healthy provider; a 429 or a rejected
+    key says nothing about whether the provider is up. Errors that are not
+    upstream ones fall back only when they are a 503 (nothing to route to).
+    """
+    if isinstance(err, UpstreamRejected):
+        limited = err.status == 429
+        return Verdict(err.status, limited, None if limited else True, "rate_limited" if limited else "rejected")
+    if isinstance(err, UpstreamTimeout):
+        return Verdict(err.failure, True, None if err.code == _AUTH_FAILED else False, "timeout")
+    if isinstance(err, UpstreamError):
+        status = err.upstream_status
+        if err.code == _AUTH_FAILED:
+            return Verdict(status or err.failure, True, None, "auth")
+        if status and status >= 500:
+            kind = f"http_{status // 100}xx"
+        else:
+            kind = "connection" if err.failure in (CONNECT_FAILURE, RESET) else "bad_response"
+        return Verdict(int(status) if status else err.failure, True, False, kind)
+    return Verdict(None, err.status == 503, None, "bad_response")

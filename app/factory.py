@@ -111,13 +111,13 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     metrics.initialize(router.providers, [*router.models, *prices.model_names],
                        [(entry.provider, entry.model or name) for name, entry in router.models.items()])
     spend = SpendLedger(redis_guard)
-    accounting = Accounting(prices, spend)
+    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
+    accounting = Accounting(prices, spend, tokens=access.middleware.count_tokens)
     # Here, after fork: its thread and channel are per worker.
     tracing = Tracing.from_settings(settings, default_endpoint=not is_configured(environ, "OTLP_ENDPOINT"))
     cache = make_cache(settings, cache_redis, accounting)
     breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
                         publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))
-    access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
     pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache,
                         accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts,
                         retry=RetryPolicy.from_settings(settings), breakers=breakers,

@@ -35,14 +35,13 @@ from app.cache.control import CacheControl
 from app.cache.stage import NO_TICKET, CacheStage, Ticket
 from app.context import RequestContext
 from app.errors import (
-    CONNECT_FAILURE,
     RESET,
     GatewayError,
     InvalidRequest,
     NoHealthyProvider,
     UpstreamError,
-    UpstreamRejected,
     UpstreamTimeout,
+    classify,
 )
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
 from app.formats.common import dump_bytes
@@ -57,46 +56,10 @@ from app.resilience.breaker import BreakerPolicy, Breakers, CircuitBreaker, Perm
 from app.resilience.retry import RetryPolicy
 
 
-def should_fall_back(err: GatewayError) -> bool:
-    """Provider trouble (5xx, timeouts, unreachable, rate limited) moves on; caller mistakes do not."""
-    if isinstance(err, UpstreamRejected):
-        return err.status == 429
-    return isinstance(err, (UpstreamError, UpstreamTimeout)) or err.status == 503
-
-
-def breaker_verdict(err: GatewayError) -> bool | None:
-    """What a failed attempt says about the provider's health: False unhealthy, True healthy, None nothing.
-
-    A 4xx is the caller's mistake from a healthy provider; a 429 or a rejected
-    key says nothing about whether the provider is up.
-    """
-    if isinstance(err, UpstreamRejected):
-        return None if err.status == 429 else True
-    if err.code == "upstream_auth_failed":
-        return None
-    if isinstance(err, (UpstreamError, UpstreamTimeout)):
-        return False
-    return None
-
-
 def observe_attempt(target: Target, started: float) -> None:
     """One upstream attempt's time, failed or not, into llm_edge_provider_duration_seconds."""
     metrics.child(metrics.PROVIDER_DURATION, target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
         time.monotonic() - started)
-
-
-def error_kind(err: GatewayError) -> str:
-    """A bounded label for provider errors."""
-    if isinstance(err, UpstreamTimeout):
-        return "timeout"
-    status = getattr(err, "upstream_status", None) or err.status
-    if isinstance(err, UpstreamRejected):
-        return "rate_limited" if status == 429 else "rejected"
-    if err.code == "upstream_auth_failed":
-        return "auth"
-    if status and status >= 500 and getattr(err, "upstream_status", None):
-        return f"http_{status // 100}xx"
-    return "connection" if getattr(err, "failure", None) in (CONNECT_FAILURE, RESET) else "bad_response"
 
 
 class BudgetHolds:
@@ -201,12 +164,12 @@ class Pipeline:
                     outcome = self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker,
                                             permit, hold)
                 except GatewayError as err:
-                    breaker.record(permit, breaker_verdict(err))
-                    kind = error_kind(err)
-                    metrics.PROVIDER_ERRORS.labels(target.provider.name, kind).inc()
+                    verdict = classify(err)
+                    breaker.record(permit, verdict.breaker)
+                    metrics.PROVIDER_ERRORS.labels(target.provider.name, verdict.error_type).inc()
                     observe_attempt(target, started)
-                    Tracing.end_attempt(span, target, error=kind)
-                    if not should_fall_back(err):
+                    Tracing.end_attempt(span, target, error=verdict.error_type)
+                    if not verdict.may_fall_back:
                         raise
                     failure = err
                     pause = self.retry.pause(attempt, err, deadline - time.monotonic())
@@ -250,9 +213,7 @@ class Pipeline:
             first = next(stream)  # headers and first event in: from here on we are committed
         except StopIteration:
             stream.close()
-            err = UpstreamError(f"Provider {target.provider.name} sent an empty stream")
-            err.failure = RESET
-            raise err from None
+            raise UpstreamError(f"Provider {target.provider.name} sent an empty stream", failure=RESET) from None
         except BaseException:
             stream.close()
             raise
@@ -299,8 +260,9 @@ class WatchedStream:
         try:
             ev = next(self._events)
         except GatewayError as err:
-            self._breaker.record(self._permit, breaker_verdict(err))
-            self._error = error_kind(err)
+            verdict = classify(err)
+            self._breaker.record(self._permit, verdict.breaker)
+            self._error = verdict.error_type
             metrics.PROVIDER_ERRORS.labels(self._target.provider.name, self._error).inc()
             raise
         self._acc.feed(ev)

@@ -1,13 +1,16 @@
 """Usage accounting: tokens, cost and per-client spend for every answer, upstream or cached.
 
 One object per worker, shared by all threads. The pipeline calls ``upstream``
-once per answered request (streams included, when their final usage is in);
-the cache calls ``cache_hit`` when it answers instead of a provider, to count
-what the hit saved.
+once per answered request (streams included, when their final usage is in,
+before their last event goes out); the cache calls ``cache_hit`` when it
+answers instead of a provider, to count what the hit saved. Both run before
+the answer is out, because the client's next request must see its spend and
+tokens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from app.accounting.cost import PriceTable
@@ -15,6 +18,9 @@ from app.accounting.spend import SpendLedger
 from app.context import RequestContext
 from app.formats.canonical import Usage
 from app.observability import metrics
+
+# Counts a provider's tokens against the client's token rate limit: ``AccessMiddleware.count_tokens``.
+TokenCounter = Callable[[RequestContext, Usage], None]
 
 
 class Settles(Protocol):
@@ -24,14 +30,16 @@ class Settles(Protocol):
 
 
 class Accounting:
-    def __init__(self, prices: PriceTable, spend: SpendLedger | None = None) -> None:
+    def __init__(self, prices: PriceTable, spend: SpendLedger | None = None,
+                 tokens: TokenCounter | None = None) -> None:
         self.prices = prices
         self.spend = spend
+        self.tokens = tokens
 
     def upstream(self, ctx: RequestContext, provider: str, model: str, usage: Usage,
                  reservation: Settles | None = None) -> float:
-        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``) and the client's spend
-        (through ``reservation`` when the request holds one: it settles to this cost)."""
+        """Count a provider's answer: tokens, cost (metric, ``ctx.cost_cents``), the client's spend (through
+        ``reservation`` when the request holds one: it settles to this cost) and its token rate limit."""
         ctx.usage = usage
         cents = self.prices.cost_cents(provider, model, usage)
         ctx.cost_cents = cents
@@ -43,6 +51,8 @@ class Accounting:
             reservation.settle(cents)
         elif self.spend is not None and cents > 0:
             self.spend.add(ctx.client_id, cents)
+        if self.tokens is not None:
+            self.tokens(ctx, usage)
         return cents
 
     def cache_hit(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:

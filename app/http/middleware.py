@@ -1,21 +1,22 @@
-"""Cross-cutting steps that need no request body: request id, context, timing.
+"""The start of every request: request id, context, span, in-flight gauge; and the response headers.
 
 Auth and rate limits are separate middleware (``app/limits``); this one runs
-first so every later step, error and log line has a request id.
+first so every later step, error and log line has a request id. It hands the
+context to the request's ``Exchange`` (``app/http/app.py``), whose ``finish``
+is the request's one ending: nothing here ends a request.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from functools import partial
 
 import falcon
 
 from app.config.trusted_proxies import ClientAddress
-from app.context import RequestContext, defer
-from app.http.app import AFTER_ENVIRON
-from app.observability.access import request_finished, request_started
+from app.context import RequestContext
+from app.http.app import EXCHANGE_ENVIRON
+from app.observability.access import request_started
 from app.observability.tracing import Tracing
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -48,15 +49,18 @@ class RequestContextMiddleware:
         incoming = env.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
         traceparent = env.get("HTTP_TRACEPARENT")
+        exchange = env.get(EXCHANGE_ENVIRON)
         ctx = RequestContext(
             request_id=request_id,
             endpoint=req.path if req.path in _ENDPOINTS else "other",
             dialect=dialect_for(req.path),  # type: ignore[arg-type]
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
             client_addr=self.client_address(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR")),
-            after=env.get(AFTER_ENVIRON),
+            after=exchange.steps if exchange is not None else None,
         )
         req.context.gw = ctx
+        if exchange is not None:
+            exchange.ctx = ctx  # from here on, the exchange finishes this request
         if self.tracing is not None and not ctx.endpoint.startswith("/health"):  # probes make no traces
             self.tracing.start_request(ctx, req.method, ctx.endpoint, req.path)
         request_started(ctx)
@@ -73,10 +77,8 @@ class RequestContextMiddleware:
             resp.set_header("x-llm-edge-model", ctx.model)
         if ctx.requested_model is not None:
             resp.set_header("x-llm-edge-cache", ctx.cache)
-        if resp.stream is not None and ctx.stream:
-            return  # the stream generator finishes the request when its last byte is out
-        ctx.status = int(resp.status_code)
-        defer(ctx, partial(request_finished, ctx))  # the access line and metrics follow the last byte
+        if resp.stream is None or not ctx.stream:
+            ctx.status = int(resp.status_code)  # a stream's status is its generator's to say
 
 
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",

@@ -5,18 +5,20 @@ and an access log line). Health endpoints need no key and are never limited
 (the metrics port is a separate server in the master and never sees this).
 Refusals are raised as ``Unauthorized`` / ``RateLimited`` and rendered in the
 caller's dialect by ``app/http/error_handlers.py``; this middleware only adds the
-``x-ratelimit-*`` headers, and counts an answer's tokens once they are known.
+``x-ratelimit-*`` headers. An answer's tokens are counted by ``count_tokens``,
+which usage accounting calls as soon as a provider's usage is known (before
+the answer, or before a stream's last event, goes out).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import falcon
 
 from app.context import RequestContext
 from app.errors import RateLimited, Unauthorized
+from app.formats.canonical import Usage
 from app.limits.budgets import Budgets
 from app.limits.clients import Client, ClientRegistry, presented_key
 from app.limits.decision import BUDGET, GLOBAL, TOKENS, Decision
@@ -93,26 +95,9 @@ class AccessMiddleware:
             resp.set_header(name, value)
         if not decision.allowed:
             resp.set_header("retry-after-ms", str(math.ceil(decision.retry_after * 1000)))
-            return
-        ctx: RequestContext = req.context.gw
+
+    def count_tokens(self, ctx: RequestContext, usage: Usage) -> None:
+        """A provider's answer's tokens against the client's token limit (a cache hit costs nothing: not called)."""
         tier = self.policy.tiers[ctx.tier]
-        if tier.tokens is None:
-            return
-        if ctx.stream and resp.stream is not None:
-            resp.stream = self._count_after(resp.stream, ctx, tier)
-        else:
-            self._count_tokens(ctx, tier)
-
-    def _count_tokens(self, ctx: RequestContext, tier: Tier) -> None:
-        """Upstream tokens only: a cache hit costs the provider nothing."""
-        usage = ctx.usage
-        if usage is None or ctx.provider in (None, "cache"):
-            return
-        self.limiter.debit_tokens(ctx.client_id, tier, usage.input_tokens + usage.output_tokens)
-
-    def _count_after(self, stream: Iterator[bytes], ctx: RequestContext, tier: Tier) -> Iterator[bytes]:
-        """A stream's usage is known at its end (or cut), so its tokens are counted then."""
-        try:
-            yield from stream
-        finally:
-            self._count_tokens(ctx, tier)
+        if tier.tokens is not None:
+            self.limiter.debit_tokens(ctx.client_id, tier, usage.input_tokens + usage.output_tokens)

@@ -1,9 +1,9 @@
 """The end of every request: one access log line, the request metrics, the request span.
 
-Run exactly once per request, after its last byte (a deferred step,
-``app/http/app.py``): queued by the middleware for plain answers, or by
-the stream generator's ``finally`` for SSE (Falcon runs ``process_response``
-before a streamed body is read, so the middleware cannot know a stream's end).
+Run exactly once per request, after its last byte, by the request's one
+ending, ``Exchange.finish`` (``app/http/app.py``), whatever the ending was
+(Falcon runs ``process_response`` before a streamed body is read, so no
+middleware can know a stream's end).
 """
 
 from __future__ import annotations

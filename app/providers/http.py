@@ -8,8 +8,8 @@ reads, and every read is given at most the time that is left. Streams have
 two more limits: the first body byte must come within
 ``STREAM_FIRST_BYTE_TIMEOUT`` of sending the request (headers included, so a
 provider cannot spend it twice), and then no gap between chunks may exceed
-``STREAM_IDLE_TIMEOUT``. Each error says which limit ran out, and carries a
-``failure`` word that the retry policy reads.
+``STREAM_IDLE_TIMEOUT``. Each error says which limit ran out, and is made with
+its ``FailureKind`` (``app.errors.classify`` reads it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,16 @@ from urllib3.exceptions import (
 )
 from urllib3.util import parse_url
 
-from app.errors import BAD_RESPONSE, CONNECT_FAILURE, DEADLINE, RESET, GatewayError, UpstreamError, UpstreamTimeout
+from app.errors import (
+    BAD_RESPONSE,
+    CONNECT_FAILURE,
+    DEADLINE,
+    RESET,
+    TIMEOUT,
+    GatewayError,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from app.patches import urllib3 as urllib3_patches
 
 READ_SIZE = 64 * 1024
@@ -110,9 +119,8 @@ class UpstreamHTTP:
                 parts.append(chunk)
                 size += len(chunk)
                 if size > limit:
-                    err = UpstreamError(f"Provider {provider} answered a body over {limit} bytes")
-                    err.failure = BAD_RESPONSE
-                    raise err
+                    raise UpstreamError(f"Provider {provider} answered a body over {limit} bytes",
+                                        failure=BAD_RESPONSE)
         except GatewayError:
             resp.close()
             raise
@@ -171,10 +179,8 @@ def _bounded(provider: str, wait: float, limit: str, deadline: float) -> tuple[f
 
 
 def _timed_out(provider: str, limit: str) -> UpstreamTimeout:
-    err = UpstreamTimeout(f"Provider {provider} {_TIMED_OUT[limit]} ({limit})")
-    if limit == DEADLINE_LIMIT:
-        err.failure = DEADLINE
-    return err
+    return UpstreamTimeout(f"Provider {provider} {_TIMED_OUT[limit]} ({limit})",
+                           failure=DEADLINE if limit == DEADLINE_LIMIT else TIMEOUT)
 
 
 def _set_read_timeout(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
@@ -186,26 +192,20 @@ def _set_read_timeout(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
 
 
 def _translate(provider: str, exc: BaseException, limit: str = READ_LIMIT) -> BaseException:
-    """urllib3 / socket errors as gateway errors, tagged with their failure word; anything else unchanged."""
+    """urllib3 / socket errors as gateway errors, made with their ``FailureKind``; anything else unchanged."""
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
         exc = exc.reason
-    err: GatewayError
     if isinstance(exc, NewConnectionError):  # first: urllib3 makes it a ConnectTimeoutError subclass
-        err = UpstreamError(f"Could not connect to provider {provider}")
-        err.failure = CONNECT_FAILURE
-    elif isinstance(exc, ConnectTimeoutError):
-        err = UpstreamTimeout(f"Connecting to provider {provider} timed out (UPSTREAM_CONNECT_TIMEOUT)")
-        err.failure = CONNECT_FAILURE
-    elif isinstance(exc, (ReadTimeoutError, socket.timeout, TimeoutError)):
-        err = _timed_out(provider, limit)
-    elif isinstance(exc, SSLError):
-        err = UpstreamError(f"TLS handshake with provider {provider} failed")
-        err.failure = CONNECT_FAILURE
-    elif isinstance(exc, (ProtocolError, HTTPError, OSError)):
-        err = UpstreamError(f"The connection to provider {provider} failed mid-answer")
-        err.failure = RESET
-    else:
-        return exc
-    return err
+        return UpstreamError(f"Could not connect to provider {provider}", failure=CONNECT_FAILURE)
+    if isinstance(exc, ConnectTimeoutError):
+        return UpstreamTimeout(f"Connecting to provider {provider} timed out (UPSTREAM_CONNECT_TIMEOUT)",
+                               failure=CONNECT_FAILURE)
+    if isinstance(exc, (ReadTimeoutError, socket.timeout, TimeoutError)):
+        return _timed_out(provider, limit)
+    if isinstance(exc, SSLError):
+        return UpstreamError(f"TLS handshake with provider {provider} failed", failure=CONNECT_FAILURE)
+    if isinstance(exc, (ProtocolError, HTTPError, OSError)):
+        return UpstreamError(f"The connection to provider {provider} failed mid-answer", failure=RESET)
+    return exc

@@ -186,16 +186,12 @@ class UpstreamCaller:
                 f"check {target.provider.key_env or 'its API key'}", code="upstream_auth_failed")
         if status in _PASS_BACK:
             return UpstreamRejected(f"Provider {name}: {message}", status=status, retry_after=_retry_after(resp))
-        err = UpstreamError(f"Provider {name} failed with HTTP {status}: {message}")
-        err.upstream_status = status
-        err.retry_after = _retry_after(resp)
-        return err
+        return UpstreamError(f"Provider {name} failed with HTTP {status}: {message}", upstream_status=status,
+                             retry_after=_retry_after(resp))
 
 
 def _bad_response(message: str) -> UpstreamError:
-    err = UpstreamError(message)
-    err.failure = BAD_RESPONSE
-    return err
+    return UpstreamError(message, failure=BAD_RESPONSE)
 
 
 def deadline_from(timeout: float) -> float:

@@ -9,7 +9,8 @@ can fall back at once instead of sleeping. The attempt loop lives in the
 pipeline; the policy only answers "wait this long, or stop".
 
 Failures are named like Envoy's ``retry_on``: a provider HTTP status, or one
-of the failure words of ``app.errors`` when no status came back.
+of the ``FailureKind`` words of ``app.errors`` when no status came back
+(``classify(err).retry_on``).
 """
 
 from __future__ import annotations
@@ -20,21 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.config.settings import DEFAULT_RETRY_ON
-from app.errors import GatewayError, UpstreamRejected
+from app.errors import GatewayError, classify
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
-
-
-
-def failure_of(err: GatewayError) -> str | int | None:
-    """The failure as a ``RETRY_ON`` token: the provider's status, else a word; None if it was not upstream."""
-    if isinstance(err, UpstreamRejected):
-        return err.status
-    status = getattr(err, "upstream_status", None)
-    if status:
-        return int(status)
-    return getattr(err, "failure", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +50,7 @@ class RetryPolicy:
         provider asked for a longer wait than we accept, or the wait would
         not leave time for another attempt); the caller falls back.
         """
-        if attempt >= self.attempts or failure_of(err) not in self.retry_on:
+        if attempt >= self.attempts or classify(err).retry_on not in self.retry_on:
             return None
         hinted = err.retry_after
         if hinted is not None:

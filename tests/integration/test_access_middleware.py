@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from app.config.settings import Settings
 from app.factory import create_gateway
 from app.http import error_handlers
+from app.http.app import GatewayApp
 from app.http.middleware import RequestContextMiddleware
 from app.limits.budgets import Budgets
 from app.limits.clients import parse_clients
@@ -140,7 +141,7 @@ def _app(spent: dict[str, float]) -> falcon.testing.TestClient:
     clients = parse_clients({"clients": [{**CLIENTS["clients"][0], "budget_cents_per_day": 100}]},
                             policy.tiers, "pro")
     limiter = RateLimiter(policy, RedisGuard(None), 1)
-    app = falcon.App(middleware=[RequestContextMiddleware(), AccessMiddleware(
+    app = GatewayApp(middleware=[RequestContextMiddleware(), AccessMiddleware(
         clients, policy, limiter, Budgets(lambda cid, period: spent.get(cid, 0.0)))])
 
     class Ok:

@@ -16,14 +16,14 @@ from prometheus_client import REGISTRY
 from app.cache.keys import KEY_PREFIX
 from app.context import RequestContext, defer
 from app.factory import create_gateway
-from app.http.app import AFTER_ENVIRON, ClosingBody, GatewayApp
+from app.http.app import EXCHANGE_ENVIRON, Exchange, GatewayApp
 from tests.conftest import provider_env
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def ctx_of(req: falcon.Request) -> RequestContext:
-    return RequestContext(request_id="r1", endpoint="/t", dialect="openai", after=req.env.get(AFTER_ENVIRON))
+    return RequestContext(request_id="r1", endpoint="/t", dialect="openai", after=req.env[EXCHANGE_ENVIRON].steps)
 
 
 class Recorder:
@@ -92,7 +92,7 @@ def test_steps_run_in_order_only_when_the_server_closes_the_body(recorder):
 def test_a_step_queued_by_a_stream_as_it_ends_runs_at_close(recorder):
     app, resource = recorder
     body = call(app, "/stream")
-    assert isinstance(body, ClosingBody)
+    assert isinstance(body, Exchange)
     assert b"".join(body) == b"onetwo"
     assert resource.events == ["stream ended"]
     body.close()

@@ -9,26 +9,29 @@ from app.errors import (
     CONNECT_FAILURE,
     DEADLINE,
     RESET,
+    FailureKind,
+    GatewayError,
     InvalidRequest,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
+    classify,
 )
-from app.resilience.retry import RetryPolicy, failure_of
+from app.resilience.retry import RetryPolicy
 
 pytestmark = pytest.mark.timeout(10)
 
 
 def upstream_status(status: int, retry_after: float | None = None) -> UpstreamError:
-    err = UpstreamError(f"HTTP {status}", retry_after=retry_after)
-    err.upstream_status = status
-    return err
+    return UpstreamError(f"HTTP {status}", retry_after=retry_after, upstream_status=status)
 
 
-def failed(word: str) -> UpstreamError:
-    err = UpstreamError(word)
-    err.failure = word
-    return err
+def failed(word: FailureKind) -> UpstreamError:
+    return UpstreamError(word, failure=word)
+
+
+def failure_of(err: GatewayError) -> str | int | None:
+    return classify(err).retry_on
 
 
 def test_failure_of_names_statuses_and_words():
@@ -54,8 +57,7 @@ def test_the_defaults_leave_the_rest_alone(err):
 
 
 def test_a_deadline_is_never_retried_even_when_timeouts_are():
-    err = UpstreamTimeout("deadline")
-    err.failure = DEADLINE
+    err = UpstreamTimeout("deadline", failure=DEADLINE)
     policy = RetryPolicy(retry_on=parse_retry_on("timeout"))
     assert policy.pause(1, err, 10.0) is None
     assert policy.pause(1, UpstreamTimeout("read"), 10.0) is not None

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -20,7 +19,7 @@ import falcon
 import orjson
 
 from app.cache.control import TTL_ENVIRON, CacheControl
-from app.context import RequestContext, defer
+from app.context import RequestContext
 from app.errors import (
     GatewayError,
     InvalidRequest,
@@ -32,8 +31,6 @@ from app.errors import (
 from app.formats.canonical import TextDelta, ToolUseStart
 from app.http.draining import DrainState
 from app.http.resources.parse_memo import ParseMemo
-from app.observability import metrics
-from app.observability.access import request_finished
 from app.pipeline import Outcome, Pipeline
 from app.resilience.disconnects import ClientGone, DisconnectWatcher
 
@@ -108,6 +105,7 @@ class ChatResource:
         resp.set_header("x-accel-buffering", "no")
         resp.stream = self._sse(ctx, outcome, self.codec.StreamEncoder(include_usage=creq.include_usage),
                                 req.env.get("gunicorn.socket"))
+        ctx.streaming = True  # until the generator hands out the stream's end; the request's finish reads it
 
     def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any, client: Any) -> Iterator[bytes]:
         """The caller's SSE, translated event by event; a late failure ends it with an error event.
@@ -115,9 +113,11 @@ class ChatResource:
         While it runs, the client's socket is watched: a client that hangs up
         aborts the upstream read at once, freeing this thread. A worker whose
         drain time runs out (SIGTERM) aborts it too, and the stream ends with
-        an error event the SDKs raise, not with a cut body.
+        an error event the SDKs raise, not with a cut body. It only says how
+        the stream ended (``ctx.streaming`` cleared once its end is handed out,
+        ``ctx.status`` for an error event); the request's ``Exchange.finish``
+        records it, a client gone included.
         """
-        completed = False
         stop_watching = self.watcher.watch(client, outcome.abort)
         cut = threading.Event()
 
@@ -136,29 +136,25 @@ class ChatResource:
                 chunk = encoder.encode(ev)
                 if chunk:
                     yield chunk
-            completed = True
+            ctx.streaming = False
         except ClientGone:
             if cut.is_set():
                 err = ShuttingDown("The gateway is restarting and ended this stream before it was complete; "
                                    "retry the request")
                 ctx.status, ctx.error_type = err.status, err.code
                 yield encoder.error(err)
-                completed = True
-            # else: the client left, recorded as a disconnect below
+                ctx.streaming = False
+            # else: still streaming, the client left: the finish records a disconnect
         except GatewayError as err:
             ctx.status, ctx.error_type = err.status, err.code
             yield encoder.error(err)
-            completed = True
+            ctx.streaming = False
         except Exception:
             log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})
             ctx.status, ctx.error_type = 500, "internal_error"
             yield encoder.error(UpstreamError("The gateway failed while streaming the answer"))
-            completed = True
+            ctx.streaming = False
         finally:
             release()
             stop_watching()
             outcome.close()
-            if not completed:  # the client went away mid-stream (GeneratorExit or ClientGone)
-                ctx.status, ctx.error_type = 499, "client_disconnected"
-                metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
-            defer(ctx, partial(request_finished, ctx))  # after the terminating chunk, like a whole answer's
