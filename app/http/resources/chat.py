@@ -38,16 +38,30 @@ log = logging.getLogger("llm_edge.chat")
 
 
 def read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The raw request body, or the 413 / 415 / 400 that explains why not."""
+    """The raw request body, or the 413 / 415 / 400 that explains why not.
+
+    A body sent with ``Transfer-Encoding: chunked`` has no Content-Length, so Falcon's bounded stream
+    holds nothing: it is read from the server's de-chunked input instead, up to the same limit.
+    """
     content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type must be application/json, got '{content_type}'")
     length = req.content_length
     if length is not None and length > max_bytes:
-        _discard(req, length)
+        _discard(req.bounded_stream, length)
         raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {max_bytes} (MAX_REQUEST_BYTES)")
-    raw = req.bounded_stream.read(max_bytes + 1)
+    chunked = length is None and "chunked" in req.env.get("HTTP_TRANSFER_ENCODING", "").lower()
+    stream = req.stream if chunked else req.bounded_stream
+    try:
+        raw = stream.read(max_bytes + 1)
+    except Exception as exc:  # the server's chunked reader: a malformed chunk, or the client gone mid-body
+        if not chunked:
+            raise
+        raise InvalidRequest(f"Request body is not valid chunked encoding ({type(exc).__name__})",
+                             param="body") from None
     if len(raw) > max_bytes:
+        if chunked:
+            _discard(stream, _DISCARD_LIMIT)
         raise PayloadTooLarge(f"Request body is over the limit of {max_bytes} bytes (MAX_REQUEST_BYTES)")
     if not raw:
         raise InvalidRequest("Request body is empty; expected a JSON object", param="body")
@@ -70,12 +84,19 @@ def json_object(raw: bytes) -> dict[str, Any]:
 _DISCARD_LIMIT = 64 * 1024 * 1024
 
 
-def _discard(req: falcon.Request, length: int) -> None:
+def _discard(stream: Any, length: int) -> None:
+    """Read and drop up to ``length`` bytes (none past ``_DISCARD_LIMIT``); a broken body just ends it."""
     if length > _DISCARD_LIMIT:
         return
-    stream = req.bounded_stream
-    while stream.read(256 * 1024):
-        pass
+    left = length
+    try:
+        while left > 0:
+            data = stream.read(min(256 * 1024, left))
+            if not data:
+                return
+            left -= len(data)
+    except Exception:  # a malformed chunk or a client gone: nothing more to drop
+        return
 
 
 class ChatResource:
