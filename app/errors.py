@@ -236,6 +236,11 @@ class Verdict(NamedTuple):
 _AUTH_FAILED = "upstream_auth_failed"
 
 
+# Every ``Verdict.error_type`` classify() gives: llm_edge_provider_errors_total{error_type} exports each at 0
+# from the start (app/observability/metrics.py), so dashboards show 0 rather than "No data".
+ERROR_TYPES = ("rate_limited", "rejected", "timeout", "auth", "http_5xx", "connection", "bad_response")
+
+
 def classify(err: GatewayError) -> Verdict:
     """The one reading of a failed attempt: retry token, fallback, breaker verdict and metric label.
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.errors import ERROR_TYPES
 from app.patches import prometheus_client as prometheus_patches
 
 prometheus_patches.use_lean_values()  # before any metric below is created: the same files, a shorter update
@@ -122,6 +123,7 @@ CACHE_TIERS = ("l1", "l2")
 # llm_edge_rate_limited_total{limit}: which limit refused the request (the limiter's names).
 RATE_LIMIT_KINDS = ("requests", "global", "tokens", "budget")
 TIERS = ("free", "pro", "enterprise")
+ENDPOINTS = ("/v1/chat/completions", "/v1/messages")
 
 
 def initialize(providers: Iterable[str], models: Iterable[str], routes: Iterable[tuple[str, str]] = ()) -> None:
@@ -143,7 +145,14 @@ def initialize(providers: Iterable[str], models: Iterable[str], routes: Iterable
     for tier in TIERS:
         for kind in RATE_LIMIT_KINDS:
             RATE_LIMITED.labels(tier, kind)
+    for provider, model in routes:
+        PROVIDER_DURATION.labels(provider, model)
     for provider in providers:
         CIRCUIT_BREAKER_STATE.labels(provider)
         RETRIES.labels(provider)
+        TIME_TO_FIRST_TOKEN.labels(provider)
+        for error_type in ERROR_TYPES:
+            PROVIDER_ERRORS.labels(provider, error_type)
+    for endpoint in ENDPOINTS:
+        CLIENT_DISCONNECTS.labels(endpoint)
     IN_FLIGHT.inc(0)

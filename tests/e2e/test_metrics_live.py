@@ -397,3 +397,21 @@ def test_client_spend_reaches_redis_from_every_worker(start_gateway, upstream, r
 
     # Each worker's flusher sends its tally within about a second.
     wait_until(lambda: abs(spent() - expected) < 1e-9, timeout=10, what=f"{expected} cents in Redis")
+
+
+def test_labeled_series_exist_at_zero_before_any_traffic(start_gateway):
+    """Dashboards and alerts read 0, not "No data", before the first error, stream or disconnect."""
+    from app.errors import ERROR_TYPES
+
+    fresh = start_gateway()
+    page = settled(fresh.metrics_url)
+    present = {(name, tuple(sorted(labels.items()))) for name, labels, _ in page.samples}
+    for provider in ("openai", "anthropic"):
+        for error_type in ERROR_TYPES:
+            assert ("llm_edge_provider_errors_total", (("error_type", error_type), ("provider", provider))) \
+                in present, (provider, error_type)
+        assert page.total("llm_edge_time_to_first_token_seconds_count", provider=provider) == 0
+        assert any(n == "llm_edge_time_to_first_token_seconds_count" and lab.get("provider") == provider
+                   for n, lab, _ in page.samples), provider
+    for endpoint in ("/v1/chat/completions", "/v1/messages"):
+        assert ("llm_edge_client_disconnects_total", (("endpoint", endpoint),)) in present, endpoint
