@@ -80,7 +80,7 @@ limit_request_field_size = 16384
 if _settings.tls_cert_path and _settings.tls_key_path:
     certfile = _settings.tls_cert_path
     keyfile = _settings.tls_key_path
-logconfig_dict = logconfig_dict(_settings.log_level, _settings.log_file, _settings.log_flush_ms)
+logconfig_dict = logconfig_dict(_settings.log_level, _settings.log_file)
 loglevel = _settings.log_level.lower()
 accesslog = None
 logging.captureWarnings(True)  # Python warnings become JSON log lines too

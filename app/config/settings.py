@@ -471,11 +471,6 @@ class Settings:
         group=LOGS, aliases=("RUST_LOG",), shown="info")
     log_file: str | None = setting(
         "LOG_FILE", None, _text(), "write logs to this file (reopened on SIGUSR1) instead of stderr", group=LOGS)
-    # 0: every log line written at once; batching measured no faster (docs/observability.md#logs).
-    log_flush_ms: int = setting(
-        "LOG_FLUSH_MS", 0, _integer(0, 10_000),
-        "above 0, info and debug lines are written in batches at most this many milliseconds late",
-        group=LOGS)
     log_prompts: bool = setting(
         "LOG_PROMPTS", False, _boolean(), "log prompts and answers at debug level (they may hold personal data)",
         group=LOGS)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from app.observability.log_handlers import Batching
+from app.observability.log_handlers import LineWriting
 from app.process_id import current_pid
 
 # Provider-style keys (sk-..., sk-ant-...) and anything after "Bearer ".
@@ -65,7 +65,7 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
 
     The access line is logged for every request, and most of its cost was the
     logging machinery around it (record, handler chain, formatter). When every
-    handler the line would reach is one of our batching handlers with a
+    handler the line would reach is one of our line handlers with a
     ``JsonFormatter`` and no filters (what ``logconfig_dict`` configures), the
     line is formatted once and handed to them directly: the same bytes. Any
     other setup (a test's capture handler, a filter, another formatter) takes
@@ -84,7 +84,7 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
         if text is None:
             text = lines[id(formatter)] = formatter.line(  # type: ignore[union-attr]
                 created, logging.getLevelName(level).lower(), logger.name, current_pid(), msg, fields)
-        handler.add_line(text + handler.terminator, level)
+        handler.add_line(text + handler.terminator)
 
 
 def direct_handlers(logger: logging.Logger, level: int) -> list[Any] | None:
@@ -97,25 +97,21 @@ def direct_handlers(logger: logging.Logger, level: int) -> list[Any] | None:
         for handler in current.handlers:
             if level < handler.level:
                 continue
-            if not isinstance(handler, Batching) or handler.filters or type(handler.formatter) is not JsonFormatter:
+            if not isinstance(handler, LineWriting) or handler.filters or type(handler.formatter) is not JsonFormatter:
                 return None
             found.append(handler)
         current = current.parent if current.propagate else None  # type: ignore[assignment]
     return found
 
 
-def logconfig_dict(level: str, log_file: str | None = None, flush_ms: int = 0) -> dict[str, Any]:
-    """dictConfig for the app and gunicorn (error and access logs) alike: stderr, or ``log_file``.
-
-    ``flush_ms`` > 0 batches lines (``log_handlers.py``); 0 writes each line at once.
-    """
-    batching = {"flush_interval": flush_ms / 1000}
+def logconfig_dict(level: str, log_file: str | None = None) -> dict[str, Any]:
+    """dictConfig for the app and gunicorn (error and access logs) alike: stderr, or ``log_file``."""
     if log_file:
-        handler: dict[str, Any] = {"class": "app.observability.log_handlers.BatchedFileHandler", "formatter": "json",
-                                   "filename": log_file, "encoding": "utf-8", **batching}
+        handler: dict[str, Any] = {"class": "app.observability.log_handlers.LineFileHandler", "formatter": "json",
+                                   "filename": log_file, "encoding": "utf-8"}
     else:
-        handler = {"class": "app.observability.log_handlers.BatchedStreamHandler", "formatter": "json",
-                   "stream": "ext://sys.stderr", **batching}
+        handler = {"class": "app.observability.log_handlers.LineStreamHandler", "formatter": "json",
+                   "stream": "ext://sys.stderr"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -130,8 +126,8 @@ def logconfig_dict(level: str, log_file: str | None = None, flush_ms: int = 0) -
     }
 
 
-def configure(level: str, log_file: str | None = None, flush_ms: int = 0) -> None:
+def configure(level: str, log_file: str | None = None) -> None:
     """For processes not started by gunicorn (tests, scripts)."""
     import logging.config
 
-    logging.config.dictConfig(logconfig_dict(level, log_file, flush_ms))
+    logging.config.dictConfig(logconfig_dict(level, log_file))

@@ -52,7 +52,7 @@ def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = 
     from app.factory import create_gateway
     from app.observability.logging import logconfig_dict
 
-    logging.config.dictConfig(logconfig_dict(settings.log_level, None, settings.log_flush_ms))
+    logging.config.dictConfig(logconfig_dict(settings.log_level))
     return create_gateway(settings, env).app
 
 

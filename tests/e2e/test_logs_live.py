@@ -54,8 +54,8 @@ def test_every_line_is_json_and_the_access_line_has_every_field(gateway, upstrea
     assert line["completion_tokens"] == usage["completion_tokens"]
     assert line["cost_cents"] > 0 and line["duration_ms"] > 0 and line["attempts"] == 1
     assert "prompt" not in line  # LOG_PROMPTS is off by default
-    # gunicorn's own lines, from the master and the workers, in the same format (info lines are
-    # written in batches, at most LOG_FLUSH_MS late: wait for every process's).
+    # gunicorn's own lines, from the master and the workers, in the same format (a worker may still be
+    # booting when the gateway first answers: wait for every process's).
     def gunicorn_pids() -> set[int]:
         return {e["pid"] for e in parse(gateway.logs()) if e["logger"] == "gunicorn.error"}
     wait_until(lambda: len(gunicorn_pids()) >= 3, timeout=5, what="lines from the master and both workers")
@@ -116,18 +116,3 @@ def test_rust_log_is_an_alias_and_sigusr1_reopens_the_log_file(start_gateway, up
     old = whole_lines_of(rotated.read_text())
     assert "req-before" in old and not any(i in old for i in ids)
     parse(whole_lines_of(log_file.read_text()))
-
-
-def test_batched_lines_are_all_written_when_the_gateway_stops(start_gateway, upstream, tmp_path):
-    """A long LOG_FLUSH_MS keeps info lines in memory; a graceful stop (SIGTERM) must still write every one."""
-    log_file = tmp_path / "gateway.log"
-    gw = start_gateway({"LOG_FILE": str(log_file), "LOG_FLUSH_MS": "10000"})
-    ids = [f"req-batched-{i}" for i in range(6)]
-    for request_id in ids:
-        assert chat(gw, request_id).status == 200
-    time.sleep(0.3)
-    assert not any(i in log_file.read_text() for i in ids), "still batched: LOG_FLUSH_MS is 10 s"
-    assert gw.stop() == 0
-    entries = parse(whole_lines_of(log_file.read_text()))
-    written = [e["request_id"] for e in entries if e["logger"] == "llm_edge.access"]
-    assert sorted(i for i in written if i.startswith("req-batched-")) == ids

@@ -120,7 +120,7 @@ def test_streams_are_accounted_with_cost_and_time_to_first_token(gw, upstream):
         assert expected > 0 and cost == pytest.approx(expected)
         assert after.total("llm_edge_time_to_first_token_seconds_count", provider=provider) - before.total(
             "llm_edge_time_to_first_token_seconds_count", provider=provider) == 1
-        # Access lines are written in batches, at most LOG_FLUSH_MS late.
+        # Like that record, the access line is written after the stream's last byte: wait for it too.
         wait_until(partial(stream_line, gw, model), timeout=5, what="the stream's access line")
         line = stream_line(gw, model)
         assert line is not None

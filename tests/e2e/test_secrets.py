@@ -141,7 +141,7 @@ def test_no_key_in_logs_responses_health_or_metrics(world):
     wait_until(lambda: "llm_edge_rate_limited_total{" in http.request("GET", gw.metrics_url).data.decode(),
                what="metrics")
     metrics = http.request("GET", gw.metrics_url).data.decode()
-    # Info and debug lines are written in batches, at most LOG_FLUSH_MS late.
+    # Each access line (with its error type) is written just after its answer's last byte: wait for them.
     wait_until(lambda: "rate_limit_exceeded" in gw.logs(), timeout=5, what="the 429s in the debug log")
     logs = gw.logs()
     assert '"level":"debug"' in logs and "rate_limit_exceeded" in logs, "debug logging was on and saw the 429s"

@@ -1,4 +1,4 @@
-"""Batched log handlers: lines go out together, whole, in order, soon, and never twice or never."""
+"""Line log handlers: each line goes out at once, whole, in one write, in order, never twice or never."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
+from select import PIPE_BUF
 
 import orjson
 import pytest
 
-from app.observability.log_handlers import PIPE_BUF, BatchedFileHandler, BatchedStreamHandler
+from app.observability.log_handlers import LineFileHandler, LineStreamHandler
 from app.observability.logging import JsonFormatter, direct_handlers, log_fields
 
 pytestmark = pytest.mark.timeout(30)
@@ -40,86 +40,72 @@ def logger_with(handler: logging.Handler, name: str) -> logging.Logger:
     return log
 
 
-def test_info_lines_wait_and_a_warning_takes_them_all_out_in_order():
-    stream = Writes()
-    log = logger_with(BatchedStreamHandler(stream, flush_interval=60), "order")
-    for i in range(5):
-        log.info("line %d", i)
-    assert stream.getvalue() == "", "info lines wait for the batch"
-    log.warning("trouble")
-    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(5)] + ["trouble"]
-    assert len(stream.writes) == 1, "one write for the whole batch"
+class RawWrites(io.RawIOBase):
+    """The system calls under a real text stream: every write() the file descriptor would get."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        self.writes.append(bytes(data))
+        return len(data)
 
 
-def test_writes_hold_whole_lines_of_at_most_pipe_buf_bytes():
-    stream = Writes()
-    log = logger_with(BatchedStreamHandler(stream, flush_interval=60), "chunks")
-    lines = [f"{i:04d} " + "é" * (50 + i % 200) for i in range(300)]  # non-ASCII: bytes, not characters
-    for line in lines:
+# Non-ASCII (bytes, not characters count), from 106 bytes up to exactly PIPE_BUF (line 285).
+LINES = [f"{i:04d} " + "é" * (50 + i * 7 % 2000) for i in range(300)]
+
+
+@pytest.mark.parametrize("line_buffering", [True, False], ids=["stderr", "file"])
+def test_each_line_reaches_the_descriptor_in_one_write(line_buffering):
+    """sys.stderr is line-buffered, a FileHandler's file is not: either way one whole line per system call."""
+    raw = RawWrites()
+    stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8", line_buffering=line_buffering)
+    log = logger_with(LineStreamHandler(stream), f"raw.{line_buffering}")
+    for line in LINES:
         log.info(line)
-    log.handlers[0].flush()
-    assert stream.getvalue().splitlines() == lines
-    assert len(stream.writes) > 10
-    for chunk in stream.writes:
-        assert chunk.endswith("\n") and len(chunk.encode()) <= PIPE_BUF
+    assert raw.writes == [f"{line}\n".encode() for line in LINES]
+    assert max(len(w) for w in raw.writes) == PIPE_BUF  # at most PIPE_BUF: each reaches a shared pipe whole
 
 
 def test_a_line_longer_than_pipe_buf_goes_alone():
     stream = Writes()
-    log = logger_with(BatchedStreamHandler(stream, flush_interval=60), "long")
+    log = logger_with(LineStreamHandler(stream), "long")
     log.info("short")
     log.info("x" * 10_000)
-    log.handlers[0].flush()
-    assert stream.writes == ["short\n", "x" * 10_000 + "\n"]
+    log.info("after")
+    assert stream.writes == ["short\n", "x" * 10_000 + "\n", "after\n"]
 
 
-def test_lines_from_many_threads_are_all_written_once():
-    """Lines are queued without the handler's lock; a batch being written must not lose one added meanwhile."""
+def test_lines_from_many_threads_are_all_written_once_and_whole():
     stream = Writes()
-    handler = BatchedStreamHandler(stream, flush_interval=0.001)
+    handler = LineStreamHandler(stream)
 
     def run(t: int) -> None:
         for i in range(500):
-            handler.add_line(f"{t}-{i}\n", logging.INFO)
+            handler.add_line(f"{t}-{i}\n")
 
     threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    handler.flush()
+    assert sorted(stream.writes) == sorted(f"{t}-{i}\n" for t in range(8) for i in range(500))
     lines = stream.getvalue().splitlines()
-    assert sorted(lines) == sorted(f"{t}-{i}" for t in range(8) for i in range(500))
     for t in range(8):  # each thread's lines in its own order
         mine = [line for line in lines if line.startswith(f"{t}-")]
         assert mine == [f"{t}-{i}" for i in range(500)]
 
 
-def test_an_idle_logger_still_writes_within_the_interval():
-    stream = Writes()
-    log = logger_with(BatchedStreamHandler(stream, flush_interval=0.05), "idle")
-    log.info("alone")
-    assert stream.getvalue() == ""
-    deadline = time.monotonic() + 2
-    while "alone" not in stream.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert stream.getvalue() == "alone\n", "the flush thread wrote it without another line arriving"
-
-
-def test_zero_interval_writes_every_line_at_once():
-    stream = Writes()
-    log = logger_with(BatchedStreamHandler(stream, flush_interval=0), "zero")
-    log.info("a")
-    log.info("b")
-    assert stream.writes == ["a\n", "b\n"]
-
-
-def test_closing_a_file_handler_writes_what_is_pending_and_reopens(tmp_path):
-    """What gunicorn does on SIGUSR1: close (pending lines go to the old file), then _open."""
+def test_reopening_a_file_handler_sends_later_lines_to_the_new_file(tmp_path):
+    """What gunicorn does on SIGUSR1: close, then _open; each line is already in the file it was written to."""
     path = tmp_path / "gw.log"
-    handler = BatchedFileHandler(str(path), encoding="utf-8", flush_interval=60)
+    handler = LineFileHandler(str(path), encoding="utf-8")
     log = logger_with(handler, "reopen")
     log.info("before rotation")
+    assert path.read_text() == "before rotation\n", "written at once"
     path.rename(tmp_path / "gw.log.1")
     handler.acquire()
     try:
@@ -128,39 +114,39 @@ def test_closing_a_file_handler_writes_what_is_pending_and_reopens(tmp_path):
     finally:
         handler.release()
     log.info("after rotation")
-    handler.flush()
+    handler.add_line("added after rotation\n")
     assert (tmp_path / "gw.log.1").read_text() == "before rotation\n"
-    assert path.read_text() == "after rotation\n"
+    assert path.read_text() == "after rotation\nadded after rotation\n"
     handler.close()
 
 
 SCRIPT = """
 import logging, os, sys
 sys.path.insert(0, {root!r})
-from app.observability.log_handlers import BatchedFileHandler
-h = BatchedFileHandler({path!r}, flush_interval=60)
+from app.observability.log_handlers import LineFileHandler
+h = LineFileHandler({path!r})
 h.setFormatter(logging.Formatter("%(process)d %(message)s"))
 log = logging.getLogger("t"); log.addHandler(h); log.setLevel(logging.INFO)
-log.info("pending before fork")
+log.info("before the fork")
 pid = os.fork()
 if pid == 0:
     log.info("from the child")
-    sys.exit(0)  # a normal exit: logging.shutdown writes what is pending
+    os._exit(0)  # as a killed worker: nothing more is written at exit
 os.waitpid(pid, 0)
 log.info("from the parent")
 """
 
 
-def test_a_fork_never_repeats_pending_lines_and_exit_writes_the_rest(tmp_path):
+def test_a_fork_never_repeats_lines_and_a_hard_exit_loses_none(tmp_path):
     path = tmp_path / "fork.log"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, "-c", SCRIPT.format(root=root, path=str(path))], check=True, timeout=20)
     messages = [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
-    assert sorted(messages) == ["from the child", "from the parent", "pending before fork"]
+    assert messages == ["before the fork", "from the child", "from the parent"]
 
 
-def json_logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, BatchedStreamHandler]:
-    handler = BatchedStreamHandler(stream, flush_interval=0)
+def json_logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, LineStreamHandler]:
+    handler = LineStreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     log = logging.getLogger(f"test.log_fields.{name}")
     log.handlers[:] = [handler]
@@ -187,7 +173,7 @@ def test_log_fields_takes_the_ordinary_path_for_any_other_handler_or_a_filter(ca
     stream = io.StringIO()
     log, handler = json_logger("mixed", stream)
     assert direct_handlers(log, logging.INFO) == [handler]
-    log.addHandler(caplog.handler)  # not a batching handler: every line goes through logging
+    log.addHandler(caplog.handler)  # not a line handler: every line goes through logging
     assert direct_handlers(log, logging.INFO) is None
     log_fields(log, logging.INFO, "request", FIELDS)
     assert [r.fields for r in caplog.records] == [FIELDS] and "r-1" in stream.getvalue()

@@ -76,10 +76,9 @@ def test_exceptions_are_inside_the_json_line() -> None:
 
 def test_one_shared_handler_for_app_and_gunicorn_logs(tmp_path) -> None:
     stderr = logconfig_dict("INFO")
-    assert stderr["handlers"]["main"]["class"] == "app.observability.log_handlers.BatchedStreamHandler"
-    to_file = logconfig_dict("DEBUG", str(tmp_path / "gw.log"), 200)
-    assert to_file["handlers"]["main"]["class"] == "app.observability.log_handlers.BatchedFileHandler"
-    assert to_file["handlers"]["main"]["flush_interval"] == 0.2 and stderr["handlers"]["main"]["flush_interval"] == 0
+    assert stderr["handlers"]["main"]["class"] == "app.observability.log_handlers.LineStreamHandler"
+    to_file = logconfig_dict("DEBUG", str(tmp_path / "gw.log"))
+    assert to_file["handlers"]["main"]["class"] == "app.observability.log_handlers.LineFileHandler"
     assert to_file["handlers"]["main"]["filename"] == str(tmp_path / "gw.log")
     for name in ("gunicorn.error", "gunicorn.access"):
         assert to_file["loggers"][name]["handlers"] == ["main"]
