@@ -54,6 +54,18 @@ def post(gw: GatewayProcess, text: str, headers: dict[str, str] | None = None, *
                         headers={"content-type": "application/json", **(headers or {})})
 
 
+def filled(redis_url: str, entries: int) -> None:
+    """Wait until Redis holds ``entries`` cache entries: a fill is sent just after the answer's last byte
+    (app/http/app.py, ``Exchange.finish``), so another replica finds it microseconds to milliseconds after the
+    client has the answer; on a loaded machine the client's next request can be quicker."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        wait_until(lambda: len(client.keys("llm-edge:cache:v2:*")) >= entries, timeout=2, interval=0.002,
+                   what=f"{entries} cache entries in Redis")
+    finally:
+        client.close()
+
+
 def metric(gw: GatewayProcess, name: str, **labels: str) -> float:
     """A metric summed over the gateway's workers, as Prometheus would scrape it."""
     text = http.request("GET", gw.metrics_url).data.decode()
@@ -65,12 +77,14 @@ def sdk(gw: GatewayProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="any", max_retries=0, timeout=10)
 
 
-def test_an_answer_cached_by_one_instance_is_an_l2_hit_on_the_other(pair, upstream):
+def test_an_answer_cached_by_one_instance_is_an_l2_hit_on_the_other(pair, upstream, shared_redis):
     first, second = pair
     text = unique("shared across replicas")
     hits_before = metric(second, "llm_edge_cache_hits_total", tier="l2")
+    stored = len(redis.Redis.from_url(shared_redis.url).keys("llm-edge:cache:v2:*"))
     miss = post(first, text)
     assert miss.status == 200 and miss.headers["x-llm-edge-cache"] == "miss"
+    filled(shared_redis.url, stored + 1)
     hit = post(second, text)
     assert hit.status == 200 and hit.headers["x-llm-edge-cache"] == "hit-l2"
     assert hit.headers["x-llm-edge-provider"] == "cache" and hit.headers["x-llm-edge-model"] == "gpt-4o-mini"
@@ -107,18 +121,21 @@ def test_openai_sdk_streamed_miss_then_streamed_hit_then_json_hit(pair, upstream
     assert upstream.count() == 1
 
 
-def test_an_entry_expires_after_its_ttl_in_both_tiers(pair, upstream):
+def test_an_entry_expires_after_its_ttl_in_both_tiers(pair, upstream, shared_redis):
     first, second = pair
     text = unique("short lived")
+    stored = len(redis.Redis.from_url(shared_redis.url).keys("llm-edge:cache:v2:*"))
     assert post(first, text, {"x-llm-edge-cache-ttl": "1"}).headers["x-llm-edge-cache"] == "miss"
+    filled(shared_redis.url, stored + 1)
     assert post(second, text).headers["x-llm-edge-cache"] == "hit-l2"
     time.sleep(1.2)
     assert post(first, text).headers["x-llm-edge-cache"] == "miss"
+    filled(shared_redis.url, stored + 1)
     assert post(second, text).headers["x-llm-edge-cache"] == "hit-l2"  # stored again, with the default TTL
     assert upstream.count() == 2
 
 
-def test_no_store_and_no_cache(pair, upstream):
+def test_no_store_and_no_cache(pair, upstream, shared_redis):
     first, second = pair
     text = unique("controls")
     for _ in range(2):
@@ -127,10 +144,12 @@ def test_no_store_and_no_cache(pair, upstream):
     fresh = post(first, text, {"cache-control": "no-cache"})  # stored above, yet asked upstream again
     assert fresh.headers["x-llm-edge-cache"] == "bypass" and fresh.headers["x-llm-edge-provider"] == "openai"
     other = unique("no-cache still stores")
-    filled = post(first, other, {"cache-control": "no-cache"})
+    stored = len(redis.Redis.from_url(shared_redis.url).keys("llm-edge:cache:v2:*"))
+    answer = post(first, other, {"cache-control": "no-cache"})
+    filled(shared_redis.url, stored + 1)
     hit = post(second, other)
     assert hit.headers["x-llm-edge-cache"] == "hit-l2"
-    assert orjson.loads(hit.data)["id"] == orjson.loads(filled.data)["id"]
+    assert orjson.loads(hit.data)["id"] == orjson.loads(answer.data)["id"]
     assert upstream.count() == 5
 
 
