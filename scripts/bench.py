@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark: one command, one table (issue 8; the first number of issue 2).
+"""The benchmark: one command, one table (docs/performance.md says how to read it).
 
     .venv/bin/python scripts/bench.py [--quick]        (or scripts/bench, which installs what it needs)
 
@@ -10,7 +10,7 @@ limits, client auth, JSON logs at info to a file), a second gateway with
 L1_CACHE_SIZE=0 for the L2 row, and the two floors (minimal Falcon apps under
 the same gunicorn settings). Load comes from wrk and small asyncio clients
 pinned to the last core. It prints one table (requests/s, p50/p90/p99,
-CPU per request, RSS per worker) and the targets of issue 8 judged from it.
+CPU per request, RSS per worker) and the targets judged from it.
 
 How L1 and L2 hits are told apart: the L1 row repeats one body on the main
 gateway after a warm-up that fills every worker's L1; the L2 row repeats one

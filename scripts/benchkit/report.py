@@ -1,4 +1,4 @@
-"""The one table the benchmark prints, and the targets of issue 8 judged from it."""
+"""The one table the benchmark prints, and the targets judged from it (docs/performance.md, "Method")."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class Report:
         out.append("")
         out += self.lines
         out.append("")
-        out += _table(["target (issue 8)", "measured", "goal", "verdict"], [t.cells() for t in self.targets])
+        out += _table(["target", "measured", "goal", "verdict"], [t.cells() for t in self.targets])
         return "\n".join(out)
 
 
