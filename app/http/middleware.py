@@ -84,4 +84,5 @@ class RequestContextMiddleware:
 
 
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",
-                        "/health/ready"})
+                        "/health/ready",
+                        "/v1/messages/count_tokens"})
