@@ -40,7 +40,7 @@ import falcon
 import orjson
 
 from app.context import RequestContext
-from app.errors import GatewayError, InvalidRequest, NoHealthyProvider, UpstreamTimeout, classify
+from app.errors import GatewayError, InvalidRequest, NoHealthyProvider, UpstreamTimeout
 from app.formats import anthropic as anthropic_codec
 from app.formats.canonical import ChatRequest
 from app.formats.common import as_list, as_model, required
@@ -107,15 +107,10 @@ class CountTokensResource:
                 ctx.provider, ctx.model = ESTIMATED_BY, target.model
                 return orjson.dumps({"input_tokens": tokens}), ESTIMATE
             sent = raw if target.model == body["model"] else orjson.dumps({**body, "model": target.model})
-            try:
-                answer = self._relay(ctx, target, sent, headers, query, deadline)
-            except GatewayError as err:
-                if not classify(err).may_fall_back:
-                    raise  # the caller's to fix: no other target would answer otherwise
-                failure = err  # provider trouble: on to the next target
-                continue
+            answer, err = self._relay(ctx, target, sent, headers, query, deadline)
+            failure = err or failure
             if answer is None:
-                continue  # its breaker is open
+                continue  # provider trouble, or its breaker is open: on to the next target
             if target is not targets[0]:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
             ctx.provider, ctx.model = target.provider.name, target.model
@@ -130,8 +125,9 @@ class CountTokensResource:
                                 f"breaker; try again in {round(wait)}s", retry_after=wait)
 
     def _relay(self, ctx: RequestContext, target: Target, body: bytes, forwarded: dict[str, str], query: str,
-               deadline: float) -> bytes | None:
-        """The answer of one target (attempts as chat's); None when its breaker let none through."""
+               deadline: float) -> tuple[bytes | None, GatewayError | None]:
+        """One target's answer, from attempts as chat's; else its last failure (None if its breaker let none
+        through). A failure that is the caller's to fix is raised: no other target would answer otherwise."""
 
         def call(headers: dict[str, str], span: Any, permit: Permit) -> bytes:
             return self.relay.count(target, body, headers, deadline, query)
@@ -140,12 +136,10 @@ class CountTokensResource:
                                            self.sleep, self.tracing, ChatRequest(model=target.model, messages=()),
                                            {**forwarded, "x-request-id": ctx.request_id}, call)
         if answered is None:
-            if failure is not None:
-                raise failure
-            return None
+            return None, failure
         observe_attempt(target, answered.started)
         Tracing.end_attempt(answered.span, target)
-        return answered.result
+        return answered.result, None
 
 
 def _parsed(body: dict[str, Any]) -> ChatRequest:
