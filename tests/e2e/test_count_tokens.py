@@ -1,7 +1,7 @@
 """POST /v1/messages/count_tokens against real gunicorn and the emulator, through the official Anthropic SDK.
 
 The endpoint as Anthropic documents it ("Count tokens in a Message",
-https://platform.claude.com/docs/en/api/messages/count_tokens; the SDK's
+https://platform.claude.com/docs/en/api/python/messages/count_tokens; the SDK's
 ``client.messages.count_tokens``): the body of a Messages request without
 ``max_tokens``, the answer ``{"input_tokens": N}``. Claude models are relayed
 (exact), other models estimated (``x-llm-edge-token-count: estimate``), and
