@@ -32,6 +32,7 @@ from app.http.app import GatewayApp
 from app.http.draining import DrainState
 from app.http.middleware import RequestContextMiddleware
 from app.http.resources.chat import ChatResource
+from app.http.resources.count_tokens import CountTokensResource
 from app.http.resources.health import HealthResource
 from app.http.resources.models import ModelsResource
 from app.limits.access import Access, build_access
@@ -39,6 +40,7 @@ from app.limits.budgets import BudgetReservations
 from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import BudgetHolds, Pipeline
+from app.providers.count_tokens import TokenCountRelay
 from app.providers.http import UpstreamHTTP
 from app.providers.routing import Router
 from app.providers.upstream import UpstreamCaller
@@ -132,6 +134,9 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     for path, codec in (("/v1/chat/completions", openai_codec), ("/v1/messages", anthropic_codec)):
         app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining))
     app.add_route("/v1/models", ModelsResource(router))
+    app.add_route("/v1/messages/count_tokens", CountTokensResource(
+        router, TokenCountRelay(http, settings), breakers, RetryPolicy.from_settings(settings), tracing,
+        settings.request_timeout, settings.max_request_bytes))
     checks = {"providers": lambda: _providers_check(router), "redis": redis_guard.health,
               "circuit_breakers": breakers.health, "rate_limits": access.limiter.health}
     if cache_redis is not redis_guard:

@@ -62,6 +62,60 @@ def observe_attempt(target: Target, started: float) -> None:
         time.monotonic() - started)
 
 
+@dataclass(slots=True)
+class Answered:
+    """The attempt that answered: what its call returned, its span, its start (``attempt_target``)."""
+
+    result: Any
+    span: Any
+    started: float
+
+
+def attempt_target(ctx: RequestContext, target: Target, breaker: CircuitBreaker, deadline: float,
+                   retry: RetryPolicy, sleep: Callable[[float], None], tracing: Tracing, req: ChatRequest,
+                   headers: Mapping[str, str], call: Callable[[dict[str, str], Any, Permit], Any],
+                   ) -> tuple[Answered | None, GatewayError | None]:
+    """Attempts at one target while its breaker allows and the retry policy says so (chat and count_tokens).
+
+    Each attempt gets its own span and a copy of ``headers`` (with its ``traceparent``) for ``call(headers,
+    span, permit)``, is recorded by the breaker, and a failed one by the error metric and its duration. Gives
+    the attempt that answered, or None and the last failure (None if the breaker let none through); an
+    error that is the caller's to fix is raised at once (no other target would answer otherwise).
+    """
+    failure: GatewayError | None = None
+    attempt = 0
+    while time.monotonic() < deadline and (permit := breaker.allow()) is not None:
+        attempt += 1
+        ctx.attempts += 1
+        sent = dict(headers)
+        span = tracing.start_attempt(ctx, target, req, sent)
+        started = time.monotonic()
+        try:
+            result = call(sent, span, permit)
+        except GatewayError as err:
+            verdict = classify(err)
+            breaker.record(permit, verdict.breaker)
+            metrics.PROVIDER_ERRORS.labels(target.provider.name, verdict.error_type).inc()
+            observe_attempt(target, started)
+            Tracing.end_attempt(span, target, error=verdict.error_type)
+            if not verdict.may_fall_back:
+                raise
+            failure = err
+            pause = retry.pause(attempt, err, deadline - time.monotonic())
+            if pause is None:
+                break  # on to the next target
+            metrics.RETRIES.labels(target.provider.name).inc()
+            sleep(pause)
+            continue
+        except BaseException:
+            breaker.record(permit, None)
+            Tracing.end_attempt(span, target, error="internal")
+            raise
+        breaker.record(permit, True)
+        return Answered(result, span, started), None
+    return None, failure
+
+
 class BudgetHolds:
     """Before a request goes upstream, hold its worst-case cost against its client's spend budgets.
 
@@ -153,45 +207,26 @@ class Pipeline:
                 failure = failure or err
                 continue
             breaker = self.breakers[target.provider.name]
-            attempt = 0
-            while time.monotonic() < deadline and (permit := breaker.allow()) is not None:
-                attempt += 1
-                ctx.attempts += 1
-                headers = {"x-request-id": ctx.request_id}
-                span = self.tracing.start_attempt(ctx, target, req, headers)
-                started = time.monotonic()
-                try:
-                    outcome = self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker,
-                                            permit, hold)
-                except GatewayError as err:
-                    verdict = classify(err)
-                    breaker.record(permit, verdict.breaker)
-                    metrics.PROVIDER_ERRORS.labels(target.provider.name, verdict.error_type).inc()
-                    observe_attempt(target, started)
-                    Tracing.end_attempt(span, target, error=verdict.error_type)
-                    if not verdict.may_fall_back:
-                        raise
-                    failure = err
-                    pause = self.retry.pause(attempt, err, deadline - time.monotonic())
-                    if pause is None:
-                        break  # on to the next target
-                    metrics.RETRIES.labels(target.provider.name).inc()
-                    self.sleep(pause)
-                    continue
-                except BaseException:
-                    breaker.record(permit, None)
-                    Tracing.end_attempt(span, target, error="internal")
-                    raise
-                breaker.record(permit, True)
-                if target is not targets[0]:
-                    metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
-                ctx.provider, ctx.model = target.provider.name, target.model
-                if outcome.response is not None:
-                    observe_attempt(target, started)
-                    self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage, hold)
-                    Tracing.end_attempt(span, target, outcome.response)
-                    ticket.store(target, outcome.response)
-                return outcome
+
+            def call(headers: dict[str, str], span: Any, permit: Permit, target: Target = target,
+                     body: dict[str, Any] = body, breaker: CircuitBreaker = breaker) -> Outcome:
+                return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit, hold)
+
+            answered, err = attempt_target(ctx, target, breaker, deadline, self.retry, self.sleep, self.tracing,
+                                           req, {"x-request-id": ctx.request_id}, call)
+            failure = err or failure
+            if answered is None:
+                continue
+            outcome: Outcome = answered.result
+            if target is not targets[0]:
+                metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
+            ctx.provider, ctx.model = target.provider.name, target.model
+            if outcome.response is not None:
+                observe_attempt(target, answered.started)
+                self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage, hold)
+                Tracing.end_attempt(answered.span, target, outcome.response)
+                ticket.store(target, outcome.response)
+            return outcome
         if failure is not None:
             raise failure
         if time.monotonic() >= deadline:

@@ -33,8 +33,10 @@ def new_request_id() -> str:
 
 
 def dialect_for(path: str) -> str:
-    """Errors on /v1/messages are Anthropic-shaped; everywhere else OpenAI-shaped."""
-    return "anthropic" if path.rstrip("/") == "/v1/messages" else "openai"
+    """Errors on /v1/messages and every path under it (count_tokens, unknown ones) are Anthropic-shaped;
+    everywhere else OpenAI-shaped."""
+    path = path.rstrip("/")
+    return "anthropic" if path == "/v1/messages" or path.startswith("/v1/messages/") else "openai"
 
 
 class RequestContextMiddleware:
@@ -82,4 +84,5 @@ class RequestContextMiddleware:
 
 
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",
-                        "/health/ready"})
+                        "/health/ready",
+                        "/v1/messages/count_tokens"})

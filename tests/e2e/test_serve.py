@@ -37,6 +37,12 @@ def test_serve_without_keys_or_redis_answers_from_the_emulator():
                             body=json.dumps({"model": "claude-3-5-haiku-latest", "max_tokens": 20,
                                              "messages": [{"role": "user", "content": "hello"}]}))
         assert resp.status == 200 and json.loads(resp.data)["content"][0]["text"] == "Echo: hello"
+        for model, how in (("claude-3-5-haiku-latest", "exact"), ("gpt-4o-mini", "estimate")):
+            body = {"model": model, "messages": [{"role": "user", "content": "hello"}]}
+            resp = http.request("POST", base + "/v1/messages/count_tokens",
+                                headers={"content-type": "application/json"}, body=json.dumps(body))
+            assert resp.status == 200 and resp.headers["x-llm-edge-token-count"] == how, resp.data
+            assert json.loads(resp.data)["input_tokens"] > 0
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
