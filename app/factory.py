@@ -120,11 +120,11 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     cache = make_cache(settings, cache_redis, accounting)
     breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
                         publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))
+    watcher = DisconnectWatcher()  # its thread starts with the first miss or stream, in this worker
     pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache,
                         accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts,
                         retry=RetryPolicy.from_settings(settings), breakers=breakers,
-                        holds=budget_holds(settings, redis_guard, spend, prices, access))
-    watcher = DisconnectWatcher()  # its thread starts with the first stream, in this worker
+                        holds=budget_holds(settings, redis_guard, spend, prices, access), watcher=watcher)
     draining = DrainState()
 
     app = GatewayApp(middleware=[RequestContextMiddleware(

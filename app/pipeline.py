@@ -18,6 +18,11 @@ Streams are decided before the first byte goes to the client: the provider's
 headers and first event are awaited inside the attempt, so a provider that
 fails early is retried or replaced silently; after that, a failure becomes an
 error event in the stream. The caller (a resource) only renders what comes back.
+
+From the cache miss until the answer is in (a stream: its first event), the
+client's socket is watched (``DisconnectWatcher``): a client that hangs up
+cuts the attempt in progress (``UpstreamAbort``) and the request ends with
+``ClientGone``; no retry, fallback, breaker failure or provider error follows.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from app.accounting.cost import PriceTable
 from app.accounting.usage import Accounting
@@ -50,10 +55,14 @@ from app.limits.budgets import BudgetReservations, Reservation
 from app.observability import metrics
 from app.observability.access import prompt_text
 from app.observability.tracing import Tracing
+from app.providers.http import UpstreamAbort
 from app.providers.routing import Router, Target
 from app.providers.upstream import UpstreamCaller, deadline_from
 from app.resilience.breaker import BreakerPolicy, Breakers, CircuitBreaker, Permit
+from app.resilience.disconnects import ClientGone, DisconnectWatcher
 from app.resilience.retry import RetryPolicy
+
+CLIENT_GONE = "client_disconnected"  # the error of an attempt cut because its client hung up
 
 
 def observe_attempt(target: Target, started: float) -> None:
@@ -74,13 +83,14 @@ class Answered:
 def attempt_target(ctx: RequestContext, target: Target, breaker: CircuitBreaker, deadline: float,
                    retry: RetryPolicy, sleep: Callable[[float], None], tracing: Tracing, req: ChatRequest,
                    headers: Mapping[str, str], call: Callable[[dict[str, str], Any, Permit], Any],
-                   ) -> tuple[Answered | None, GatewayError | None]:
+                   abort: UpstreamAbort | None = None) -> tuple[Answered | None, GatewayError | None]:
     """Attempts at one target while its breaker allows and the retry policy says so (chat and count_tokens).
 
     Each attempt gets its own span and a copy of ``headers`` (with its ``traceparent``) for ``call(headers,
     span, permit)``, is recorded by the breaker, and a failed one by the error metric and its duration. Gives
     the attempt that answered, or None and the last failure (None if the breaker let none through); an
-    error that is the caller's to fix is raised at once (no other target would answer otherwise).
+    error that is the caller's to fix is raised at once (no other target would answer otherwise). An attempt
+    cut by ``abort`` (the client hung up) raises ``ClientGone`` and counts as nothing against the provider.
     """
     failure: GatewayError | None = None
     attempt = 0
@@ -92,7 +102,11 @@ def attempt_target(ctx: RequestContext, target: Target, breaker: CircuitBreaker,
         started = time.monotonic()
         try:
             result = call(sent, span, permit)
+        except ClientGone:
+            _cut(span, target, breaker, permit)
         except GatewayError as err:
+            if abort is not None and abort.gone:  # the failure is the cut, not the provider's
+                _cut(span, target, breaker, permit)
             verdict = classify(err)
             breaker.record(permit, verdict.breaker)
             metrics.PROVIDER_ERRORS.labels(target.provider.name, verdict.error_type).inc()
@@ -156,7 +170,7 @@ class Pipeline:
                  cache: CacheStage | None = None, *, accounting: Accounting,
                  tracing: Tracing | None = None, log_prompts: bool = False, retry: RetryPolicy | None = None,
                  breakers: Breakers | None = None, sleep: Callable[[float], None] = time.sleep,
-                 holds: BudgetHolds | None = None) -> None:
+                 holds: BudgetHolds | None = None, watcher: DisconnectWatcher | None = None) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
@@ -168,8 +182,14 @@ class Pipeline:
         self.breakers = breakers or Breakers(router.providers, BreakerPolicy())
         self.sleep = sleep
         self.holds = holds
+        self.watcher = watcher or DisconnectWatcher()
 
-    def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT) -> Outcome:
+    def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT,
+            client: Any = None) -> Outcome:
+        """The answer, or its stream; ``client``: the caller's socket, watched while upstream is awaited.
+
+        Raises ``ClientGone`` when the client hung up before the answer was in.
+        """
         ctx.requested_model = req.model
         if self.log_prompts:
             ctx.prompt = prompt_text(req)
@@ -187,10 +207,20 @@ class Pipeline:
         if served is not None:
             return Outcome(response=served.response, events=served.events)
         hold: Reservation | None = None
+        abort = UpstreamAbort()
+        stop_watching = self.watcher.watch(client, abort.abort)
         try:
-            if self.holds is not None:
-                hold = self.holds.reserve(ctx, req, targets, first_body)
-            return self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold)
+            try:
+                if self.holds is not None:
+                    hold = self.holds.reserve(ctx, req, targets, first_body)
+                outcome = self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold, abort)
+            finally:
+                stop_watching()
+                gone = abort.finish()
+            if gone and outcome.events is not None:  # its connection may be cut: the client left as it began
+                outcome.close()
+                raise ClientGone()
+            return outcome
         except BaseException:
             ticket.abandon()  # nothing to store; followers of this request go upstream themselves
             if hold is not None:
@@ -198,7 +228,8 @@ class Pipeline:
             raise
 
     def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...], deadline: float,
-                       ticket: Ticket, first_body: dict[str, Any], hold: Reservation | None = None) -> Outcome:
+                       ticket: Ticket, first_body: dict[str, Any], hold: Reservation | None = None,
+                       abort: UpstreamAbort | None = None) -> Outcome:
         failure: GatewayError | None = None
         for target in targets:
             try:
@@ -210,10 +241,11 @@ class Pipeline:
 
             def call(headers: dict[str, str], span: Any, permit: Permit, target: Target = target,
                      body: dict[str, Any] = body, breaker: CircuitBreaker = breaker) -> Outcome:
-                return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit, hold)
+                return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit, hold,
+                                     abort)
 
             answered, err = attempt_target(ctx, target, breaker, deadline, self.retry, self.sleep, self.tracing,
-                                           req, {"x-request-id": ctx.request_id}, call)
+                                           req, {"x-request-id": ctx.request_id}, call, abort)
             failure = err or failure
             if answered is None:
                 continue
@@ -239,11 +271,11 @@ class Pipeline:
 
     def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: dict[str, Any],
                  headers: dict[str, str], deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker,
-                 permit: Permit, hold: Reservation | None = None) -> Outcome:
+                 permit: Permit, hold: Reservation | None = None, abort: UpstreamAbort | None = None) -> Outcome:
         if not req.stream:
-            resp = self.caller.complete(target, req, headers, deadline, body)
+            resp = self.caller.complete(target, req, headers, deadline, body, abort)
             return Outcome(response=resp)
-        stream = self.caller.stream(target, req, headers, deadline, body)
+        stream = self.caller.stream(target, req, headers, deadline, body, abort)
         try:
             first = next(stream)  # headers and first event in: from here on we are committed
         except StopIteration:
@@ -254,6 +286,13 @@ class Pipeline:
             raise
         watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span, breaker, permit, hold)
         return Outcome(events=watched, close=watched.close, abort=stream.abort)
+
+
+def _cut(span: Any, target: Target, breaker: CircuitBreaker, permit: Permit) -> NoReturn:
+    """An attempt cut because its client hung up: the breaker hears nothing, no provider error is counted."""
+    breaker.record(permit, None)
+    Tracing.end_attempt(span, target, error=CLIENT_GONE)
+    raise ClientGone() from None
 
 
 class WatchedStream:

@@ -13,7 +13,8 @@ The way through (``docs/architecture.md`` draws it with the files)::
 Every ending comes to ``Exchange.finish``: a whole answer or an error answer
 (the server closes the body after its last byte), a stream that ended or
 failed (its generator has run to the end by then), a client gone mid-stream
-(the generator never marked the stream done: answered 499 here), and an
+(the generator never marked the stream done: answered 499 here), a client
+gone before its answer was in (the resource marked it 499: counted here), and an
 exception that escaped Falcon (``GatewayApp.__call__``: 500). ``finish``
 closes the body, runs the request's deferred steps (a miss's L2 fill), then
 ``request_finished``: the access line, the request metrics (duration, status,
@@ -79,10 +80,12 @@ class Exchange:
     def finish(self) -> None:
         """The one ending: a stream left unfinished, the deferred steps, the access line, metrics and span."""
         ctx, self.ctx = self.ctx, None  # a second call finds nothing left to finish
-        if ctx is not None and ctx.streaming:  # the stream's end never went out: the client hung up
-            ctx.streaming = False
-            ctx.status, ctx.error_type = 499, "client_disconnected"
-            metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
+        if ctx is not None:
+            if ctx.streaming:  # the stream's end never went out: the client hung up
+                ctx.streaming = False
+                ctx.status, ctx.error_type = 499, "client_disconnected"
+            if ctx.status == 499:  # that, or gone before the answer was in (the resource said so)
+                metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
         run_steps(self.steps)
         if ctx is not None:
             try:

@@ -62,7 +62,7 @@ REDIS_ERRORS = Counter("llm_edge_redis_errors_total",
 FALLBACKS = Counter("llm_edge_fallbacks_total", "Requests answered by a fallback target",
                     ["from_provider", "to_provider"])
 RETRIES = Counter("llm_edge_retries_total", "Upstream attempts retried", ["provider"])
-CLIENT_DISCONNECTS = Counter("llm_edge_client_disconnects_total", "Streams abandoned by the client",
+CLIENT_DISCONNECTS = Counter("llm_edge_client_disconnects_total", "Requests whose client hung up before the end",
                              ["endpoint"])
 
 

@@ -10,15 +10,22 @@ two more limits: the first body byte must come within
 provider cannot spend it twice), and then no gap between chunks may exceed
 ``STREAM_IDLE_TIMEOUT``. Each error says which limit ran out, and is made with
 its ``FailureKind`` (``app.errors.classify`` reads it).
+
+A request whose client hangs up is cut from another thread through its
+``UpstreamAbort``: the pools record in it the connection an attempt is using,
+from before its request is sent until the connection goes back to the pool.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 
 import urllib3
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -42,6 +49,7 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.patches import urllib3 as urllib3_patches
+from app.resilience.disconnects import ClientGone
 
 READ_SIZE = 64 * 1024
 
@@ -61,11 +69,117 @@ _TIMED_OUT = {
 }
 
 
+class UpstreamAbort:
+    """One request's way to cut its upstream call from another thread (the disconnect watcher's).
+
+    ``abort()`` marks the request ``gone`` and shuts down the socket of the connection its attempt
+    is using, whether the provider has answered its headers yet or not: the thread blocked
+    connecting, sending, waiting for the headers or reading the body gets an error at once, which
+    the pipeline reads as the client gone (``gone``), never as the provider's failure. No attempt
+    starts after it. ``finish()`` (the pipeline, as it hands its outcome back) ends its reach: a
+    stream's connection is then the stream's to abort.
+
+    The connection is known through the pools (``_AbortablePool``): recorded as ``_make_request``
+    takes it, forgotten as it goes back to the pool (``_put_conn``), so an abort never reaches a
+    connection another request has since taken. The lock makes the abort and the forgetting exclusive.
+    """
+
+    __slots__ = ("_conn", "_lock", "gone")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: HTTPConnection | None = None
+        self.gone = False
+
+    def abort(self) -> None:
+        with self._lock:
+            self.gone = True
+            if self._conn is not None:
+                _shut(self._conn)
+
+    def finish(self) -> bool:
+        """No connection is cut from now on; whether the request was aborted before."""
+        with self._lock:
+            self._conn = None
+            return self.gone
+
+    def _attach(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            if self.gone:
+                raise ClientGone()
+            self._conn = conn
+        conn.upstream_abort = self  # type: ignore[attr-defined]
+
+    def _detach(self, conn: HTTPConnection) -> None:
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+        conn.upstream_abort = None  # type: ignore[attr-defined]
+
+    def _connected(self, conn: HTTPConnection) -> None:
+        """An abort that came while ``conn`` had no socket yet cuts it now."""
+        with self._lock:
+            if self.gone and self._conn is conn:
+                _shut(conn)
+
+
+def _shut(conn: HTTPConnection) -> None:
+    """Both directions of ``conn``'s TCP socket: reads return end-of-file, writes fail, the provider gets a FIN."""
+    sock = conn.sock
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket under TLS too, its SSL state untouched
+        except OSError:
+            pass  # closed already
+
+
+class _AbortableConnection:
+    """Mixin for the pools' connections: an abort that came during ``connect()`` applies once it is done."""
+
+    upstream_abort: UpstreamAbort | None = None
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        if self.upstream_abort is not None:
+            self.upstream_abort._connected(self)  # type: ignore[arg-type]
+
+
+class _AbortablePool:
+    """Mixin for the pools: ``urlopen(..., abort=UpstreamAbort)`` records the connection it uses in it.
+
+    urllib3's ``urlopen`` passes keywords it does not know on to ``_make_request`` with the
+    connection it took (urllib3 2.x); every connection comes back through ``_put_conn``.
+    """
+
+    wraps: type[HTTPConnectionPool]
+
+    def _make_request(self, conn: HTTPConnection, method: str, url: str, *args: object,
+                      abort: UpstreamAbort | None = None, **kw: object) -> urllib3.BaseHTTPResponse:
+        if abort is not None:
+            abort._attach(conn)
+        return super()._make_request(conn, method, url, *args, **kw)  # type: ignore[misc, no-any-return]
+
+    def _put_conn(self, conn: HTTPConnection | None) -> None:
+        if conn is not None and conn.upstream_abort is not None:  # type: ignore[attr-defined]
+            conn.upstream_abort._detach(conn)  # type: ignore[attr-defined]
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+@functools.cache
+def abortable(base: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    """``base`` (urllib3's pool class, or the one-write patch's) with the abort hooks, and its connections too."""
+    conn_cls = type(f"Abortable{base.ConnectionCls.__name__}", (_AbortableConnection, base.ConnectionCls), {})
+    return type(f"Abortable{base.__name__}", (_AbortablePool, base), {"ConnectionCls": conn_cls, "wraps": base})
+
+
 class UpstreamHTTP:
     def __init__(self, *, connect_timeout: float, pool_maxsize: int) -> None:
         self.connect_timeout = connect_timeout
         self.pool = urllib3_patches.prepare_pool(
             urllib3.PoolManager(num_pools=32, maxsize=pool_maxsize, block=False, retries=False))
+        # Whatever prepare_pool chose (patches on or off), with the abort hooks over it.
+        self.pool.pool_classes_by_scheme = {scheme: abortable(cls)
+                                            for scheme, cls in self.pool.pool_classes_by_scheme.items()}
         self._targets: dict[str, tuple[HTTPConnectionPool, str]] = {}
 
     def target(self, url: str) -> tuple[HTTPConnectionPool, str]:
@@ -86,10 +200,12 @@ class UpstreamHTTP:
         return found
 
     def post(self, provider: str, url: str, headers: Mapping[str, str], body: bytes, *,
-             read_timeout: float, deadline: float, limit: str = READ_LIMIT) -> urllib3.BaseHTTPResponse:
+             read_timeout: float, deadline: float, limit: str = READ_LIMIT,
+             abort: UpstreamAbort | None = None) -> urllib3.BaseHTTPResponse:
         """Send the request and return once the response headers are in (body unread).
 
-        ``limit`` names the setting behind ``read_timeout``, for the message if it runs out.
+        ``limit`` names the setting behind ``read_timeout``, for the message if it runs out;
+        ``abort`` gets the connection used, until it goes back to the pool.
         """
         remaining = _remaining(provider, deadline)
         if remaining <= read_timeout:
@@ -99,7 +215,8 @@ class UpstreamHTTP:
             pool, request_target = self.target(url)
             # What PoolManager.urlopen would do for this pool, redirects off: the same request.
             return pool.urlopen("POST", request_target, body=body, headers=dict(headers), timeout=timeout,
-                                preload_content=False, retries=False, redirect=False, assert_same_host=False)
+                                preload_content=False, retries=False, redirect=False, assert_same_host=False,
+                                abort=abort)
         except BaseException as exc:
             raise _translate(provider, exc, limit) from exc
 

@@ -22,7 +22,7 @@ from app.config.settings import Settings
 from app.errors import BAD_RESPONSE, GatewayError, UpstreamError, UpstreamRejected
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEvent
 from app.formats.stream import decode_sse
-from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamHTTP
+from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamAbort, UpstreamHTTP
 from app.providers.routing import Target
 from app.providers.wire import WIRE_FORMATS
 from app.resilience.disconnects import ClientGone
@@ -131,8 +131,8 @@ class UpstreamCaller:
         return codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
 
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
-              read_timeout: float, limit: str = READ_LIMIT,
-              body: dict[str, Any] | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
+              read_timeout: float, limit: str = READ_LIMIT, body: dict[str, Any] | None = None,
+              abort: UpstreamAbort | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
         wire = WIRE_FORMATS[target.provider.type]
         if body is None:
             body = self.body(target, req)
@@ -141,7 +141,8 @@ class UpstreamCaller:
         if req.stream:
             all_headers["accept"] = "text/event-stream"
         resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
-                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline, limit=limit)
+                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline, limit=limit,
+                              abort=abort)
         if resp.status >= 300:
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
@@ -149,10 +150,14 @@ class UpstreamCaller:
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float, body: dict[str, Any] | None = None) -> ChatResponse:
-        """One non-streamed attempt (``body``: built beforehand by ``body()``, else here)."""
+                 deadline: float, body: dict[str, Any] | None = None,
+                 abort: UpstreamAbort | None = None) -> ChatResponse:
+        """One non-streamed attempt (``body``: built beforehand by ``body()``, else here).
+
+        ``abort`` (any attempt): cuts the connection from another thread, until the answer is in.
+        """
         read_timeout = self.settings.upstream_read_timeout
-        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body)
+        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body, abort=abort)
         raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
         try:
             body = orjson.loads(raw)
@@ -166,12 +171,14 @@ class UpstreamCaller:
             raise without_key(err, target) from None
 
     def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
-               deadline: float, body: dict[str, Any] | None = None) -> EventStream:
+               deadline: float, body: dict[str, Any] | None = None,
+               abort: UpstreamAbort | None = None) -> EventStream:
         """One streamed attempt; returns once the provider's response headers are in."""
         s = self.settings
         first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
         first_byte_by = time.monotonic() + first  # headers and first chunk share it
-        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT, body=body)
+        wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT, body=body,
+                                abort=abort)
         chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
         return EventStream(target, resp, chunks, wire.codec.StreamDecoder())

@@ -42,7 +42,8 @@ assert type(metrics.REQUESTS.labels("e", "p", "m", "200")._value).__module__ == 
 assert type(prometheus_patches.collector(CollectorRegistry(), os.environ["PROMETHEUS_MULTIPROC_DIR"])) \\
     is multiprocess.MultiProcessCollector
 default_pools = urllib3.PoolManager().pool_classes_by_scheme
-assert UpstreamHTTP(connect_timeout=1, pool_maxsize=2).pool.pool_classes_by_scheme is default_pools
+pools = UpstreamHTTP(connect_timeout=1, pool_maxsize=2).pool.pool_classes_by_scheme  # the gateway's hooks over...
+assert {scheme: cls.wraps for scheme, cls in pools.items()} == default_pools  # ... urllib3's own pools
 assert urllib3_patches.prepare_pool(urllib3.PoolManager()).pool_classes_by_scheme is default_pools
 """
 

@@ -29,8 +29,11 @@ def test_install_gives_a_pool_both_trims(monkeypatch) -> None:
 
 
 def test_the_gateways_upstream_pool_is_trimmed(monkeypatch) -> None:
+    """The one-write pools, under the gateway's own abort hooks (app/providers/http.py)."""
     monkeypatch.setattr(http.client, "parse_headers", headers.STDLIB_PARSE_HEADERS)
-    assert trimmed(UpstreamHTTP(connect_timeout=1, pool_maxsize=4).pool)
+    pool = UpstreamHTTP(connect_timeout=1, pool_maxsize=4).pool
+    assert {scheme: cls.wraps for scheme, cls in pool.pool_classes_by_scheme.items()} == POOL_CLASSES
+    assert http.client.parse_headers is headers.parse_headers
 
 
 def test_the_passthrough_floor_gets_the_same_trims(monkeypatch) -> None:

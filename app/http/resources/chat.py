@@ -31,10 +31,12 @@ from app.errors import (
 from app.formats.canonical import TextDelta, ToolUseStart
 from app.http.draining import DrainState
 from app.http.resources.parse_memo import ParseMemo
-from app.pipeline import Outcome, Pipeline
+from app.pipeline import CLIENT_GONE, Outcome, Pipeline
 from app.resilience.disconnects import ClientGone, DisconnectWatcher
 
 log = logging.getLogger("llm_edge.chat")
+
+CLIENT_GONE_STATUS = 499  # nginx's "client closed request"
 
 
 def read_body(req: falcon.Request, max_bytes: int) -> bytes:
@@ -116,7 +118,12 @@ class ChatResource:
         creq = parsed.request
         ctx.stream = creq.stream
         control = CacheControl.from_headers(req.env.get("HTTP_CACHE_CONTROL"), req.env.get(TTL_ENVIRON))
-        outcome = self.pipeline.run(ctx, creq, control)
+        try:
+            outcome = self.pipeline.run(ctx, creq, control, req.env.get("gunicorn.socket"))
+        except ClientGone:  # hung up while the provider was awaited: nothing to answer (finish records it)
+            resp.status = ctx.status = CLIENT_GONE_STATUS
+            ctx.error_type = CLIENT_GONE
+            return
         if outcome.response is not None:
             resp.content_type = "application/json"
             resp.data = orjson.dumps(self.codec.render_response(outcome.response))
