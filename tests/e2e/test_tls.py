@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import openai
@@ -112,3 +113,30 @@ def test_a_missing_unreadable_or_wrong_file_stops_start_up_with_one_line(emulato
     assert fragment in lines[0]
     with pytest.raises(urllib3.exceptions.HTTPError):
         urllib3.PoolManager(retries=False).request("GET", f"http://127.0.0.1:{gw.port}/health", timeout=1)
+
+
+def test_a_stalled_tls_handshake_is_closed_after_the_header_timeout(emulator, pki, upstream):
+    """A client that starts a handshake and stops (slowloris on TLS) holds a thread only GUNICORN_HEADER_TIMEOUT;
+    with every thread of the node pinned by stalled handshakes, a real client is still answered after it."""
+
+
+    gw = GatewayProcess({**provider_env(emulator), "TLS_CERT_PATH": str(pki / "server.crt"),
+                         "TLS_KEY_PATH": str(pki / "server.key"), "GUNICORN_HEADER_TIMEOUT": "1"},
+                        workers=1, threads=2).start()
+    stalled = []
+    try:
+        for _ in range(4):  # more than the node's threads
+            sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            sock.sendall(b"\x16\x03\x01\x02\x00")  # a TLS record header announcing a ClientHello that never comes
+            stalled.append(sock)
+        started = time.monotonic()
+        for sock in stalled:
+            assert sock.recv(1024) == b"", "the gateway should close a stalled handshake"
+        assert time.monotonic() - started < 6, "closed by the header timeout, not by the client"
+        verified = urllib3.PoolManager(retries=False, ca_certs=str(pki / "server.crt"),
+                                       timeout=urllib3.Timeout(connect=2, read=5))
+        assert verified.request("GET", gw.url + "/health").status == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+        gw.stop()
