@@ -39,7 +39,7 @@ def test_every_model_routed_by_default_has_a_price(shipped: PriceTable, caplog) 
 
 
 def test_cents_from_input_cached_and_output_tokens(shipped: PriceTable) -> None:
-    usage = Usage(input_tokens=1000, output_tokens=500, cached_input_tokens=200)
+    usage = Usage(input_tokens=1000, output_tokens=500, cache_read_tokens=200)
     # gpt-4o: $2.50 input, $1.25 cached input, $10 output per million tokens.
     expected_dollars = (800 * 2.50 + 200 * 1.25 + 500 * 10.00) / 1_000_000
     assert shipped.cost_cents("openai", "gpt-4o", usage) == pytest.approx(expected_dollars * 100)
@@ -50,7 +50,7 @@ def test_cents_from_input_cached_and_output_tokens(shipped: PriceTable) -> None:
 
 def test_cached_tokens_never_exceed_input_tokens() -> None:
     price = Price(input=1.0, output=0.0, cached_input=0.5)
-    assert price.cents(Usage(input_tokens=10, cached_input_tokens=50)) == pytest.approx(10 * 0.5 / 1e6 * 100)
+    assert price.cents(Usage(input_tokens=10, cache_read_tokens=50)) == pytest.approx(10 * 0.5 / 1e6 * 100)
 
 
 def test_dated_and_latest_names_cost_like_the_bare_name(shipped: PriceTable) -> None:
