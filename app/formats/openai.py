@@ -16,6 +16,12 @@ Decisions a caller should know:
 * System and developer messages, wherever they stand, become ``system``.
 * A tool result marked ``is_error`` has no OpenAI field: its text is
   prefixed with ``Error: `` so the model still learns the call failed.
+* Thinking in answers is rendered as ``reasoning_content`` (the extension
+  field vLLM/DeepSeek clients read); redacted thinking and signatures have no
+  OpenAI field and are not rendered. Thinking in a history is not sent.
+* Anthropic ``thinking`` becomes ``reasoning_effort`` for reasoning models
+  (``app/formats/reasoning.py``), and is a 400 for others; server tools are a
+  400; a base64 PDF ``document`` becomes a ``file`` part.
 """
 
 from __future__ import annotations
