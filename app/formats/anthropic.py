@@ -536,49 +536,45 @@ def _map_stop(reason: str | None) -> StopReason | None:
     return _STOP_REASONS.get(reason, "end_turn")
 
 
-# Anthropic usage counters (https://docs.anthropic.com/en/api/messages#response-usage): attribute, key path.
+# Anthropic usage counters (https://docs.anthropic.com/en/api/messages#response-usage): canonical field, key path.
+# "input_tokens" here is Anthropic's uncached input; the canonical one adds the cache reads and writes.
 _USAGE_KEYS = (
-    ("input", ("input_tokens",)),
-    ("cache_read", ("cache_read_input_tokens",)),
-    ("cache_write", ("cache_creation_input_tokens",)),
-    ("cache_write_1h", ("cache_creation", "ephemeral_1h_input_tokens")),
-    ("output", ("output_tokens",)),
-    ("thinking", ("output_tokens_details", "thinking_tokens")),
-    ("web_search", ("server_tool_use", "web_search_requests")),
-    ("web_fetch", ("server_tool_use", "web_fetch_requests")),
+    ("input_tokens", ("input_tokens",)),
+    ("cache_read_tokens", ("cache_read_input_tokens",)),
+    ("cache_write_tokens", ("cache_creation_input_tokens",)),
+    ("cache_write_1h_tokens", ("cache_creation", "ephemeral_1h_input_tokens")),
+    ("output_tokens", ("output_tokens",)),
+    ("reasoning_tokens", ("output_tokens_details", "thinking_tokens")),
+    ("web_search_requests", ("server_tool_use", "web_search_requests")),
+    ("web_fetch_requests", ("server_tool_use", "web_fetch_requests")),
 )
 
 
-@dataclass(slots=True)
 class _Tokens:
-    """Anthropic's split usage counters, updated by each report (message_start, then the cumulative
-    message_delta); canonical input is input + cache read + cache creation."""
+    """Anthropic's usage counters, updated by each report (message_start, then the cumulative message_delta)."""
 
-    input: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    cache_write_1h: int = 0
-    output: int = 0
-    thinking: int = 0
-    web_search: int = 0
-    web_fetch: int = 0
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
 
     def update(self, raw: Any, p: str) -> None:
         usage = as_obj(raw, p)
-        for attr, path in _USAGE_KEYS:
+        for name, path in _USAGE_KEYS:
             obj, where = usage, p
             for key in path[:-1]:
                 obj = opt_obj(obj, key, f"{where}.{key}") or {}
                 where = f"{where}.{key}"
             value = opt_int(obj, path[-1], f"{where}.{path[-1]}", minimum=0)
             if value is not None:
-                setattr(self, attr, value)
+                self.counts[name] = value
 
     def usage(self) -> Usage:
-        return Usage(input_tokens=self.input + self.cache_read + self.cache_write, output_tokens=self.output,
-                     cache_read_tokens=self.cache_read, cache_write_tokens=self.cache_write,
-                     cache_write_1h_tokens=min(self.cache_write_1h, self.cache_write), reasoning_tokens=self.thinking,
-                     web_search_requests=self.web_search, web_fetch_requests=self.web_fetch)
+        c = self.counts
+        write = c.get("cache_write_tokens", 0)
+        total = c.get("input_tokens", 0) + c.get("cache_read_tokens", 0) + write
+        return Usage(**{**c, "input_tokens": total,
+                        "cache_write_1h_tokens": min(c.get("cache_write_1h_tokens", 0), write)})
 
 
 def _usage_json(usage: Usage) -> dict[str, Any]:
@@ -897,26 +893,11 @@ class StreamEncoder:
         if not self._started:
             raise ValueError("StreamStart must be the first event of a stream")
         if isinstance(ev, TextDelta):
-            out = b""
-            if self._open != ev.index:
-                out = self._stop_open() + _event("content_block_start", {
-                    "type": "content_block_start", "index": ev.index, "content_block": {"type": "text", "text": ""}})
-                self._open = ev.index
-            if ev.text:
-                out += _event("content_block_delta", {"type": "content_block_delta", "index": ev.index,
-                                                      "delta": {"type": "text_delta", "text": ev.text}})
-            return out
+            return self._into(ev.index, {"type": "text", "text": ""},
+                              {"type": "text_delta", "text": ev.text} if ev.text else None)
         if isinstance(ev, ThinkingDelta):
-            out = b""
-            if self._open != ev.index:
-                out = self._stop_open() + _event("content_block_start", {
-                    "type": "content_block_start", "index": ev.index,
-                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
-                self._open = ev.index
-            if ev.thinking:
-                out += _event("content_block_delta", {"type": "content_block_delta", "index": ev.index,
-                                                      "delta": {"type": "thinking_delta", "thinking": ev.thinking}})
-            return out
+            return self._into(ev.index, {"type": "thinking", "thinking": "", "signature": ""},
+                              {"type": "thinking_delta", "thinking": ev.thinking} if ev.thinking else None)
         if isinstance(ev, SignatureDelta):
             return _event("content_block_delta", {"type": "content_block_delta", "index": ev.index,
                                                   "delta": {"type": "signature_delta", "signature": ev.signature}})
@@ -953,6 +934,17 @@ class StreamEncoder:
     def error(self, err: GatewayError) -> bytes:
         """The ``event: error`` the Anthropic SDK raises on; the stream ends after it."""
         return _event("error", err.anthropic_body())
+
+    def _into(self, index: int, block: dict[str, Any], delta: dict[str, Any] | None) -> bytes:
+        """A delta of the block at ``index``, started (as ``block``) if it is not the open one."""
+        out = b""
+        if self._open != index:
+            out = self._stop_open() + _event("content_block_start", {
+                "type": "content_block_start", "index": index, "content_block": block})
+            self._open = index
+        if delta is not None:
+            out += _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        return out
 
     def _stop_open(self) -> bytes:
         if self._open is None:

@@ -316,27 +316,24 @@ def test_thinking_to_a_model_that_does_not_reason_is_400_naming_it() -> None:
     assert "thinking" not in out and "reasoning_effort" not in out
 
 
+THINKING_HISTORY = [
+    {"role": "user", "content": "2+2?"},
+    {"role": "assistant", "content": [{"type": "thinking", "thinking": "easy", "signature": "sig"},
+                                      {"type": "redacted_thinking", "data": "EmwK"},
+                                      {"type": "text", "text": "4"}]},
+    {"role": "user", "content": "and 3+3?"},
+]
+
+
 def test_thinking_in_history_is_not_sent_to_openai() -> None:
-    req = anthropic_request(messages=[
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "easy", "signature": "sig"},
-                                          {"type": "redacted_thinking", "data": "EmwK"},
-                                          {"type": "text", "text": "4"}]},
-        {"role": "user", "content": "and 3+3?"}])
-    out = openai.build_request(req, "o3", default_max_tokens=DEFAULT_MAX)
+    out = openai.build_request(anthropic_request(messages=THINKING_HISTORY), "o3", default_max_tokens=DEFAULT_MAX)
     assert out["messages"][1] == {"role": "assistant", "content": "4"}
 
 
 def test_thinking_in_history_goes_back_to_anthropic_with_its_signature() -> None:
-    req = anthropic_request(model="claude-sonnet-4-5", messages=[
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "easy", "signature": "sig"},
-                                          {"type": "redacted_thinking", "data": "EmwK"},
-                                          {"type": "text", "text": "4"}]},
-        {"role": "user", "content": "and 3+3?"}])
+    req = anthropic_request(model="claude-sonnet-4-5", messages=THINKING_HISTORY)
     out = anthropic.build_request(req, "claude-sonnet-4-5", default_max_tokens=DEFAULT_MAX)
-    assert out["messages"][1]["content"][:2] == [{"type": "thinking", "thinking": "easy", "signature": "sig"},
-                                                 {"type": "redacted_thinking", "data": "EmwK"}]
+    assert out["messages"][1]["content"][:2] == THINKING_HISTORY[1]["content"][:2]
 
 
 # --- cache_control, documents, server tools, developer messages ----------------------------
