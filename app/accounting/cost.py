@@ -33,33 +33,62 @@ BYTES_PER_TOKEN = 4
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """US dollars per million tokens."""
+    """US dollars per million tokens (``web_search``: per thousand requests), as PRICING_FILE says.
+
+    ``cached_input`` is the price of prompt tokens read from the provider's prompt cache;
+    ``cache_write`` of tokens written to it with the default (5-minute) lifetime, ``None`` meaning
+    the input price (OpenAI bills cache writes as plain input); ``cache_write_1h`` of those written
+    with a one-hour lifetime, ``None`` meaning ``cache_write``. Reasoning tokens are output tokens.
+    """
 
     input: float
     output: float
     cached_input: float
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    web_search: float = 0.0
 
     def cents(self, usage: Usage) -> float:
-        cached = min(max(usage.cached_input_tokens, 0), usage.input_tokens)
-        dollars = ((usage.input_tokens - cached) * self.input + cached * self.cached_input
+        """The bill: each part of the prompt at its price, output, and web searches per request."""
+        total = max(usage.input_tokens, 0)
+        read = min(max(usage.cache_read_tokens, 0), total)
+        write = min(max(usage.cache_write_tokens, 0), total - read)
+        write_1h = min(max(usage.cache_write_1h_tokens, 0), write)
+        write_5m_price = self.input if self.cache_write is None else self.cache_write
+        write_1h_price = write_5m_price if self.cache_write_1h is None else self.cache_write_1h
+        dollars = ((total - read - write) * self.input + read * self.cached_input
+                   + (write - write_1h) * write_5m_price + write_1h * write_1h_price
                    + usage.output_tokens * self.output) / 1_000_000
+        dollars += max(usage.web_search_requests, 0) * self.web_search / 1000
         return dollars * 100
+
+    def prompt_cache_savings_cents(self, usage: Usage) -> float:
+        """What the provider's prompt cache saved: cache reads at the input price minus their real price."""
+        read = min(max(usage.cache_read_tokens, 0), max(usage.input_tokens, 0))
+        return max(read * (self.input - self.cached_input), 0.0) / 1_000_000 * 100
+
+
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "web_search")
 
 
 def _price(spec: Any, where: str) -> Price:
     if not isinstance(spec, dict):
         raise ConfigError(f"{where} must be a mapping with input and output prices")
     values: dict[str, float] = {}
-    for key in ("input", "output", "cached_input"):
+    for key in _PRICE_KEYS:
         raw = spec.get(key)
-        if raw is None and key != "cached_input":
+        if raw is None and key in ("input", "output"):
             raise ConfigError(f"{where}.{key} is missing (US dollars per million tokens)")
         if raw is None:
             continue
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
             raise ConfigError(f"{where}.{key} must be a number of dollars >= 0, got {raw!r}")
         values[key] = float(raw)
-    return Price(values["input"], values["output"], values.get("cached_input", values["input"]))
+    unknown = sorted(set(spec) - {*_PRICE_KEYS, "aliases"})
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]} is not a price this file knows (one of {', '.join(_PRICE_KEYS)})")
+    return Price(values["input"], values["output"], values.get("cached_input", values["input"]),
+                 values.get("cache_write"), values.get("cache_write_1h"), values.get("web_search", 0.0))
 
 
 class PriceTable:
@@ -118,6 +147,11 @@ class PriceTable:
             self._warn_unpriced(provider, model)
             return 0.0
         return price.cents(usage)
+
+    def prompt_cache_savings_cents(self, provider: str, model: str, usage: Usage) -> float:
+        """US cents the provider's own prompt cache saved on ``usage`` (0 without a price)."""
+        price = self.price(provider, model)
+        return 0.0 if price is None else price.prompt_cache_savings_cents(usage)
 
     def worst_case_cents(self, targets: Iterable[tuple[str, str]], output_tokens: int, request_bytes: int) -> float:
         """The most a request can cost on any of ``targets`` (provider, model): its whole output

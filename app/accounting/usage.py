@@ -47,6 +47,9 @@ class Accounting:
         metrics.child(metrics.TOKENS, provider, label, "prompt").inc(usage.input_tokens)
         metrics.child(metrics.TOKENS, provider, label, "completion").inc(usage.output_tokens)
         metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
+        if usage.cache_read_tokens:
+            saved = self.prices.prompt_cache_savings_cents(provider, model, usage)
+            metrics.child(metrics.PROMPT_CACHE_SAVINGS_CENTS, provider, label).inc(saved)
         if reservation is not None:
             reservation.settle(cents)
         elif self.spend is not None and cents > 0:

@@ -13,12 +13,20 @@ that does not decode is treated as a miss, never as an error.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from typing import Any
 
 import orjson
 
-from app.formats.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
+from app.formats.canonical import (
+    AnswerBlock,
+    ChatResponse,
+    RedactedThinkingBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+    Usage,
+)
 
 COMPRESS_MIN_BYTES = 1024
 _RAW = b"j"
@@ -32,10 +40,24 @@ class CachedAnswer:
     model: str
 
 
-def _block(block: TextBlock | ToolUseBlock) -> list[Any]:
+def _block(block: AnswerBlock) -> list[Any]:
     if isinstance(block, TextBlock):
         return ["t", block.text]
+    if isinstance(block, ThinkingBlock):
+        return ["k", block.thinking, block.signature]
+    if isinstance(block, RedactedThinkingBlock):
+        return ["r", block.data]
     return ["u", block.id, block.name, block.input]
+
+
+def _unblock(b: list[Any]) -> AnswerBlock:
+    if b[0] == "t":
+        return TextBlock(b[1])
+    if b[0] == "k":
+        return ThinkingBlock(b[1], b[2])
+    if b[0] == "r":
+        return RedactedThinkingBlock(b[1])
+    return ToolUseBlock(b[1], b[2], b[3])
 
 
 def encode(answer: CachedAnswer) -> tuple[bytes, int]:
@@ -43,7 +65,7 @@ def encode(answer: CachedAnswer) -> tuple[bytes, int]:
     r = answer.response
     u = r.usage
     body = orjson.dumps([answer.provider, answer.model, r.id, r.model, r.created, r.stop_reason,
-                         r.stop_sequence, [u.input_tokens, u.output_tokens, u.cached_input_tokens],
+                         r.stop_sequence, list(astuple(u)),
                          [_block(b) for b in r.content]])
     if len(body) < COMPRESS_MIN_BYTES:
         return _RAW + body, len(body)
@@ -58,11 +80,12 @@ def decode(data: bytes) -> tuple[CachedAnswer, int] | None:
             body = zlib.decompress(body)
         elif kind != _RAW:
             return None
-        provider, model, rid, rmodel, created, stop, stop_seq, (used_in, used_out, used_cached), blocks = (
-            orjson.loads(body))
-        content = tuple(TextBlock(b[1]) if b[0] == "t" else ToolUseBlock(b[1], b[2], b[3]) for b in blocks)
+        provider, model, rid, rmodel, created, stop, stop_seq, used, blocks = orjson.loads(body)
+        if not 3 <= len(used) <= len(fields(Usage)):
+            return None
+        content = tuple(_unblock(b) for b in blocks)
         response = ChatResponse(id=rid, model=rmodel, content=content, stop_reason=stop,
-                                stop_sequence=stop_seq, usage=Usage(used_in, used_out, used_cached), created=created)
+                                stop_sequence=stop_seq, usage=Usage(*used), created=created)
         return CachedAnswer(response, provider, model), len(body)
     except (ValueError, TypeError, IndexError, zlib.error):
         return None

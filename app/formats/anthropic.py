@@ -12,13 +12,17 @@ Same public API as ``app.formats.openai``. Decisions a caller should know:
   tool ids to Anthropic's ``[A-Za-z0-9_-]`` alphabet (consistently on calls
   and results), and refuses a tool result that does not answer a call of the
   assistant turn just before it.
-* Thinking blocks (and other block types the canonical model has no place
-  for) in answers are skipped; in a caller's history they are dropped, as
-  Anthropic itself ignores thinking of earlier turns.
-* ``cache_control`` markers are accepted and not forwarded.
+* Thinking and redacted thinking blocks, in answers and in a caller's
+  history, are canonical blocks (with their signatures); server tool blocks
+  in answers have no canonical place and are skipped.
+* ``cache_control`` markers are accepted and not forwarded by this codec
+  (same-dialect traffic is relayed with them; OpenAI caches automatically).
 * Usage: canonical ``input_tokens`` includes cache reads and cache writes;
-  rendering gives back ``input_tokens`` without the cache reads and
-  ``cache_read_input_tokens`` beside it.
+  rendering gives back ``input_tokens`` without either, and
+  ``cache_read_input_tokens``, ``cache_creation_input_tokens`` (split by
+  lifetime in ``cache_creation``) beside it.
+* ``reasoning_effort`` from OpenAI callers becomes ``thinking`` (table in
+  ``app/formats/reasoning.py``).
 """
 
 from __future__ import annotations
@@ -29,18 +33,25 @@ from typing import Any
 
 from app.errors import GatewayError, InvalidRequest, UpstreamError
 from app.formats.canonical import (
+    AnswerBlock,
     Block,
     BlockStop,
     ChatRequest,
     ChatResponse,
+    DocumentBlock,
     ImageBlock,
     Message,
+    RedactedThinking,
+    RedactedThinkingBlock,
+    SignatureDelta,
     StopReason,
     StreamEnd,
     StreamEvent,
     StreamStart,
     TextBlock,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     Tool,
     ToolChoice,
     ToolInputDelta,
@@ -73,6 +84,7 @@ from app.formats.common import (
     str_list,
     unreadable,
 )
+from app.formats.reasoning import effort_to_thinking
 from app.formats.sse import SSEEvent, encode_event
 
 FORMAT = "anthropic"
@@ -82,7 +94,7 @@ _MAPPED = frozenset({
     "model", "messages", "system", "max_tokens", "temperature", "top_p", "stop_sequences", "tools",
     "tool_choice", "stream", "metadata",
 })
-_IGNORED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _ID_ALPHABET = re.compile(r"[^A-Za-z0-9_-]")
 
 _STOP_REASONS: dict[str, StopReason] = {
@@ -208,12 +220,18 @@ def _parse_blocks(items: list[Any], role: str, p: str) -> tuple[Block, ...]:
             ))
         elif kind == "tool_result" and role == "user":
             out.append(_parse_tool_result(item, pb))
-        elif kind in _IGNORED_BLOCKS and role == "assistant":
-            continue
-        elif kind in ("image", "tool_use", "tool_result", *_IGNORED_BLOCKS):
+        elif kind == "document" and role == "user":
+            out.append(_parse_document(item, pb))
+        elif kind == "thinking" and role == "assistant":
+            out.append(ThinkingBlock(as_str(required(item, "thinking", f"{pb}.thinking"), f"{pb}.thinking"),
+                                     opt_str(item, "signature", f"{pb}.signature")))
+        elif kind == "redacted_thinking" and role == "assistant":
+            out.append(RedactedThinkingBlock(as_str(required(item, "data", f"{pb}.data"), f"{pb}.data")))
+        elif kind in ("image", "document", "tool_use", "tool_result", *_THINKING_BLOCKS):
             raise InvalidRequest(f"'{pb}.type': '{kind}' blocks cannot be part of {role} messages", param=f"{pb}.type")
         else:
-            expected = "'text', 'image' or 'tool_result'" if role == "user" else "'text' or 'tool_use'"
+            expected = ("'text', 'image', 'document' or 'tool_result'" if role == "user"
+                        else "'text', 'tool_use', 'thinking' or 'redacted_thinking'")
             raise invalid(f"{pb}.type", f"{expected} (other block types are not supported by the gateway)", kind)
     return tuple(out)
 
@@ -233,6 +251,26 @@ def _parse_image(item: dict[str, Any], pb: str) -> ImageBlock:
             raise invalid(f"{pb}.source.url", "an http(s) URL")
         return ImageBlock(url=url)
     raise invalid(f"{pb}.source.type", "'base64' or 'url'", kind)
+
+
+def _parse_document(item: dict[str, Any], pb: str) -> DocumentBlock:
+    """A ``document`` block with a base64 PDF source (https://docs.anthropic.com/en/docs/build-with-claude/pdf-support).
+    Text, content and URL sources have no counterpart in OpenAI's format and are not supported by the gateway."""
+    source = as_obj(required(item, "source", f"{pb}.source"), f"{pb}.source")
+    kind = as_str(required(source, "type", f"{pb}.source.type"), f"{pb}.source.type")
+    if kind != "base64":
+        raise invalid(f"{pb}.source.type", "'base64' (other document sources are not supported by the gateway)", kind)
+    media_type = as_str(required(source, "media_type", f"{pb}.source.media_type"), f"{pb}.source.media_type")
+    if media_type != "application/pdf":
+        raise invalid(f"{pb}.source.media_type", "'application/pdf'", media_type)
+    citations = opt_obj(item, "citations", f"{pb}.citations")
+    return DocumentBlock(
+        data=as_str(required(source, "data", f"{pb}.source.data"), f"{pb}.source.data", nonempty=True),
+        media_type=media_type,
+        title=opt_str(item, "title", f"{pb}.title"),
+        context=opt_str(item, "context", f"{pb}.context"),
+        citations=None if citations is None else bool(opt_bool(citations, "enabled", f"{pb}.citations.enabled")),
+    )
 
 
 def _parse_tool_result(item: dict[str, Any], pb: str) -> ToolResultBlock:
@@ -265,8 +303,10 @@ def _parse_tools(raw: Any) -> tuple[Tool, ...]:
         p = f"tools[{i}]"
         item = as_obj(item, p)
         kind = opt_str(item, "type", f"{p}.type")
-        if kind not in (None, "custom"):
-            raise invalid(f"{p}.type", "a custom tool (server tools are not supported by the gateway)", kind)
+        if kind not in (None, "custom"):  # a server tool (web_search_20250305...): Anthropic runs it
+            name = as_str(required(item, "name", f"{p}.name"), f"{p}.name", nonempty=True)
+            out.append(Tool(name=name, description=None, parameters={}, server=item))
+            continue
         out.append(Tool(
             name=as_str(required(item, "name", f"{p}.name"), f"{p}.name", nonempty=True),
             description=opt_str(item, "description", f"{p}.description"),
@@ -332,9 +372,30 @@ def build_request(req: ChatRequest, upstream_model: str, *, default_max_tokens: 
         for key, value in req.extra.items():
             body.setdefault(key, value)
     else:
-        check_foreign_extras(req.extra, source=req.source_format, target="an Anthropic-format provider",
+        extra = dict(req.extra)
+        effort = extra.pop("reasoning_effort", None)
+        if effort is not None:
+            thinking, body["max_tokens"] = effort_to_thinking(effort, body["max_tokens"])
+            if thinking is not None:
+                _check_thinking_compatible(req)
+                body["thinking"] = thinking
+        check_foreign_extras(extra, source=req.source_format, target="an Anthropic-format provider",
                              no_op=_OPENAI_NO_OP, skip=_OPENAI_SKIP)
     return body
+
+
+def _check_thinking_compatible(req: ChatRequest) -> None:
+    """What Anthropic refuses beside thinking (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+    #feature-compatibility), as a 400 naming the caller's field rather than the provider's."""
+    if req.temperature is not None and req.temperature != 1:
+        raise InvalidRequest("'temperature' cannot be set with 'reasoning_effort' for Anthropic models (thinking "
+                             "requires the default temperature)", param="temperature")
+    if req.top_p is not None and req.top_p < 0.95:
+        raise InvalidRequest("'top_p' must be from 0.95 to 1 with 'reasoning_effort' for Anthropic models",
+                             param="top_p")
+    if req.tool_choice is not None and req.tool_choice.type in ("any", "tool"):
+        raise InvalidRequest("'tool_choice' cannot force a tool call with 'reasoning_effort' for Anthropic models; "
+                             "use 'auto' or 'none'", param="tool_choice")
 
 
 def _tool_id(value: str) -> str:
@@ -393,11 +454,25 @@ def _render_image(block: ImageBlock, p: str) -> dict[str, Any]:
     return {"type": "image", "source": source}
 
 
+def _render_document(block: DocumentBlock) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "document",
+                           "source": {"type": "base64", "media_type": block.media_type, "data": block.data}}
+    if block.title is not None:
+        out["title"] = block.title
+    if block.context is not None:
+        out["context"] = block.context
+    if block.citations is not None:
+        out["citations"] = {"enabled": block.citations}
+    return out
+
+
 def _render_user_block(block: Block, p: str) -> dict[str, Any]:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text}
     if isinstance(block, ImageBlock):
         return _render_image(block, p)
+    if isinstance(block, DocumentBlock):
+        return _render_document(block)
     if isinstance(block, ToolResultBlock):
         out: dict[str, Any] = {"type": "tool_result", "tool_use_id": _tool_id(block.tool_use_id)}
         content = [
@@ -419,10 +494,20 @@ def _render_assistant_block(block: Block, p: str) -> dict[str, Any]:
         return {"type": "text", "text": block.text}
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": _tool_id(block.id), "name": block.name, "input": block.input}
-    raise InvalidRequest(f"'{p}': Anthropic assistant messages can only hold text and tool calls", param=p)
+    if isinstance(block, (ThinkingBlock, RedactedThinkingBlock)):
+        return _thinking_json(block)
+    raise InvalidRequest(f"'{p}': Anthropic assistant messages can only hold text, thinking and tool calls", param=p)
+
+
+def _thinking_json(block: ThinkingBlock | RedactedThinkingBlock) -> dict[str, Any]:
+    if isinstance(block, RedactedThinkingBlock):
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "thinking", "thinking": block.thinking, "signature": block.signature or ""}
 
 
 def _render_tool(tool: Tool, own: bool) -> dict[str, Any]:
+    if tool.server is not None:
+        return dict(tool.server)
     out: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         out["description"] = tool.description
@@ -451,34 +536,65 @@ def _map_stop(reason: str | None) -> StopReason | None:
     return _STOP_REASONS.get(reason, "end_turn")
 
 
-@dataclass(slots=True)
-class _Tokens:
-    """Anthropic's split usage counters; canonical input is their sum."""
+# Anthropic usage counters (https://docs.anthropic.com/en/api/messages#response-usage): canonical field, key path.
+# "input_tokens" here is Anthropic's uncached input; the canonical one adds the cache reads and writes.
+_USAGE_KEYS = (
+    ("input_tokens", ("input_tokens",)),
+    ("cache_read_tokens", ("cache_read_input_tokens",)),
+    ("cache_write_tokens", ("cache_creation_input_tokens",)),
+    ("cache_write_1h_tokens", ("cache_creation", "ephemeral_1h_input_tokens")),
+    ("output_tokens", ("output_tokens",)),
+    ("reasoning_tokens", ("output_tokens_details", "thinking_tokens")),
+    ("web_search_requests", ("server_tool_use", "web_search_requests")),
+    ("web_fetch_requests", ("server_tool_use", "web_fetch_requests")),
+)
 
-    input: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    output: int = 0
+
+class _Tokens:
+    """Anthropic's usage counters, updated by each report (message_start, then the cumulative message_delta)."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
 
     def update(self, raw: Any, p: str) -> None:
         usage = as_obj(raw, p)
-        for attr, key in (("input", "input_tokens"), ("cache_read", "cache_read_input_tokens"),
-                          ("cache_write", "cache_creation_input_tokens"), ("output", "output_tokens")):
-            value = opt_int(usage, key, f"{p}.{key}", minimum=0)
+        for name, path in _USAGE_KEYS:
+            obj, where = usage, p
+            for key in path[:-1]:
+                obj = opt_obj(obj, key, f"{where}.{key}") or {}
+                where = f"{where}.{key}"
+            value = opt_int(obj, path[-1], f"{where}.{path[-1]}", minimum=0)
             if value is not None:
-                setattr(self, attr, value)
+                self.counts[name] = value
 
     def usage(self) -> Usage:
-        return Usage(input_tokens=self.input + self.cache_read + self.cache_write,
-                     output_tokens=self.output, cached_input_tokens=self.cache_read)
+        c = self.counts
+        write = c.get("cache_write_tokens", 0)
+        total = c.get("input_tokens", 0) + c.get("cache_read_tokens", 0) + write
+        return Usage(**{**c, "input_tokens": total,
+                        "cache_write_1h_tokens": min(c.get("cache_write_1h_tokens", 0), write)})
 
 
-def _usage_json(usage: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": max(usage.input_tokens - usage.cached_input_tokens, 0),
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    """Canonical usage as Anthropic reports it: ``input_tokens`` without cache reads and writes (for an
+    OpenAI answer: ``prompt_tokens`` - ``cached_tokens`` - cache writes, which OpenAI mostly does not report)."""
+    one_hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+    out: dict[str, Any] = {
+        "input_tokens": usage.uncached_input_tokens,
         "output_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cached_input_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write_tokens - one_hour,
+                           "ephemeral_1h_input_tokens": one_hour},
     }
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    if usage.web_search_requests or usage.web_fetch_requests:
+        out["server_tool_use"] = {"web_search_requests": usage.web_search_requests,
+                                  "web_fetch_requests": usage.web_fetch_requests}
+    return out
 
 
 def parse_response(body: dict[str, Any]) -> ChatResponse:
@@ -496,7 +612,7 @@ def _parse_response(body: Any) -> ChatResponse:
         raise UpstreamError(f"{_WHO} answered an error: {provider_error_message(502, dump_bytes(body))}")
     if kind not in (None, "message"):
         raise invalid("type", "'message'", kind)
-    blocks: list[TextBlock | ToolUseBlock] = []
+    blocks: list[AnswerBlock] = []
     for j, item in enumerate(as_list(required(body, "content", "content"), "content")):
         p = f"content[{j}]"
         item = as_obj(item, p)
@@ -511,7 +627,12 @@ def _parse_response(body: Any) -> ChatResponse:
                 name=as_str(required(item, "name", f"{p}.name"), f"{p}.name", nonempty=True),
                 input=as_obj(item.get("input", {}), f"{p}.input"),
             ))
-        # thinking and server-side blocks have no canonical place: skipped, as in streams
+        elif block_kind == "thinking":
+            blocks.append(ThinkingBlock(as_str(required(item, "thinking", f"{p}.thinking"), f"{p}.thinking"),
+                                        opt_str(item, "signature", f"{p}.signature")))
+        elif block_kind == "redacted_thinking":
+            blocks.append(RedactedThinkingBlock(as_str(required(item, "data", f"{p}.data"), f"{p}.data")))
+        # server tool blocks have no canonical place: skipped, as in streams
     tokens = _Tokens()
     if body.get("usage") is not None:
         tokens.update(body["usage"], "usage")
@@ -533,6 +654,8 @@ def render_response(resp: ChatResponse) -> dict[str, Any]:
     for block in resp.content:
         if isinstance(block, TextBlock):
             content.append({"type": "text", "text": block.text})
+        elif isinstance(block, (ThinkingBlock, RedactedThinkingBlock)):
+            content.append(_thinking_json(block))
         else:
             content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
     stop = resp.stop_reason or "end_turn"
@@ -558,7 +681,7 @@ def error_message(status: int, body: bytes) -> str:
 
 @dataclass(slots=True)
 class _Block:
-    kind: str  # "text", "tool_use" or "skip"
+    kind: str  # "text", "tool_use", "thinking", "redacted_thinking" or "skip"
     index: int | None = None  # canonical index once opened
     arguments: list[str] = field(default_factory=list)
     closed: bool = False
@@ -681,8 +804,19 @@ class StreamDecoder:
                 text = dumps(initial)
                 block.arguments.append(text)
                 out.append(ToolInputDelta(block.index, text))
+        elif kind == "thinking":
+            block = self._blocks[index] = _Block("thinking")
+            out.extend(self._open_block(block))
+            assert block.index is not None
+            out.append(ThinkingDelta(block.index, opt_str(start, "thinking", "content_block.thinking") or ""))
+        elif kind == "redacted_thinking":
+            block = self._blocks[index] = _Block("redacted_thinking")
+            out.extend(self._open_block(block))
+            assert block.index is not None
+            out.append(RedactedThinking(block.index, as_str(required(start, "data", "content_block.data"),
+                                                            "content_block.data")))
         else:
-            self._blocks[index] = _Block("skip")  # thinking, server tools: no canonical place
+            self._blocks[index] = _Block("skip")  # server tools: no canonical place
         return out
 
     def _text(self, block: _Block, text: str) -> list[StreamEvent]:
@@ -706,6 +840,15 @@ class StreamDecoder:
                 raise UpstreamError(f"{_WHO} streamed text into a {block.kind} block")
             text = as_str(required(delta, "text", "delta.text"), "delta.text")
             return self._text(block, text) if text else []
+        if kind in ("thinking_delta", "signature_delta"):
+            if block.kind != "thinking" or block.closed:
+                raise UpstreamError(f"{_WHO} streamed {kind} into a {block.kind} block")
+            assert block.index is not None
+            if kind == "thinking_delta":
+                text = as_str(required(delta, "thinking", "delta.thinking"), "delta.thinking")
+                return [ThinkingDelta(block.index, text)] if text else []
+            return [SignatureDelta(block.index, as_str(required(delta, "signature", "delta.signature"),
+                                                       "delta.signature"))]
         if kind == "input_json_delta":
             if block.kind != "tool_use":
                 raise UpstreamError(f"{_WHO} streamed tool input into a {block.kind} block")
@@ -750,14 +893,19 @@ class StreamEncoder:
         if not self._started:
             raise ValueError("StreamStart must be the first event of a stream")
         if isinstance(ev, TextDelta):
-            out = b""
-            if self._open != ev.index:
-                out = self._stop_open() + _event("content_block_start", {
-                    "type": "content_block_start", "index": ev.index, "content_block": {"type": "text", "text": ""}})
-                self._open = ev.index
-            if ev.text:
-                out += _event("content_block_delta", {"type": "content_block_delta", "index": ev.index,
-                                                      "delta": {"type": "text_delta", "text": ev.text}})
+            return self._into(ev.index, {"type": "text", "text": ""},
+                              {"type": "text_delta", "text": ev.text} if ev.text else None)
+        if isinstance(ev, ThinkingDelta):
+            return self._into(ev.index, {"type": "thinking", "thinking": "", "signature": ""},
+                              {"type": "thinking_delta", "thinking": ev.thinking} if ev.thinking else None)
+        if isinstance(ev, SignatureDelta):
+            return _event("content_block_delta", {"type": "content_block_delta", "index": ev.index,
+                                                  "delta": {"type": "signature_delta", "signature": ev.signature}})
+        if isinstance(ev, RedactedThinking):
+            out = self._stop_open() + _event("content_block_start", {
+                "type": "content_block_start", "index": ev.index,
+                "content_block": {"type": "redacted_thinking", "data": ev.data}})
+            self._open = ev.index
             return out
         if isinstance(ev, ToolUseStart):
             out = self._stop_open() + _event("content_block_start", {
@@ -775,17 +923,28 @@ class StreamEncoder:
         if isinstance(ev, StreamEnd):
             stop = ev.stop_reason or "end_turn"
             usage = _usage_json(ev.usage)
+            usage.pop("cache_creation")  # message_delta's usage has no TTL split (MessageDeltaUsage)
             return self._stop_open() + _event("message_delta", {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop, "stop_sequence": ev.stop_sequence if stop == "stop_sequence" else None},
-                "usage": {"output_tokens": usage["output_tokens"], "input_tokens": usage["input_tokens"],
-                          "cache_read_input_tokens": usage["cache_read_input_tokens"]},
+                "usage": usage,
             }) + _event("message_stop", {"type": "message_stop"})
         return b""
 
     def error(self, err: GatewayError) -> bytes:
         """The ``event: error`` the Anthropic SDK raises on; the stream ends after it."""
         return _event("error", err.anthropic_body())
+
+    def _into(self, index: int, block: dict[str, Any], delta: dict[str, Any] | None) -> bytes:
+        """A delta of the block at ``index``, started (as ``block``) if it is not the open one."""
+        out = b""
+        if self._open != index:
+            out = self._stop_open() + _event("content_block_start", {
+                "type": "content_block_start", "index": index, "content_block": block})
+            self._open = index
+        if delta is not None:
+            out += _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        return out
 
     def _stop_open(self) -> bytes:
         if self._open is None:

@@ -59,7 +59,40 @@ class ToolResultBlock:
     type: Literal["tool_result"] = "tool_result"
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+@dataclass(frozen=True, slots=True)
+class DocumentBlock:
+    """A PDF given inline (base64 ``data``): Anthropic's ``document`` block with a base64 source,
+    OpenAI's ``file`` content part with ``file_data``. ``title`` is Anthropic's title and OpenAI's
+    ``filename``; ``context`` and ``citations`` exist only in Anthropic's format."""
+
+    data: str
+    media_type: str = "application/pdf"
+    title: str | None = None
+    context: str | None = None
+    citations: bool | None = None
+    type: Literal["document"] = "document"
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingBlock:
+    """An assistant's reasoning text (Anthropic ``thinking``; to OpenAI callers ``reasoning_content``).
+    ``signature`` is Anthropic's proof of origin; ``None`` when the provider gives none."""
+
+    thinking: str
+    signature: str | None = None
+    type: Literal["thinking"] = "thinking"
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedThinkingBlock:
+    """Anthropic's encrypted reasoning: opaque ``data``, only meaningful to Anthropic."""
+
+    data: str
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+
+
+Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
+AnswerBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +107,9 @@ class Tool:
     description: str | None
     parameters: dict[str, Any]  # JSON schema of the arguments
     strict: bool | None = None  # OpenAI's strict schema adherence; None when the caller did not say
+    # A provider-defined tool (Anthropic's web_search_20250305, code_execution...): the caller's whole tool
+    # object, sent as it is to Anthropic and refused by other formats; ``parameters`` is then empty.
+    server: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +150,51 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts. ``input_tokens`` counts every prompt token, cached ones included
-    (OpenAI's ``prompt_tokens``; Anthropic's input + cache read + cache creation);
-    ``cached_input_tokens`` is the part of it read from the provider's prompt cache."""
+    """What a provider counted for one answer (what its bill is made of).
+
+    ``input_tokens`` counts every prompt token, cache reads and writes included
+    (OpenAI's ``prompt_tokens``; Anthropic's ``input_tokens`` + ``cache_read_input_tokens``
+    + ``cache_creation_input_tokens``). Parts of it:
+
+    * ``cache_read_tokens``: read from the provider's prompt cache (OpenAI
+      ``prompt_tokens_details.cached_tokens``, Anthropic ``cache_read_input_tokens``);
+    * ``cache_write_tokens``: written to it (Anthropic ``cache_creation_input_tokens``,
+      OpenAI ``prompt_tokens_details.cache_write_tokens`` where reported), of which
+      ``cache_write_1h_tokens`` with a one-hour lifetime (Anthropic
+      ``cache_creation.ephemeral_1h_input_tokens``); the rest lives 5 minutes.
+
+    ``output_tokens`` counts every generated token; ``reasoning_tokens`` is the part
+    of it spent reasoning (OpenAI ``completion_tokens_details.reasoning_tokens``,
+    Anthropic ``output_tokens_details.thinking_tokens``), 0 when not reported.
+    ``web_search_requests`` and ``web_fetch_requests`` are Anthropic's server tool
+    calls (``usage.server_tool_use``); web searches are billed per request.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+    @property
+    def cached_input_tokens(self) -> int:
+        """The former name of ``cache_read_tokens`` (read-only)."""
+        return self.cache_read_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Prompt tokens neither read from nor written to the prompt cache (never below 0)."""
+        return max(self.input_tokens - self.cache_read_tokens - self.cache_write_tokens, 0)
 
 
 @dataclass(frozen=True, slots=True)
 class ChatResponse:
     id: str
     model: str
-    content: tuple[TextBlock | ToolUseBlock, ...]
+    content: tuple[AnswerBlock, ...]
     stop_reason: StopReason | None
     stop_sequence: str | None = None
     usage: Usage = Usage()
@@ -152,6 +219,30 @@ class StreamStart:
 class TextDelta:
     index: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """Reasoning text; the first delta of an index opens a ``ThinkingBlock``."""
+
+    index: int
+    thinking: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureDelta:
+    """The signature of the open ``ThinkingBlock`` at ``index`` (Anthropic sends it last)."""
+
+    index: int
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedThinking:
+    """A whole ``RedactedThinkingBlock`` at ``index`` (it comes in one piece)."""
+
+    index: int
+    data: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +272,5 @@ class StreamEnd:
     usage: Usage = Usage()
 
 
-StreamEvent = StreamStart | TextDelta | ToolUseStart | ToolInputDelta | BlockStop | StreamEnd
+StreamEvent = (StreamStart | TextDelta | ThinkingDelta | SignatureDelta | RedactedThinking | ToolUseStart
+               | ToolInputDelta | BlockStop | StreamEnd)

@@ -16,6 +16,12 @@ Decisions a caller should know:
 * System and developer messages, wherever they stand, become ``system``.
 * A tool result marked ``is_error`` has no OpenAI field: its text is
   prefixed with ``Error: `` so the model still learns the call failed.
+* Thinking in answers is rendered as ``reasoning_content`` (the extension
+  field vLLM/DeepSeek clients read); redacted thinking and signatures have no
+  OpenAI field and are not rendered. Thinking in a history is not sent.
+* Anthropic ``thinking`` becomes ``reasoning_effort`` for reasoning models
+  (``app/formats/reasoning.py``), and is a 400 for others; server tools are a
+  400; a base64 PDF ``document`` becomes a ``file`` part.
 """
 
 from __future__ import annotations
@@ -30,14 +36,20 @@ from app.formats.canonical import (
     BlockStop,
     ChatRequest,
     ChatResponse,
+    DocumentBlock,
     ImageBlock,
     Message,
+    RedactedThinking,
+    RedactedThinkingBlock,
+    SignatureDelta,
     StopReason,
     StreamEnd,
     StreamEvent,
     StreamStart,
     TextBlock,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     Tool,
     ToolChoice,
     ToolInputDelta,
@@ -75,6 +87,7 @@ from app.formats.common import (
     str_list,
     unreadable,
 )
+from app.formats.reasoning import is_reasoning_model, thinking_to_effort
 from app.formats.sse import SSEEvent, encode_event
 
 FORMAT = "openai"
@@ -91,8 +104,6 @@ _DEPRECATED = {
 }
 _DATA_URL = re.compile(r"data:(?P<type>[^;,]+)(?:;[^;,]*)*?;base64,(?P<data>.*)", re.DOTALL)
 _DETAILS = ("auto", "low", "high")
-# Reasoning models refuse ``max_tokens``; only for them does a foreign request use the new name.
-_NEEDS_COMPLETION_TOKENS = re.compile(r"(?:.*/)?(?:o\d|gpt-5)")
 
 _FINISH_TO_STOP: dict[str, StopReason] = {
     "stop": "end_turn",
@@ -251,12 +262,32 @@ def _user_content(content: Any, p: str) -> tuple[Block, ...]:
             out.append(TextBlock(as_str(required(part, "text", f"{pp}.text"), f"{pp}.text")))
         elif kind == "image_url":
             out.append(_image(part, pp))
-        elif kind in ("input_audio", "file"):
+        elif kind == "file":
+            out.append(_file(part, pp))
+        elif kind == "input_audio":
             raise InvalidRequest(f"'{pp}.type': content parts of type '{kind}' are not supported by the gateway",
                                  param=f"{pp}.type")
         else:
-            raise invalid(f"{pp}.type", "'text' or 'image_url'", kind)
+            raise invalid(f"{pp}.type", "'text', 'image_url' or 'file'", kind)
     return tuple(out)
+
+
+def _file(part: dict[str, Any], pp: str) -> DocumentBlock:
+    """A ``file`` part with inline ``file_data`` (a base64 data URL of a PDF, as OpenAI's PDF guide sends it:
+    https://platform.openai.com/docs/guides/pdf-files). Uploaded files (``file_id``) live at OpenAI only."""
+    spec = as_obj(required(part, "file", f"{pp}.file"), f"{pp}.file")
+    if spec.get("file_id") is not None:
+        raise InvalidRequest(f"'{pp}.file.file_id': uploaded files are not supported by the gateway; "
+                             "send the file inline as 'file_data'", param=f"{pp}.file.file_id")
+    data = as_str(required(spec, "file_data", f"{pp}.file.file_data"), f"{pp}.file.file_data", nonempty=True)
+    match = _DATA_URL.fullmatch(data)
+    if match is None or not match["data"]:
+        raise invalid(f"{pp}.file.file_data", "a base64 data URL (data:application/pdf;base64,<data>)")
+    media_type = match["type"].strip().lower()
+    if media_type != "application/pdf":
+        raise invalid(f"{pp}.file.file_data", "a PDF (data:application/pdf;base64,...)", media_type)
+    title = opt_str(spec, "filename", f"{pp}.file.filename")
+    return DocumentBlock(data=match["data"], media_type=media_type, title=title)
 
 
 def _image(part: dict[str, Any], pp: str) -> ImageBlock:
@@ -383,7 +414,7 @@ def build_request(req: ChatRequest, upstream_model: str, *, default_max_tokens: 
         if own:
             use_new = "max_completion_tokens" in req.extra
         else:
-            use_new = _NEEDS_COMPLETION_TOKENS.match(upstream_model) is not None
+            use_new = is_reasoning_model(upstream_model)  # they refuse max_tokens
         body["max_completion_tokens" if use_new else "max_tokens"] = req.max_tokens
     if req.temperature is not None:
         body["temperature"] = req.temperature
@@ -412,7 +443,18 @@ def build_request(req: ChatRequest, upstream_model: str, *, default_max_tokens: 
             if key != "max_completion_tokens":
                 body.setdefault(key, value)
     else:
-        check_foreign_extras(req.extra, source=req.source_format, target="an OpenAI-format provider",
+        extra = dict(req.extra)
+        thinking = extra.pop("thinking", None)
+        if thinking is not None:
+            effort = thinking_to_effort(thinking, upstream_model)
+            if effort is not None:
+                body["reasoning_effort"] = effort
+        for i, tool in enumerate(req.tools):
+            if tool.server is not None:
+                raise InvalidRequest(
+                    f"'tools[{i}]': server tool '{tool.server.get('type')}' runs at Anthropic only and cannot be "
+                    "served by an OpenAI-format provider", param=f"tools[{i}]")
+        check_foreign_extras(extra, source=req.source_format, target="an OpenAI-format provider",
                              no_op=_ANTHROPIC_NO_OP, skip=_ANTHROPIC_SKIP)
     return body
 
@@ -439,6 +481,19 @@ def _image_part(block: ImageBlock, p: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": spec}
 
 
+def _file_part(block: DocumentBlock, p: str) -> dict[str, Any]:
+    """A base64 PDF as a ``file`` part: OpenAI reads a PDF's text and page images as Anthropic does, so
+    the model sees the same document. Anthropic-only ``context`` and ``citations`` are a 400."""
+    if block.context is not None:
+        raise InvalidRequest(f"'{p}.context': document context cannot be expressed to an OpenAI-format provider",
+                             param=f"{p}.context")
+    if block.citations:
+        raise InvalidRequest(f"'{p}.citations': citations cannot be expressed to an OpenAI-format provider",
+                             param=f"{p}.citations")
+    spec = {"filename": block.title or "document.pdf", "file_data": f"data:{block.media_type};base64,{block.data}"}
+    return {"type": "file", "file": spec}
+
+
 def _render_message(message: Message, p: str) -> list[dict[str, Any]]:
     if message.role == "assistant":
         return [_render_assistant(message, p)]
@@ -452,6 +507,8 @@ def _render_message(message: Message, p: str) -> list[dict[str, Any]]:
             parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
             parts.append(_image_part(block, pb))
+        elif isinstance(block, DocumentBlock):
+            parts.append(_file_part(block, pb))
         else:
             raise InvalidRequest(f"'{pb}': a tool call cannot be part of a user message", param=pb)
     out = tool_messages  # tool results first: they answer the assistant turn just before
@@ -491,6 +548,8 @@ def _render_assistant(message: Message, p: str) -> dict[str, Any]:
         pb = f"{p}.content[{j}]"
         if isinstance(block, TextBlock):
             texts.append(block)
+        elif isinstance(block, (ThinkingBlock, RedactedThinkingBlock)):
+            continue  # Chat Completions takes no reasoning input; OpenAI models reason afresh each turn
         elif isinstance(block, ToolUseBlock):
             calls.append({"id": block.id, "type": "function",
                           "function": {"name": block.name, "arguments": dumps(block.input)}})
@@ -530,13 +589,18 @@ def _map_finish(reason: str | None) -> StopReason | None:
 
 
 def _parse_usage(raw: Any, p: str) -> Usage:
+    """OpenAI's ``usage`` (https://platform.openai.com/docs/api-reference/chat/object#chat/object-usage):
+    cached and cache-written tokens are parts of ``prompt_tokens``, reasoning tokens of ``completion_tokens``."""
     usage = as_obj(raw, p)
-    details = opt_obj(usage, "prompt_tokens_details", f"{p}.prompt_tokens_details") or {}
+    prompt = opt_obj(usage, "prompt_tokens_details", f"{p}.prompt_tokens_details") or {}
+    completion = opt_obj(usage, "completion_tokens_details", f"{p}.completion_tokens_details") or {}
+    pp, pc = f"{p}.prompt_tokens_details", f"{p}.completion_tokens_details"
     return Usage(
         input_tokens=opt_int(usage, "prompt_tokens", f"{p}.prompt_tokens", minimum=0) or 0,
         output_tokens=opt_int(usage, "completion_tokens", f"{p}.completion_tokens", minimum=0) or 0,
-        cached_input_tokens=opt_int(details, "cached_tokens", f"{p}.prompt_tokens_details.cached_tokens",
-                                    minimum=0) or 0,
+        cache_read_tokens=opt_int(prompt, "cached_tokens", f"{pp}.cached_tokens", minimum=0) or 0,
+        cache_write_tokens=opt_int(prompt, "cache_write_tokens", f"{pp}.cache_write_tokens", minimum=0) or 0,
+        reasoning_tokens=opt_int(completion, "reasoning_tokens", f"{pc}.reasoning_tokens", minimum=0) or 0,
     )
 
 
@@ -597,23 +661,36 @@ def _parse_response(body: Any) -> ChatResponse:
 
 
 def _usage_json(usage: Usage) -> dict[str, Any]:
-    return {
+    """Canonical usage as OpenAI reports it: ``prompt_tokens`` holds cache reads and writes (for an
+    Anthropic answer: input + cache read + cache creation), ``cached_tokens`` the reads. Cache writes
+    and reasoning tokens are reported when there are some (Anthropic reports thinking tokens only
+    in ``output_tokens_details``; without it they are unknown, not 0)."""
+    prompt: dict[str, int] = {"cached_tokens": usage.cache_read_tokens}
+    if usage.cache_write_tokens:
+        prompt["cache_write_tokens"] = usage.cache_write_tokens
+    out: dict[str, Any] = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "prompt_tokens_details": prompt,
     }
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
 
 
 def render_response(resp: ChatResponse) -> dict[str, Any]:
     """A canonical answer exactly as the Chat Completions API returns one."""
     text = "".join(b.text for b in resp.content if isinstance(b, TextBlock))
+    reasoning = "".join(b.thinking for b in resp.content if isinstance(b, ThinkingBlock))
     calls = [
         {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": dumps(b.input)}}
         for b in resp.content
         if isinstance(b, ToolUseBlock)
     ]
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+    if reasoning:
+        message["reasoning_content"] = reasoning  # the extension field vLLM and DeepSeek clients read
     if calls:
         message["tool_calls"] = calls
     return {
@@ -798,6 +875,10 @@ class StreamEncoder:
             raise ValueError("StreamStart must be the first event of a stream")
         if isinstance(ev, TextDelta):
             return self._chunk({"content": ev.text}) if ev.text else b""
+        if isinstance(ev, ThinkingDelta):
+            return self._chunk({"reasoning_content": ev.thinking}) if ev.thinking else b""
+        if isinstance(ev, (SignatureDelta, RedactedThinking)):
+            return b""  # Anthropic-only: no OpenAI field can carry them
         if isinstance(ev, ToolUseStart):
             n = self._tool_index[ev.index] = len(self._tool_index)
             return self._chunk({"tool_calls": [{"index": n, "id": ev.id, "type": "function",

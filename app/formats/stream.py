@@ -10,19 +10,25 @@ implementation serves every pair of formats.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from app.errors import UpstreamError
 from app.formats.canonical import (
+    AnswerBlock,
     BlockStop,
     ChatResponse,
+    RedactedThinking,
+    RedactedThinkingBlock,
+    SignatureDelta,
     StopReason,
     StreamEnd,
     StreamEvent,
     StreamStart,
     TextBlock,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     ToolInputDelta,
     ToolUseBlock,
     ToolUseStart,
@@ -53,10 +59,11 @@ def decode_sse(chunks: Iterable[bytes], decoder: StreamDecoder) -> Iterator[Stre
 
 @dataclass(slots=True)
 class _Part:
-    kind: str  # "text" or "tool_use"
+    kind: str  # "text", "tool_use", "thinking" or "redacted_thinking"
     chunks: list[str] = field(default_factory=list)
     id: str = ""
     name: str = ""
+    signature: str | None = None  # thinking; the data of redacted thinking
 
 
 class StreamAccumulator:
@@ -92,6 +99,20 @@ class StreamAccumulator:
             if part.kind != "text":
                 raise ValueError(f"text delta for block {ev.index}, which is a tool call")
             part.chunks.append(ev.text)
+        elif isinstance(ev, ThinkingDelta):
+            part = self._parts.setdefault(ev.index, _Part("thinking"))
+            if part.kind != "thinking":
+                raise ValueError(f"thinking delta for block {ev.index}, which is a {part.kind} block")
+            part.chunks.append(ev.thinking)
+        elif isinstance(ev, SignatureDelta):
+            part = self._parts.setdefault(ev.index, _Part("thinking"))
+            if part.kind != "thinking":
+                raise ValueError(f"signature for block {ev.index}, which is a {part.kind} block")
+            part.signature = (part.signature or "") + ev.signature
+        elif isinstance(ev, RedactedThinking):
+            if ev.index in self._parts:
+                raise ValueError(f"block {ev.index} started twice")
+            self._parts[ev.index] = _Part("redacted_thinking", signature=ev.data)
         elif isinstance(ev, ToolUseStart):
             if ev.index in self._parts:
                 raise ValueError(f"block {ev.index} started twice")
@@ -111,13 +132,19 @@ class StreamAccumulator:
         """The whole answer; a tool call whose input is not JSON counts only when cut by ``max_tokens``."""
         if self._end is None:
             raise UpstreamError("the stream is not complete: no answer to assemble")
-        blocks: list[TextBlock | ToolUseBlock] = []
+        blocks: list[AnswerBlock] = []
         for index in sorted(self._parts):
             part = self._parts[index]
             if part.kind == "text":
                 text = "".join(part.chunks)
                 if text:
                     blocks.append(TextBlock(text))
+                continue
+            if part.kind == "thinking":
+                blocks.append(ThinkingBlock("".join(part.chunks), part.signature))
+                continue
+            if part.kind == "redacted_thinking":
+                blocks.append(RedactedThinkingBlock(part.signature or ""))
                 continue
             arguments = loads_object("".join(part.chunks))
             if arguments is None:
@@ -141,12 +168,18 @@ def events_from_response(resp: ChatResponse) -> list[StreamEvent]:
     events: list[StreamEvent] = [StreamStart(
         id=resp.id,
         model=resp.model,
-        usage=Usage(input_tokens=resp.usage.input_tokens, cached_input_tokens=resp.usage.cached_input_tokens),
+        usage=replace(resp.usage, output_tokens=0, reasoning_tokens=0, web_search_requests=0, web_fetch_requests=0),
         created=resp.created,
     )]
     for index, block in enumerate(resp.content):
         if isinstance(block, TextBlock):
             events.append(TextDelta(index, block.text))
+        elif isinstance(block, ThinkingBlock):
+            events.append(ThinkingDelta(index, block.thinking))
+            if block.signature is not None:
+                events.append(SignatureDelta(index, block.signature))
+        elif isinstance(block, RedactedThinkingBlock):
+            events.append(RedactedThinking(index, block.data))
         else:
             events.append(ToolUseStart(index, block.id, block.name))
             events.append(ToolInputDelta(index, dumps(block.input)))

@@ -51,6 +51,13 @@ COST_CENTS = Gauge("llm_edge_cost_total_cents", "Upstream spend in US cents (onl
 CACHE_SAVINGS_CENTS = Gauge("llm_edge_cache_savings_total_cents",
                             "Spend avoided by answering from the cache, in US cents (only grows; use "
                             "rate/increase)", ["provider", "model"], multiprocess_mode="sum")
+# Beside the gateway cache's savings: what the provider's own prompt cache saved on the answers it billed
+# (cache-read tokens x (input price - cache-read price)). Not part of the contract's table; a gauge that only
+# grows, like the two above, so the name needs no _total.
+PROMPT_CACHE_SAVINGS_CENTS = Gauge("llm_edge_prompt_cache_savings_cents",
+                                   "Spend the provider's prompt cache saved (cache reads billed below the input "
+                                   "price), in US cents (only grows; use rate/increase)", ["provider", "model"],
+                                   multiprocess_mode="sum")
 CIRCUIT_BREAKER_STATE = Gauge("llm_edge_circuit_breaker_state",
                               "Provider breaker: 0 closed, 1 half-open, 2 open (worst worker)", ["provider"],
                               multiprocess_mode="livemax")
@@ -137,6 +144,7 @@ def initialize(providers: Iterable[str], models: Iterable[str], routes: Iterable
         MODEL_LABELS.allow([model])
         COST_CENTS.labels(provider, model)
         CACHE_SAVINGS_CENTS.labels(provider, model)
+        PROMPT_CACHE_SAVINGS_CENTS.labels(provider, model)
         for kind in ("prompt", "completion"):
             TOKENS.labels(provider, model, kind)
     for tier in CACHE_TIERS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, fields
 from types import ModuleType
@@ -29,6 +30,9 @@ class Fault:
                  JSON: close after this many body bytes (Content-Length announces the full body)
     error_after  streams only: after this many events send an error event in the stream's format, then end
     hang         read the request, then never answer until the emulator stops or the client goes away
+    usage        a normal answer whose usage reports these fields too (merged, objects key by key): e.g.
+                 Anthropic's ``cache_read_input_tokens``, ``cache_creation``, ``server_tool_use``, or OpenAI's
+                 ``prompt_tokens_details``; in streams on every event that carries usage
     """
 
     status: int | None = None
@@ -42,6 +46,7 @@ class Fault:
     cut_after: int | None = None
     error_after: int | None = None
     hang: bool = False
+    usage: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.garbage is True:
@@ -132,6 +137,38 @@ class FaultBook:
 
 
 # ------------------------------------------------------------------------------------- fault replies
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` on top, nested objects merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        out[key] = merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return out
+
+
+def with_usage(reply: Any, usage: dict[str, Any]) -> Any:
+    """An answer (a JSON body, or a list of SSE event bytes) whose usage reports ``usage`` too."""
+    if isinstance(reply, dict):
+        return merged(reply, {"usage": usage}) if isinstance(reply.get("usage"), dict) else reply
+    out = []
+    for event in reply:
+        head, sep, data = event.partition(b"data: ")
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            out.append(event)
+            continue
+        if isinstance(payload, dict) and isinstance(payload.get("usage"), dict):
+            payload["usage"] = merged(payload["usage"], usage)
+        elif isinstance(payload, dict) and isinstance((payload.get("message") or {}).get("usage"), dict):
+            payload["message"]["usage"] = merged(payload["message"]["usage"], usage)
+        else:
+            out.append(event)
+            continue
+        out.append(head + sep + dumps(payload) + b"\n\n")
+    return out
 
 
 def reply_headers(fault: Fault) -> list[tuple[str, str]]:

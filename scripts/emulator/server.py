@@ -20,7 +20,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import anthropic, openai
-from .faults import HTML_PAGE, Fault, FaultBook, as_fault, garbage_data, reply_headers, status_payload
+from .faults import (
+    HTML_PAGE,
+    Fault,
+    FaultBook,
+    as_fault,
+    garbage_data,
+    reply_headers,
+    status_payload,
+    with_usage,
+)
 from .recording import RecordedRequest, Recordings
 from .wire import ApiError, dumps, fragments, loads, new_id
 
@@ -278,6 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self._route(path, headers, raw, body, api, stream)
         except ApiError as err:
             return self._send(err.status, dumps(api.render_error(err)), extra=extra)
+        if fault is not None and fault.usage:
+            reply = with_usage(reply, fault.usage)
         if isinstance(reply, list):
             return self._send_stream(reply, extra, fault, api.stream_error(fault.message if fault else None))
         return self._send(200, dumps(reply), extra=extra, fault=fault)

@@ -93,9 +93,12 @@ INTERFACE_GAUGES = {
     "llm_edge_in_flight_requests",
 }
 RECORDING_RULES = {"llm_edge_cache_hit_rate"}
+# Beyond the contract (names may be added, not renamed): a gauge that only grows, like the cost gauge.
+EXTRA_GAUGES = {"llm_edge_prompt_cache_savings_cents"}
 ALLOWED_METRICS = (
     INTERFACE_COUNTERS
     | INTERFACE_GAUGES
+    | EXTRA_GAUGES
     | {f"{h}{suffix}" for h in INTERFACE_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
     | RECORDING_RULES
     | {"up"}
@@ -240,7 +243,7 @@ def test_metric_suffixes_match_types() -> None:
     for where, expr in rule_exprs() + dashboard_exprs():
         for name in INTERFACE_HISTOGRAMS:
             assert not re.search(rf"\b{name}\b(?!_)", expr), f"{where}: bare histogram {name}"
-        for name in INTERFACE_COUNTERS:
+        for name in INTERFACE_COUNTERS | EXTRA_GAUGES:
             for m in re.finditer(rf"\b{name}\b", expr):
                 head = expr[: m.start()]
                 assert re.search(r"(rate|increase)\(\s*$", head), f"{where}: counter {name} used without rate()"
@@ -544,7 +547,8 @@ DASHBOARD_MUST_SHOW = {
                          "llm_edge_in_flight_requests", "llm_edge_time_to_first_token_seconds_bucket"},
     "cache-performance": {"llm_edge_cache_hit_rate", "llm_edge_cache_hits_total", "llm_edge_cache_misses_total",
                           "llm_edge_cache_savings_total_cents"},
-    "cost-analytics": {"llm_edge_cost_total_cents", "llm_edge_tokens_total", "llm_edge_cache_savings_total_cents"},
+    "cost-analytics": {"llm_edge_cost_total_cents", "llm_edge_tokens_total", "llm_edge_cache_savings_total_cents",
+                       "llm_edge_prompt_cache_savings_cents"},
     "system-health": {"llm_edge_circuit_breaker_state", "llm_edge_provider_errors_total",
                       "llm_edge_rate_limited_total", "up"},
 }

@@ -415,3 +415,66 @@ def test_labeled_series_exist_at_zero_before_any_traffic(start_gateway):
                    for n, lab, _ in page.samples), provider
     for endpoint in ("/v1/chat/completions", "/v1/messages"):
         assert ("llm_edge_client_disconnects_total", (("endpoint", endpoint),)) in present, endpoint
+
+
+# Anthropic's usage for an answer that read 2,000 prompt tokens from its prompt cache, wrote 1,500
+# (1,000 with a one-hour lifetime) and searched the web twice (https://docs.anthropic.com/en/api/messages).
+ANTHROPIC_CACHE_USAGE = {"cache_read_input_tokens": 2000, "cache_creation_input_tokens": 1500,
+                         "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1000},
+                         "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 0}}
+
+
+def money(gw: GatewayProcess, provider: str, model: str) -> tuple[float, float]:
+    metrics = settled(gw.metrics_url)
+    return (metrics.total("llm_edge_cost_total_cents", provider=provider, model=model),
+            metrics.total("llm_edge_prompt_cache_savings_cents", provider=provider, model=model))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_cache_heavy_claude_answer_costs_its_bill(gw, upstream, stream):
+    """An OpenAI caller, a Claude model whose answer reports cache reads, 5m and 1h cache writes and web
+    searches: the caller's usage counts them as OpenAI does, and the cost metric is Anthropic's bill."""
+    model = "claude-sonnet-4-5"
+    upstream.push_faults(Fault(usage=ANTHROPIC_CACHE_USAGE), path="/v1/messages")
+    cost_before, saved_before = money(gw, "anthropic", model)
+    client = openai.OpenAI(api_key="unused", base_url=gw.url + "/v1", max_retries=0)
+    question = [{"role": "user", "content": f"bill me {uuid.uuid4()}"}]
+    if stream:
+        chunks = list(client.chat.completions.create(model=model, messages=question, stream=True,
+                                                     stream_options={"include_usage": True},
+                                                     extra_headers={"cache-control": "no-store"}))
+        usage = chunks[-1].usage
+    else:
+        usage = client.chat.completions.create(model=model, messages=question,
+                                               extra_headers={"cache-control": "no-store"}).usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    plain = usage.prompt_tokens - 3500
+    assert plain > 0 and usage.prompt_tokens_details.cached_tokens == 2000
+    bill_dollars = (plain * 3.00 + 2000 * 0.30 + 500 * 3.75 + 1000 * 6.00 + usage.completion_tokens * 15.00) / 1e6 \
+        + 2 * 10.00 / 1000
+    billed = Usage(usage.prompt_tokens, usage.completion_tokens, cache_read_tokens=2000, cache_write_tokens=1500,
+                   cache_write_1h_tokens=1000, web_search_requests=2)
+    assert PRICES.cost_cents("anthropic", model, billed) == pytest.approx(bill_dollars * 100)
+    cost_after, saved_after = money(gw, "anthropic", model)
+    assert cost_after - cost_before == pytest.approx(bill_dollars * 100)
+    assert saved_after - saved_before == pytest.approx(2000 * (3.00 - 0.30) / 1e6 * 100)
+
+
+def test_cached_openai_tokens_reach_an_anthropic_caller_and_the_bill(gw, upstream):
+    """An Anthropic caller, an OpenAI model whose answer reports cached prompt tokens: input_tokens
+    excludes them, cache_read_input_tokens holds them, and they are billed at the cached price."""
+    import anthropic
+
+    model = "gpt-4o"
+    upstream.push_faults(Fault(usage={"prompt_tokens_details": {"cached_tokens": 32}}), path="/v1/chat/completions")
+    cost_before, saved_before = money(gw, "openai", model)
+    client = anthropic.Anthropic(api_key="unused", base_url=gw.url, max_retries=0)
+    words = " ".join(f"w{i}" for i in range(60))
+    answer = client.messages.create(model=model, max_tokens=50, extra_headers={"cache-control": "no-store"},
+                                    messages=[{"role": "user", "content": f"{words} {uuid.uuid4()}"}])
+    assert answer.usage.cache_read_input_tokens == 32 and answer.usage.cache_creation_input_tokens == 0
+    prompt = answer.usage.input_tokens + 32
+    bill_dollars = (answer.usage.input_tokens * 2.50 + 32 * 1.25 + answer.usage.output_tokens * 10.00) / 1e6
+    cost_after, saved_after = money(gw, "openai", model)
+    assert prompt > 32 and cost_after - cost_before == pytest.approx(bill_dollars * 100)
+    assert saved_after - saved_before == pytest.approx(32 * (2.50 - 1.25) / 1e6 * 100)

@@ -25,10 +25,13 @@ from app.formats.canonical import (
     ChatResponse,
     ImageBlock,
     Message,
+    SignatureDelta,
     StreamEnd,
     StreamStart,
     TextBlock,
     TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
     Tool,
     ToolChoice,
     ToolInputDelta,
@@ -103,7 +106,8 @@ def message_delta(stop: str, output: int = 40, stop_sequence: str | None = None)
 STOP = named("message_stop", {"type": "message_stop"})
 PING = named("ping", {"type": "ping"})
 
-# A real-looking answer: thinking (skipped), text, two tool calls with input in fragments.
+# A real-looking answer (docs.anthropic.com/en/docs/build-with-claude/streaming): thinking, text,
+# two tool calls with input in fragments.
 TRANSCRIPT = b"".join([
     start(),
     PING,
@@ -127,18 +131,22 @@ TRANSCRIPT = b"".join([
     STOP,
 ])
 EXPECTED = [
-    StreamStart(id="msg_01", model="claude-sonnet-4-5", usage=Usage(40, 1, 10)),
-    TextDelta(0, "Let me "),
-    TextDelta(0, "check ☀️."),
+    StreamStart(id="msg_01", model="claude-sonnet-4-5", usage=Usage(40, 1, 10, 5)),
+    ThinkingDelta(0, ""),
+    ThinkingDelta(0, "The user wants weather."),
+    SignatureDelta(0, "EqQBCgIYAh=="),
     BlockStop(0),
-    ToolUseStart(1, "toolu_a", "weather"),
-    ToolInputDelta(1, '{"city": "Pa'),
-    ToolInputDelta(1, 'ris"}'),
+    TextDelta(1, "Let me "),
+    TextDelta(1, "check ☀️."),
     BlockStop(1),
-    ToolUseStart(2, "toolu_b", "time"),
-    ToolInputDelta(2, "{}"),
+    ToolUseStart(2, "toolu_a", "weather"),
+    ToolInputDelta(2, '{"city": "Pa'),
+    ToolInputDelta(2, 'ris"}'),
     BlockStop(2),
-    StreamEnd(stop_reason="tool_use", usage=Usage(40, 40, 10)),
+    ToolUseStart(3, "toolu_b", "time"),
+    ToolInputDelta(3, "{}"),
+    BlockStop(3),
+    StreamEnd(stop_reason="tool_use", usage=Usage(40, 40, 10, 5)),
 ]
 
 
@@ -201,7 +209,8 @@ def test_full_request() -> None:
     assert req.messages == (
         Message("user", (TextBlock("What is this?"), ImageBlock(media_type="image/png", data="iVBO"),
                          ImageBlock(url="https://e.x/cat.jpg"))),
-        Message("assistant", (TextBlock("Checking."), ToolUseBlock("toolu_1", "weather", {"city": "Paris"}))),
+        Message("assistant", (ThinkingBlock("hm", "s"), TextBlock("Checking."),
+                              ToolUseBlock("toolu_1", "weather", {"city": "Paris"}))),
         Message("user", (ToolResultBlock("toolu_1", (TextBlock("18C"),)),
                          ToolResultBlock("toolu_2", (TextBlock("failed"), ImageBlock(url="https://e.x/err.png")),
                                          is_error=True),
@@ -260,7 +269,13 @@ INVALID: list[tuple[Any, str]] = [
     (msg({"role": "assistant", "content": []}, USER), "messages[0].content"),
     (msg({"role": "user", "content": ["x"]}), "messages[0].content[0]"),
     (msg({"role": "user", "content": [{"text": "x"}]}), "messages[0].content[0].type"),
-    (msg({"role": "user", "content": [{"type": "document", "source": {}}]}), "messages[0].content[0].type"),
+    (msg({"role": "user", "content": [{"type": "document", "source": {}}]}), "messages[0].content[0].source.type"),
+    (msg({"role": "user", "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                                                      "data": "x"}}]}),
+     "messages[0].content[0].source.type"),
+    (msg({"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "image/png",
+                                                                      "data": "x"}}]}),
+     "messages[0].content[0].source.media_type"),
     (msg({"role": "user", "content": [{"type": "text", "text": None}]}), "messages[0].content[0].text"),
     (msg({"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]}),
      "messages[0].content[0].type"),
@@ -304,7 +319,7 @@ INVALID: list[tuple[Any, str]] = [
     (body(tools={"name": "f"}), "tools"),
     (body(tools=[{"name": "f"}]), "tools[0].input_schema"),
     (body(tools=[{"input_schema": {}}]), "tools[0].name"),
-    (body(tools=[{"type": "web_search_20250305", "name": "web_search"}]), "tools[0].type"),
+    (body(tools=[{"type": "web_search_20250305"}]), "tools[0].name"),
     (body(tools=[{"name": "f", "input_schema": []}]), "tools[0].input_schema"),
     (body(tool_choice="auto"), "tool_choice"),
     (body(tool_choice={"type": "required"}), "tool_choice.type"),
@@ -474,7 +489,7 @@ def test_temperature_above_one_is_refused() -> None:
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"seed": 42}, "seed"),
     ({"logprobs": True}, "logprobs"),
-    ({"reasoning_effort": "high"}, "reasoning_effort"),
+    ({"reasoning_effort": "extreme"}, "reasoning_effort"),
     ({"some_unknown_param": 1}, "some_unknown_param"),
 ])
 def test_openai_only_parameters_are_refused(extra: dict[str, Any], param: str) -> None:
@@ -536,9 +551,9 @@ def test_parse_answer_with_thinking_text_and_tools() -> None:
     ], "tool_use"))
     assert resp == ChatResponse(
         id="msg_01", model="claude-sonnet-4-5",
-        content=(TextBlock("Let me check ☀️."), ToolUseBlock("toolu_a", "weather", {"city": "Paris"}),
-                 ToolUseBlock("toolu_b", "time", {})),
-        stop_reason="tool_use", usage=Usage(40, 40, 10))
+        content=(ThinkingBlock("hm", "s"), TextBlock("Let me check ☀️."),
+                 ToolUseBlock("toolu_a", "weather", {"city": "Paris"}), ToolUseBlock("toolu_b", "time", {})),
+        stop_reason="tool_use", usage=Usage(40, 40, 10, 5))
 
 
 @pytest.mark.parametrize(("stop", "tools", "expected"), [
@@ -618,7 +633,9 @@ def test_render_response_exactly() -> None:
         "content": [{"type": "text", "text": "Hi"},
                     {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}}],
         "stop_reason": "tool_use", "stop_sequence": None,
-        "usage": {"input_tokens": 30, "output_tokens": 7, "cache_read_input_tokens": 10},
+        "usage": {"input_tokens": 30, "output_tokens": 7, "cache_read_input_tokens": 10,
+                  "cache_creation_input_tokens": 0,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}},
     }
 
 
@@ -707,7 +724,8 @@ def test_decode_empty_text_block_takes_no_index() -> None:
     raw = b"".join([start(), block_start(0, {"type": "text", "text": ""}), block_stop(0),
                     block_start(1, {"type": "tool_use", "id": "t", "name": "f", "input": {}}), block_stop(1),
                     message_delta("tool_use"), STOP])
-    assert decode(raw)[1:] == [ToolUseStart(0, "t", "f"), BlockStop(0), StreamEnd("tool_use", usage=Usage(40, 40, 10))]
+    assert decode(raw)[1:] == [ToolUseStart(0, "t", "f"), BlockStop(0),
+                               StreamEnd("tool_use", usage=Usage(40, 40, 10, 5))]
 
 
 def test_decode_without_block_stops_still_closes_blocks() -> None:
@@ -715,7 +733,7 @@ def test_decode_without_block_stops_still_closes_blocks() -> None:
                     block_start(1, {"type": "tool_use", "id": "t", "name": "f", "input": {"x": 1}}),
                     message_delta("end_turn"), STOP])
     assert decode(raw)[1:] == [TextDelta(0, "a"), BlockStop(0), ToolUseStart(1, "t", "f"), ToolInputDelta(1, '{"x":1}'),
-                               BlockStop(1), StreamEnd("tool_use", usage=Usage(40, 40, 10))]
+                               BlockStop(1), StreamEnd("tool_use", usage=Usage(40, 40, 10, 5))]
 
 
 def test_decode_cut_tool_input_at_max_tokens() -> None:
@@ -789,7 +807,7 @@ def test_unknown_events_and_deltas_are_ignored() -> None:
                     block_start(1, {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}),
                     delta(1, {"type": "input_json_delta", "partial_json": "{}"}), block_stop(1),
                     message_delta("end_turn"), STOP, named("ping", {"type": "ping"})])
-    assert decode(raw)[1:] == [TextDelta(0, "x"), BlockStop(0), StreamEnd("end_turn", usage=Usage(40, 40, 10))]
+    assert decode(raw)[1:] == [TextDelta(0, "x"), BlockStop(0), StreamEnd("end_turn", usage=Usage(40, 40, 10, 5))]
 
 
 @settings(max_examples=300)
@@ -833,7 +851,9 @@ def test_encode_exact_events() -> None:
         ("message_start", {"type": "message_start", "message": {
             "id": "chatcmpl-7", "type": "message", "role": "assistant", "model": "gpt-4o", "content": [],
             "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0}}}),
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0,
+                      "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}}}),
         ("content_block_start", {"type": "content_block_start", "index": 0,
                                  "content_block": {"type": "text", "text": ""}}),
         ("content_block_delta", {"type": "content_block_delta", "index": 0,
@@ -849,7 +869,8 @@ def test_encode_exact_events() -> None:
                                  "delta": {"type": "input_json_delta", "partial_json": "1}"}}),
         ("content_block_stop", {"type": "content_block_stop", "index": 1}),
         ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                           "usage": {"output_tokens": 4, "input_tokens": 20, "cache_read_input_tokens": 10}}),
+                           "usage": {"output_tokens": 4, "input_tokens": 20, "cache_read_input_tokens": 10,
+                                     "cache_creation_input_tokens": 0}}),
         ("message_stop", {"type": "message_stop"}),
     ]
 

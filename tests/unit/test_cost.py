@@ -39,7 +39,7 @@ def test_every_model_routed_by_default_has_a_price(shipped: PriceTable, caplog) 
 
 
 def test_cents_from_input_cached_and_output_tokens(shipped: PriceTable) -> None:
-    usage = Usage(input_tokens=1000, output_tokens=500, cached_input_tokens=200)
+    usage = Usage(input_tokens=1000, output_tokens=500, cache_read_tokens=200)
     # gpt-4o: $2.50 input, $1.25 cached input, $10 output per million tokens.
     expected_dollars = (800 * 2.50 + 200 * 1.25 + 500 * 10.00) / 1_000_000
     assert shipped.cost_cents("openai", "gpt-4o", usage) == pytest.approx(expected_dollars * 100)
@@ -48,9 +48,48 @@ def test_cents_from_input_cached_and_output_tokens(shipped: PriceTable) -> None:
         (800 * 3.0 + 200 * 0.30 + 500 * 15.0) / 1_000_000 * 100)
 
 
+def test_cache_heavy_anthropic_conversation_costs_its_bill(shipped: PriceTable) -> None:
+    """A claude-sonnet-4-5 answer (https://docs.anthropic.com/en/docs/about-claude/pricing): 50 plain input
+    tokens at $3, 2,000 cache reads at $0.30, 500 5-minute cache writes at $3.75 and 1,000 1-hour ones at $6,
+    300 output tokens (120 of them thinking) at $15, and 2 web searches at $10 per 1,000."""
+    usage = Usage(input_tokens=3550, output_tokens=300, cache_read_tokens=2000, cache_write_tokens=1500,
+                  cache_write_1h_tokens=1000, reasoning_tokens=120, web_search_requests=2)
+    bill_dollars = (50 * 3 + 2000 * 0.30 + 500 * 3.75 + 1000 * 6 + 300 * 15) / 1_000_000 + 2 * 10 / 1000
+    assert bill_dollars == pytest.approx(0.033125)
+    assert shipped.cost_cents("anthropic", "claude-sonnet-4-5-20250929", usage) == pytest.approx(3.3125)
+    # what Anthropic's prompt cache saved: 2,000 reads at $3 - $0.30
+    assert shipped.prompt_cache_savings_cents("anthropic", "claude-sonnet-4-5", usage) == pytest.approx(0.54)
+
+
+def test_cached_openai_reasoning_answer_costs_its_bill(shipped: PriceTable) -> None:
+    """An o3 answer (https://platform.openai.com/docs/pricing): 1,117 prompt tokens of which 1,024 cached
+    ($2 and $0.50), 46 completion tokens of which 32 reasoning, all at the $8 output price."""
+    usage = Usage(input_tokens=1117, output_tokens=46, cache_read_tokens=1024, reasoning_tokens=32)
+    assert shipped.cost_cents("openai", "o3-2025-04-16", usage) == pytest.approx(
+        (93 * 2.0 + 1024 * 0.50 + 46 * 8.0) / 1_000_000 * 100)
+    assert shipped.prompt_cache_savings_cents("openai", "o3", usage) == pytest.approx(1024 * 1.5 / 1e6 * 100)
+
+
+def test_cache_write_prices_default_to_input_then_to_the_5m_price(tmp_path) -> None:
+    table = PriceTable.load(write(tmp_path, {"models": {
+        "plain": {"input": 2, "output": 0},
+        "five": {"input": 2, "output": 0, "cache_write": 2.5}}}))
+    usage = Usage(input_tokens=1_000_000, cache_write_tokens=1_000_000, cache_write_1h_tokens=400_000)
+    assert table.cost_cents("p", "plain", usage) == pytest.approx(200.0)  # OpenAI: writes billed as input
+    assert table.cost_cents("p", "five", usage) == pytest.approx(250.0)  # 1h writes at the 5m price
+    assert table.prompt_cache_savings_cents("p", "unpriced", usage) == 0.0
+
+
+def test_cache_counts_beyond_the_prompt_are_clamped() -> None:
+    price = Price(input=1.0, output=0.0, cached_input=0.1, cache_write=1.25, cache_write_1h=2.0)
+    # 10 prompt tokens can hold at most 10 cache reads and writes together
+    assert price.cents(Usage(10, cache_read_tokens=8, cache_write_tokens=5, cache_write_1h_tokens=9)) == pytest.approx(
+        (8 * 0.1 + 2 * 2.0) / 1e6 * 100)
+
+
 def test_cached_tokens_never_exceed_input_tokens() -> None:
     price = Price(input=1.0, output=0.0, cached_input=0.5)
-    assert price.cents(Usage(input_tokens=10, cached_input_tokens=50)) == pytest.approx(10 * 0.5 / 1e6 * 100)
+    assert price.cents(Usage(input_tokens=10, cache_read_tokens=50)) == pytest.approx(10 * 0.5 / 1e6 * 100)
 
 
 def test_dated_and_latest_names_cost_like_the_bare_name(shipped: PriceTable) -> None:
@@ -108,6 +147,8 @@ def test_cached_input_defaults_to_the_input_price_and_aliases_share_it(tmp_path)
     ({"models": {"m": 3}}, "models.m must be a mapping"),
     ({"models": {"m": {"input": 1, "output": 1, "aliases": "x"}}}, "models.m.aliases must be a list"),
     ({"providers": {"local": {"output": 1}}}, "providers.local.input is missing"),
+    ({"models": {"m": {"input": 1, "output": 1, "cache_write_1hr": 2}}}, "models.m.cache_write_1hr is not a price"),
+    ({"models": {"m": {"input": 1, "output": 1, "web_search": -10}}}, "models.m.web_search must be a number"),
 ])
 def test_bad_entries_stop_start_up_naming_the_field(tmp_path, data, message) -> None:
     with pytest.raises(ConfigError, match="PRICING_FILE: " + message.replace(".", r"\.")):

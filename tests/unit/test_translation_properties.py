@@ -24,12 +24,14 @@ from app.formats.canonical import (
     ImageBlock,
     Message,
     TextBlock,
+    ThinkingBlock,
     Tool,
     ToolChoice,
     ToolResultBlock,
     ToolUseBlock,
     Usage,
 )
+from app.formats.reasoning import EFFORT_BUDGETS, effort_for_budget, effort_to_thinking, thinking_to_effort
 from app.formats.stream import StreamAccumulator, decode_sse, events_from_response
 from tests.support.codecs import split_at
 
@@ -307,3 +309,57 @@ def test_accumulating_a_replay_is_the_identity(resp: ChatResponse) -> None:
         assert not acc.complete
         acc.feed(ev)
     assert acc.complete and acc.response() == resp and acc.usage == resp.usage
+
+
+# --- usage, thinking and reasoning effort -------------------------------------------------
+
+
+@st.composite
+def full_usages(draw: st.DrawFn) -> Usage:
+    """Every counter a provider reports, consistent as the providers keep them (parts never exceed wholes)."""
+    plain, read, write = (draw(st.integers(0, 10**6)) for _ in range(3))
+    output = draw(st.integers(0, 10**6))
+    return Usage(input_tokens=plain + read + write, output_tokens=output, cache_read_tokens=read,
+                 cache_write_tokens=write, cache_write_1h_tokens=draw(st.integers(0, write)),
+                 reasoning_tokens=draw(st.integers(0, output)), web_search_requests=draw(st.integers(0, 50)),
+                 web_fetch_requests=draw(st.integers(0, 50)))
+
+
+def usage_meaning(usage: Usage, fmt: str) -> Usage:
+    """OpenAI's usage has no cache-write lifetimes and no server tool counts; Anthropic's has everything."""
+    if fmt == "anthropic":
+        return usage
+    return replace(usage, cache_write_1h_tokens=0, web_search_requests=0, web_fetch_requests=0)
+
+
+@pytest.mark.parametrize("fmt", ["openai", "anthropic"])
+@given(usage=full_usages(), cuts=st.lists(st.integers(0, 10**6), max_size=5))
+def test_usage_survives_each_format_json_and_streamed(fmt: str, usage: Usage, cuts: list[int]) -> None:
+    """A provider's usage, rendered in ``fmt`` and read back (as the other dialect's caller's answer would be
+    made from it), keeps every counter ``fmt`` can carry: the bill is the same on both sides."""
+    codec = CODECS[fmt]
+    resp = ChatResponse("id-1", "m", (TextBlock("x"),), "end_turn", usage=usage, created=1)
+    assert codec.parse_response(codec.render_response(resp)).usage == usage_meaning(usage, fmt)
+    assert through_stream(resp, fmt, cuts).usage == usage_meaning(usage, fmt)
+
+
+@given(thinking=st.lists(st.tuples(texts, ids), min_size=1, max_size=3), answer=texts)
+def test_thinking_text_reaches_openai_callers_whole(thinking: list[tuple[str, str]], answer: str) -> None:
+    blocks = tuple(ThinkingBlock(t, s) for t, s in thinking)
+    resp = ChatResponse("id-1", "m", (*blocks, TextBlock(answer)), "end_turn", created=1)
+    message = openai.render_response(resp)["choices"][0]["message"]
+    assert message["reasoning_content"] == "".join(t for t, _ in thinking) and message["content"] == answer
+    assert through_stream(resp, "anthropic", []) == replace(resp, created=0)  # Anthropic callers: every block
+
+
+@given(effort=st.sampled_from(["low", "medium", "high"]), limit=st.integers(1, 200_000))
+def test_reasoning_effort_survives_a_round_trip_through_thinking(effort: str, limit: int) -> None:
+    thinking, max_tokens = effort_to_thinking(effort, limit)
+    assert thinking is not None and thinking["budget_tokens"] < max_tokens  # as Anthropic requires
+    assert thinking_to_effort(thinking, "o3") == effort
+
+
+@given(budget=st.integers(1024, 200_000))
+def test_budget_to_effort_to_budget_is_stable(budget: int) -> None:
+    effort = effort_for_budget(budget)
+    assert effort_for_budget(EFFORT_BUDGETS[effort]) == effort
