@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -485,7 +486,93 @@ def messages(body: dict[str, Any], stream: bool) -> dict[str, Any] | list[bytes]
     """POST /v1/messages: the JSON answer, or the stream's events."""
     validate(body)
     ans = answer(body)
+    if thinking_enabled(body):
+        check_thinking(body)
+        return thinking_events(ans, body["model"]) if stream else thinking_message(ans, body["model"])
     return events(ans, body["model"]) if stream else message(ans, body["model"])
+
+
+# ------------------------------------------------------------------------------------- extended thinking
+# With ``thinking: {"type": "enabled"}`` an answer starts with a thinking block whose signature the API
+# checks when it comes back, and a tool-use loop must hand it back: the assistant turn before the last
+# tool results must start with a thinking or redacted_thinking block
+# (https://docs.claude.com/en/docs/build-with-claude/extended-thinking).
+
+THOUGHT = "Let me think about which tool answers this."
+
+
+def signature_of(thinking: str) -> str:
+    """The emulator's signature of a thinking text (the real one is opaque; this one is checkable)."""
+    return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
+
+
+def thinking_enabled(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def check_thinking(body: dict[str, Any]) -> None:
+    """Signatures of thinking blocks handed back, and the thinking block a tool-use loop must keep."""
+    messages_ = body["messages"]
+    for i, msg in enumerate(messages_):
+        content = msg["content"]
+        if msg["role"] != "assistant" or not isinstance(content, list):
+            continue
+        for j, block in enumerate(content):
+            if block.get("type") == "thinking" and block.get("signature") != signature_of(str(block.get("thinking"))):
+                raise invalid(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+    last = messages_[-1]
+    results = isinstance(last["content"], list) and any(b.get("type") == "tool_result" for b in last["content"])
+    if last["role"] != "user" or not results or len(messages_) < 2:
+        return
+    i = len(messages_) - 2
+    content = messages_[i]["content"]
+    first = content[0].get("type") if isinstance(content, list) and content else "text"
+    if first not in ("thinking", "redacted_thinking"):
+        raise invalid(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. When "
+            "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
+            "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from "
+            "previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at "
+            "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+        )
+
+
+def thinking_message(ans: Answer, model: str) -> dict[str, Any]:
+    out = message(ans, model)
+    out["content"] = [{"type": "thinking", "thinking": THOUGHT, "signature": signature_of(THOUGHT)}, *out["content"]]
+    return out
+
+
+def thinking_events(ans: Answer, model: str) -> list[bytes]:
+    """The stream with a thinking block first (thinking_delta, signature_delta), the answer's block second."""
+    start = _message(model, [], None, None, _usage(ans.input_tokens, 1))
+    block, deltas = _block_and_deltas(ans)
+
+    def at(index: int, kind: str, **data: Any) -> bytes:
+        return named_event(kind, {"type": kind, "index": index, **data})
+
+    return [
+        named_event("message_start", {"type": "message_start", "message": start}),
+        at(0, "content_block_start", content_block={"type": "thinking", "thinking": "", "signature": ""}),
+        *(at(0, "content_block_delta", delta={"type": "thinking_delta", "thinking": piece})
+          for piece in word_pieces(THOUGHT)),
+        at(0, "content_block_delta", delta={"type": "signature_delta", "signature": signature_of(THOUGHT)}),
+        at(0, "content_block_stop"),
+        at(1, "content_block_start", content_block=block),
+        named_event("ping", {"type": "ping"}),
+        *(at(1, "content_block_delta", delta=delta) for delta in deltas),
+        at(1, "content_block_stop"),
+        named_event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": STOP[ans.finish], "stop_sequence": ans.stop_sequence},
+                "usage": {"output_tokens": ans.output_tokens},
+            },
+        ),
+        named_event("message_stop", {"type": "message_stop"}),
+    ]
 
 
 def count_tokens(body: dict[str, Any], stream: bool) -> dict[str, Any]:

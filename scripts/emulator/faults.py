@@ -29,6 +29,9 @@ class Fault:
                  JSON: close after this many body bytes (Content-Length announces the full body)
     error_after  streams only: after this many events send an error event in the stream's format, then end
     hang         read the request, then never answer until the emulator stops or the client goes away
+    script       200 with this body sent verbatim, unvalidated (str or bytes): a JSON answer, or for
+                 ``stream: true`` requests an SSE body, sent event by event as split at its blank lines
+                 (``drip``, ``cut_after`` apply); replays a provider's exact bytes
     """
 
     status: int | None = None
@@ -42,6 +45,7 @@ class Fault:
     cut_after: int | None = None
     error_after: int | None = None
     hang: bool = False
+    script: str | bytes | None = None
 
     def __post_init__(self) -> None:
         if self.garbage is True:
@@ -163,3 +167,19 @@ def garbage_data(kind: str, stream: bool) -> bytes:
             return b'{"unexpected": "shape", "n": 1}'
         return b'{"id": "garbage", "object": "unexpected", "data": [1, 2, 3]}'
     return b"this is not json {"
+
+
+def script_events(script: str | bytes) -> list[bytes]:
+    """A scripted SSE body as its events, each with its blank line, byte for byte (nothing re-encoded)."""
+    data = script.encode() if isinstance(script, str) else script
+    events: list[bytes] = []
+    start = 0
+    while True:
+        end = data.find(b"\n\n", start)
+        if end < 0:
+            break
+        events.append(data[start:end + 2])
+        start = end + 2
+    if start < len(data):
+        events.append(data[start:])
+    return events
