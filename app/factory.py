@@ -130,7 +130,8 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     for path, codec in (("/v1/chat/completions", openai_codec), ("/v1/messages", anthropic_codec)):
-        app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining))
+        app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining,
+                                         forward_openai_org=settings.forward_openai_org_headers))
     app.add_route("/v1/models", ModelsResource(router))
     checks = {"providers": lambda: _providers_check(router), "redis": redis_guard.health,
               "circuit_breakers": breakers.health, "rate_limits": access.limiter.health}
