@@ -92,14 +92,19 @@ _PASSED_PREFIXES = ("anthropic-ratelimit-",)
 
 
 def passed_back(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The provider's response headers a caller gets: its request id (renamed) and its rate-limit state."""
+    """The provider's response headers a caller gets: its request id (renamed) and its rate-limit state.
+
+    Looked up by name, and the headers only walked when an Anthropic rate-limit header is there: walking
+    urllib3's header dict costs a miss more than the two lookups.
+    """
     out: list[tuple[str, str]] = []
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in ("request-id", "x-request-id"):
-            out.append((UPSTREAM_REQUEST_ID, value))
-        elif lower.startswith(_PASSED_PREFIXES):
-            out.append((lower, value))
+    request_id = headers.get("request-id") or headers.get("x-request-id")
+    if request_id:
+        out.append((UPSTREAM_REQUEST_ID, request_id))
+    if headers.get("anthropic-ratelimit-requests-limit") is not None or headers.get(
+            "anthropic-ratelimit-tokens-limit") is not None:
+        out.extend((name.lower(), value) for name, value in headers.items()
+                   if name.lower().startswith(_PASSED_PREFIXES))
     return out
 
 

@@ -100,10 +100,19 @@ class EventStream:
             raise without_key(err, self.target) from None
 
     def _relayed(self, dialect: str) -> Iterator[RelayedEvent]:
-        """Relay: the provider's events as they came; its own error event goes on, then the stream ends."""
+        """Relay: the provider's events as they came; its own error event goes on, then the stream ends.
+
+        An error event first of all is an attempt that failed before it started: raised, so the pipeline
+        retries or falls back as for a translated stream.
+        """
+        started = False
         try:
-            yield from relay.observe_stream(self._chunks, dialect)
+            for ev in relay.observe_stream(self._chunks, dialect):
+                started = True
+                yield ev
         except ProviderErrorEvent as signal:
+            if not started:
+                raise without_key(signal.error, self.target) from None
             ev = signal.event
             key = self.target.provider.api_key
             raw = ev.raw if not key else key_pattern(key).sub("[redacted]", ev.raw.decode("utf-8", "replace")).encode()

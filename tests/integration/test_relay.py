@@ -260,3 +260,19 @@ def test_openai_org_headers_go_upstream_only_when_allowed(upstream, tmp_path):
         sent = upstream.requests[-1].headers
         assert ("openai-organization" in sent) is allowed and ("openai-project" in sent) is allowed
         assert sent["authorization"] != "Bearer client"  # the caller's own key never goes on
+
+
+def test_provider_request_id_and_anthropic_rate_limits_come_back_openais_do_not_clash(cached, upstream):
+    limits = {"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "49",
+              "anthropic-ratelimit-tokens-reset": "2025-01-01T00:00:00Z"}
+    upstream.push_faults(Fault(headers=limits))
+    r = cached.simulate_post(MESSAGES, json={"model": "claude-sonnet-4-5", "max_tokens": 8,
+                                             "messages": [{"role": "user", "content": "limits"}]})
+    assert r.status_code == 200 and r.headers["x-llm-edge-upstream-request-id"].startswith("req_")
+    assert {k: r.headers[k] for k in limits} == limits
+    upstream.push_faults(Fault(headers={"x-ratelimit-limit-requests": "9999", "x-request-id": "req_openai_1"}))
+    r = cached.simulate_post(CHAT, json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "rl"}]})
+    assert "req_openai_1" in r.headers["x-llm-edge-upstream-request-id"]  # the emulator sends its own too
+    assert r.headers.get("x-ratelimit-limit-requests") != "9999"  # the gateway's own header, or none
+    hit = cached.simulate_post(CHAT, json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "rl"}]})
+    assert hit.headers["x-llm-edge-cache"] == "hit-l1" and "x-llm-edge-upstream-request-id" not in hit.headers

@@ -117,6 +117,8 @@ def forwarded_headers(env: dict[str, Any], openai_org: bool) -> dict[str, dict[s
     """The caller's headers each wire format gets: ``anthropic-beta`` and ``anthropic-version`` to
     Anthropic-format targets; ``openai-organization`` / ``openai-project`` to OpenAI-format ones only when
     ``FORWARD_OPENAI_ORG_HEADERS`` allows. Never a key, never a hop-by-hop header."""
+    if "HTTP_ANTHROPIC_BETA" not in env and "HTTP_ANTHROPIC_VERSION" not in env and not openai_org:
+        return None  # most requests: nothing to look for
     out: dict[str, dict[str, str]] = {}
     for wire, names in (("anthropic", _ANTHROPIC_HEADERS), ("openai", _OPENAI_ORG_HEADERS if openai_org else ())):
         found = {name: env[key] for key, name in names if env.get(key)}
