@@ -12,7 +12,7 @@ from typing import Any
 from .answers import Answer, make_answer, text_of, words
 from .openai import MODEL_PREFIXES as OPENAI_MODEL_PREFIXES
 from .validation import Dialect, Rule, check, check_unknown, check_value, nested, tname
-from .wire import ApiError, bearer, dumps, fragments, named_event, new_id, word_pieces
+from .wire import ApiError, bearer, dumps, fragments, loads, named_event, new_id, word_pieces
 
 ID_HEADER = "request-id"
 
@@ -545,34 +545,32 @@ def thinking_message(ans: Answer, model: str) -> dict[str, Any]:
 
 
 def thinking_events(ans: Answer, model: str) -> list[bytes]:
-    """The stream with a thinking block first (thinking_delta, signature_delta), the answer's block second."""
-    start = _message(model, [], None, None, _usage(ans.input_tokens, 1))
-    block, deltas = _block_and_deltas(ans)
+    """The stream of ``events`` with a thinking block first (thinking_delta, signature_delta): the answer's
+    own block moves to index 1."""
+    out: list[bytes] = []
+    for raw in events(ans, model):
+        head, _, data = raw.partition(b"\ndata: ")
+        payload = loads(data)
+        if "index" in payload:
+            payload["index"] += 1
+        out.append(named_event(head[len(b"event: "):].decode(), payload))
+        if payload["type"] == "message_start":
+            out.extend(_thinking_block())
+    return out
 
-    def at(index: int, kind: str, **data: Any) -> bytes:
-        return named_event(kind, {"type": kind, "index": index, **data})
+
+def _thinking_block() -> list[bytes]:
+    def at(kind: str, **data: Any) -> bytes:
+        return named_event(kind, {"type": kind, "index": 0, **data})
 
     return [
-        named_event("message_start", {"type": "message_start", "message": start}),
-        at(0, "content_block_start", content_block={"type": "thinking", "thinking": "", "signature": ""}),
-        *(at(0, "content_block_delta", delta={"type": "thinking_delta", "thinking": piece})
+        at("content_block_start", content_block={"type": "thinking", "thinking": "", "signature": ""}),
+        *(at("content_block_delta", delta={"type": "thinking_delta", "thinking": piece})
           for piece in word_pieces(THOUGHT)),
-        at(0, "content_block_delta", delta={"type": "signature_delta", "signature": signature_of(THOUGHT)}),
-        at(0, "content_block_stop"),
-        at(1, "content_block_start", content_block=block),
-        named_event("ping", {"type": "ping"}),
-        *(at(1, "content_block_delta", delta=delta) for delta in deltas),
-        at(1, "content_block_stop"),
-        named_event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": STOP[ans.finish], "stop_sequence": ans.stop_sequence},
-                "usage": {"output_tokens": ans.output_tokens},
-            },
-        ),
-        named_event("message_stop", {"type": "message_stop"}),
+        at("content_block_delta", delta={"type": "signature_delta", "signature": signature_of(THOUGHT)}),
+        at("content_block_stop"),
     ]
+
 
 
 def count_tokens(body: dict[str, Any], stream: bool) -> dict[str, Any]:

@@ -103,23 +103,26 @@ anthropic_messages = st.lists(st.tuples(anthropic_blocks, assistant_blocks), min
                                                            {"role": "assistant", "content": assistant})][:-1])
 
 
-def posted(upstream) -> dict:
-    return orjson.loads(upstream.requests[-1].raw)
+def relay_once(client: TestClient, emulator, path: str, body: dict, stream: bool, script: bytes) -> tuple:
+    """Post ``body`` (streamed if ``stream``) as exact bytes against a scripted answer: (bytes sent,
+    the gateway's response, the request the provider received)."""
+    emulator.reset()
+    emulator.push_faults(Fault(script=script))
+    if stream:
+        body["stream"] = True
+    raw = orjson.dumps(body)
+    r = client.simulate_post(path, body=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    return raw, r, emulator.requests[-1]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(messages=openai_messages, extra=extra_fields, alias=st.booleans(), stream=st.booleans())
 def test_openai_body_reaches_the_provider_unchanged_but_the_model(uncached, emulator, messages, extra, alias,
                                                                     stream):
-    emulator.reset()
-    emulator.push_faults(Fault(script=pp.openai_stream(True) if stream else pp.OPENAI_JSON))
     body = {"model": "aliased-gpt" if alias else "gpt-4o-mini", "messages": messages, **extra}
-    if stream:
-        body["stream"] = True
-    raw = orjson.dumps(body)
-    r = uncached.simulate_post(CHAT, body=raw, headers={"content-type": "application/json"})
-    assert r.status_code == 200, r.text
-    sent = emulator.requests[-1]
+    raw, _, sent = relay_once(uncached, emulator, CHAT, body, stream,
+                              pp.openai_stream(True) if stream else pp.OPENAI_JSON)
     if not alias and not stream:
         assert sent.raw == raw  # the caller's bytes, untouched
     expected = {**body, "model": "gpt-4o-mini"}
@@ -132,20 +135,13 @@ def test_openai_body_reaches_the_provider_unchanged_but_the_model(uncached, emul
 @given(messages=anthropic_messages, extra=extra_fields, alias=st.booleans(), stream=st.booleans())
 def test_anthropic_body_reaches_the_provider_unchanged_but_the_model(uncached, emulator, messages, extra, alias,
                                                                       stream):
-    emulator.reset()
-    emulator.push_faults(Fault(script=pp.ANTHROPIC_STREAM if stream else orjson.dumps(
-        {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-         "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
-         "usage": {"input_tokens": 1, "output_tokens": 1}})))
     body = {"model": "aliased-claude" if alias else "claude-sonnet-4-5", "max_tokens": 64, "messages": messages,
             "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
             "thinking": {"type": "enabled", "budget_tokens": 2048}, **extra}
-    if stream:
-        body["stream"] = True
-    raw = orjson.dumps(body)
-    r = uncached.simulate_post(MESSAGES, body=raw, headers={"content-type": "application/json"})
-    assert r.status_code == 200, r.text
-    sent = emulator.requests[-1]
+    answer = orjson.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                           "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                           "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}})
+    raw, r, sent = relay_once(uncached, emulator, MESSAGES, body, stream, pp.ANTHROPIC_STREAM if stream else answer)
     assert orjson.loads(sent.raw) == {**body, "model": "claude-sonnet-4-5"}
     if not alias:
         assert sent.raw == raw
