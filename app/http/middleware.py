@@ -89,20 +89,21 @@ UPSTREAM_REQUEST_ID = "x-llm-edge-upstream-request-id"
 # A provider's rate-limit headers whose names clash with none of the gateway's own (OpenAI's x-ratelimit-*
 # do: the gateway's x-ratelimit-*-requests are the caller's limit, and they win).
 _PASSED_PREFIXES = ("anthropic-ratelimit-",)
+_REQUEST_ID_HEADERS = ("request-id", "x-request-id")
 
 
 def passed_back(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """The provider's response headers a caller gets: its request id (renamed) and its rate-limit state.
 
-    Looked up by name, and the headers only walked when an Anthropic rate-limit header is there: walking
-    urllib3's header dict costs a miss more than the two lookups.
+    Tested with ``in`` (urllib3's ``HTTPHeaderDict.get`` raises and catches a KeyError for each absent
+    name), and the headers only walked when an Anthropic rate-limit header is there.
     """
     out: list[tuple[str, str]] = []
-    request_id = headers.get("request-id") or headers.get("x-request-id")
-    if request_id:
-        out.append((UPSTREAM_REQUEST_ID, request_id))
-    if headers.get("anthropic-ratelimit-requests-limit") is not None or headers.get(
-            "anthropic-ratelimit-tokens-limit") is not None:
+    for name in _REQUEST_ID_HEADERS:
+        if name in headers:
+            out.append((UPSTREAM_REQUEST_ID, headers[name]))
+            break
+    if "anthropic-ratelimit-requests-limit" in headers or "anthropic-ratelimit-tokens-limit" in headers:
         out.extend((name.lower(), value) for name, value in headers.items()
                    if name.lower().startswith(_PASSED_PREFIXES))
     return out
