@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,9 +50,15 @@ class RequestContext:
     prompt: str | None = None  # the prompt's text, only with LOG_PROMPTS=true
     parsed: ParsedBody | None = None  # the body as parsed (perhaps remembered), with its cache keys
     after: list[Callable[[], None]] | None = None  # steps run as the request finishes (app/http/app.py)
+    # The caller's headers that go on to providers, by wire format (anthropic-beta, ...); None: none.
+    forward: dict[str, dict[str, str]] | None = None
+    upstream_headers: Mapping[str, str] | None = None  # the last provider response's headers
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def note_upstream_headers(self, headers: Mapping[str, str]) -> None:
+        self.upstream_headers = headers
 
 
 Step = Callable[[], None]

@@ -171,6 +171,8 @@ class UpstreamError(GatewayError):
     upstream_status: int | None = None  # the provider's HTTP status, when it sent one
     # How the exchange failed when no status says it: connect-failure, reset, bad-response.
     failure: FailureKind | None = None
+    # A relayed stream's own error event already went to the caller: no second one is written.
+    event_sent: bool = False
 
     def __init__(self, message: str, *, failure: FailureKind | None = None, upstream_status: int | None = None,
                  **kw: Any) -> None:

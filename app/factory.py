@@ -132,7 +132,8 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     for path, codec in (("/v1/chat/completions", openai_codec), ("/v1/messages", anthropic_codec)):
-        app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining))
+        app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining,
+                                         forward_openai_org=settings.forward_openai_org_headers))
     app.add_route("/v1/models", ModelsResource(router))
     app.add_route("/v1/messages/count_tokens", CountTokensResource(
         router, TokenCountRelay(http, settings), breakers, RetryPolicy.from_settings(settings), tracing,

@@ -37,6 +37,7 @@ from app.accounting.cost import PriceTable
 from app.accounting.usage import Accounting
 from app.cache.control import DEFAULT as CACHE_DEFAULT
 from app.cache.control import CacheControl
+from app.cache.entry import Relayed
 from app.cache.stage import NO_TICKET, CacheStage, Ticket
 from app.context import RequestContext
 from app.errors import (
@@ -49,7 +50,7 @@ from app.errors import (
     classify,
 )
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
-from app.formats.common import dump_bytes
+from app.formats.relay import CallerBody, RelayedEvent
 from app.formats.stream import StreamAccumulator
 from app.limits.budgets import BudgetReservations, Reservation
 from app.observability import metrics
@@ -145,22 +146,26 @@ class BudgetHolds:
         self.default_max_tokens = default_max_tokens
 
     def reserve(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...],
-                body: dict[str, Any]) -> Reservation | None:
+                body: bytes) -> Reservation | None:
         """The hold (None for a client without budgets); 429 ``insufficient_quota`` when a budget is used up."""
         budgets = self.budgets_of(ctx.client_id)
         if not budgets:
             return None
         cents = self.prices.worst_case_cents([(t.provider.name, t.model) for t in targets],
-                                             req.max_tokens or self.default_max_tokens, len(dump_bytes(body)))
+                                             req.max_tokens or self.default_max_tokens, len(body))
         return self.reservations.reserve(ctx.client_id, budgets, cents)
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What the pipeline hands back: a response, or canonical stream events."""
+    """What the pipeline hands back: a response, or stream events (canonical, or ``RelayedEvent``s).
+
+    ``raw``: a relayed answer's JSON bytes as the provider sent them (``response`` is what they say).
+    """
 
     response: ChatResponse | None = None
-    events: Iterator[StreamEvent] | None = None
+    events: Iterator[StreamEvent | RelayedEvent] | None = None
+    raw: bytes | None = None
     close: Callable[[], None] = field(default=lambda: None)
     abort: Callable[[], None] = field(default=lambda: None)  # any thread: stop the upstream read now
 
@@ -185,8 +190,9 @@ class Pipeline:
         self.watcher = watcher or DisconnectWatcher()
 
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT,
-            client: Any = None) -> Outcome:
-        """The answer, or its stream; ``client``: the caller's socket, watched while upstream is awaited.
+            client: Any = None, source: CallerBody | None = None) -> Outcome:
+        """The answer, or its stream; ``client``: the caller's socket, watched while upstream is awaited;
+        ``source``: the caller's body as it came, relayed to the targets that speak its dialect.
 
         Raises ``ClientGone`` when the client hung up before the answer was in.
         """
@@ -196,16 +202,17 @@ class Pipeline:
         targets = self.router.resolve(req.model)
         # Translated before the cache and the attempts: a request the primary's format cannot
         # express is the caller's 400, never a cache miss, an attempt or a provider error.
-        first_body = self.caller.body(targets[0], req)
+        first_body = self.caller.payload(targets[0], req, source)
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
         if self.cache is not None:
+            relayed = source if source is not None and source.relays_to(targets[0].provider.type) else None
             with self.tracing.cache_lookup(ctx) as span:
-                served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline)
+                served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline, relayed)
                 if span is not None:
                     span.set_attribute("llm_edge.cache", ctx.cache)
         if served is not None:
-            return Outcome(response=served.response, events=served.events)
+            return Outcome(response=served.response, events=served.events, raw=served.raw)
         hold: Reservation | None = None
         abort = UpstreamAbort()
         stop_watching = self.watcher.watch(client, abort.abort)
@@ -213,7 +220,7 @@ class Pipeline:
             try:
                 if self.holds is not None:
                     hold = self.holds.reserve(ctx, req, targets, first_body)
-                outcome = self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold, abort)
+                outcome = self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold, abort, source)
             finally:
                 stop_watching()
                 gone = abort.finish()
@@ -228,24 +235,28 @@ class Pipeline:
             raise
 
     def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...], deadline: float,
-                       ticket: Ticket, first_body: dict[str, Any], hold: Reservation | None = None,
-                       abort: UpstreamAbort | None = None) -> Outcome:
+                       ticket: Ticket, first_body: bytes, hold: Reservation | None = None,
+                       abort: UpstreamAbort | None = None, source: CallerBody | None = None) -> Outcome:
         failure: GatewayError | None = None
         for target in targets:
-            try:
-                body = first_body if target is targets[0] else self.caller.body(target, req)
+            try:  # each target relays or translates by its own wire format
+                body = first_body if target is targets[0] else self.caller.payload(target, req, source)
             except InvalidRequest as err:  # a fallback that cannot express the request is skipped
                 failure = failure or err
                 continue
+            relay = source.dialect if source is not None and source.relays_to(target.provider.type) else None
             breaker = self.breakers[target.provider.name]
+            headers = {"x-request-id": ctx.request_id}
+            if ctx.forward is not None:
+                headers.update(ctx.forward.get(target.provider.type, ()))
 
             def call(headers: dict[str, str], span: Any, permit: Permit, target: Target = target,
-                     body: dict[str, Any] = body, breaker: CircuitBreaker = breaker) -> Outcome:
+                     body: bytes = body, breaker: CircuitBreaker = breaker, relay: str | None = relay) -> Outcome:
                 return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit, hold,
-                                     abort)
+                                     abort, relay)
 
             answered, err = attempt_target(ctx, target, breaker, deadline, self.retry, self.sleep, self.tracing,
-                                           req, {"x-request-id": ctx.request_id}, call, abort)
+                                           req, headers, call, abort)
             failure = err or failure
             if answered is None:
                 continue
@@ -257,7 +268,8 @@ class Pipeline:
                 observe_attempt(target, answered.started)
                 self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage, hold)
                 Tracing.end_attempt(answered.span, target, outcome.response)
-                ticket.store(target, outcome.response)
+                kept = None if relay is None or outcome.raw is None else Relayed(relay, False, outcome.raw)
+                ticket.store(target, outcome.response, kept)
             return outcome
         if failure is not None:
             raise failure
@@ -269,13 +281,17 @@ class Pipeline:
                                 f"breaker ({providers}); try again in {max(1, round(wait))}s",
                                 retry_after=max(1.0, wait))
 
-    def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: dict[str, Any],
+    def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: bytes,
                  headers: dict[str, str], deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker,
-                 permit: Permit, hold: Reservation | None = None, abort: UpstreamAbort | None = None) -> Outcome:
+                 permit: Permit, hold: Reservation | None = None, abort: UpstreamAbort | None = None,
+                 relay: str | None = None) -> Outcome:
+        note = ctx.note_upstream_headers
         if not req.stream:
-            resp = self.caller.complete(target, req, headers, deadline, body, abort)
-            return Outcome(response=resp)
-        stream = self.caller.stream(target, req, headers, deadline, body, abort)
+            if relay is None:
+                return Outcome(response=self.caller.complete(target, req, headers, deadline, body, abort, note))
+            resp, raw = self.caller.complete_raw(target, req, headers, deadline, body, abort, note)
+            return Outcome(response=resp, raw=raw)
+        stream = self.caller.stream(target, req, headers, deadline, body, abort, note, relay)
         try:
             first = next(stream)  # headers and first event in: from here on we are committed
         except StopIteration:
@@ -284,7 +300,8 @@ class Pipeline:
         except BaseException:
             stream.close()
             raise
-        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span, breaker, permit, hold)
+        watched = WatchedStream(self.accounting, ctx, target, first, stream, ticket, span, breaker, permit, hold,
+                                relay)
         return Outcome(events=watched, close=watched.close, abort=stream.abort)
 
 
@@ -299,6 +316,9 @@ class WatchedStream:
     """A committed upstream stream: passes events through (and on to coalesced followers), accounts
     and caches a complete answer before its last event goes out, and ends the attempt exactly once.
 
+    A relayed stream's items are ``RelayedEvent``s: the canonical events the observer read in each
+    are accounted, and the provider's bytes are what the cache keeps (``relay``: their dialect).
+
     ``close()`` (called by the resource when the response is done, whether the
     stream finished, failed or the client left) stops the upstream connection,
     gives up the cache ticket if nothing was stored (a cut stream is never
@@ -309,7 +329,7 @@ class WatchedStream:
 
     def __init__(self, accounting: Accounting, ctx: RequestContext, target: Target, first: StreamEvent,
                  stream: Any, ticket: Ticket, span: Any, breaker: CircuitBreaker, permit: Permit,
-                 hold: Reservation | None = None) -> None:
+                 hold: Reservation | None = None, relay: str | None = None) -> None:
         self._accounting = accounting
         self._ctx = ctx
         self._target = target
@@ -320,6 +340,8 @@ class WatchedStream:
         self._breaker = breaker
         self._permit = permit
         self._hold = hold
+        self._relay = relay
+        self._raw: list[bytes] = []
         self._acc = StreamAccumulator()
         self._started = time.monotonic()
         self._complete: ChatResponse | None = None
@@ -327,10 +349,10 @@ class WatchedStream:
         self._closed = False
         ticket.streaming_from(target)
 
-    def __iter__(self) -> Iterator[StreamEvent]:
+    def __iter__(self) -> Iterator[StreamEvent | RelayedEvent]:
         return self
 
-    def __next__(self) -> StreamEvent:
+    def __next__(self) -> StreamEvent | RelayedEvent:
         try:
             ev = next(self._events)
         except GatewayError as err:
@@ -339,14 +361,23 @@ class WatchedStream:
             self._error = verdict.error_type
             metrics.PROVIDER_ERRORS.labels(self._target.provider.name, self._error).inc()
             raise
-        self._acc.feed(ev)
-        whole = self._acc.response() if isinstance(ev, StreamEnd) else None
+        whole = None
+        if isinstance(ev, RelayedEvent):
+            self._raw.append(ev.raw)
+            for inner in ev.events:
+                self._acc.feed(inner)
+                if isinstance(inner, StreamEnd):
+                    whole = self._acc.response()
+        else:
+            self._acc.feed(ev)
+            whole = self._acc.response() if isinstance(ev, StreamEnd) else None
         self._ticket.publish(ev)
         if whole is not None:  # before the client sees the end: a client gone now still pays
             self._complete = whole
             self._accounting.upstream(self._ctx, self._target.provider.name, self._target.model, whole.usage,
                                       self._hold)
-            self._ticket.store(self._target, whole)
+            kept = None if self._relay is None else Relayed(self._relay, True, b"".join(self._raw))
+            self._ticket.store(self._target, whole, kept)
         return ev
 
     def close(self) -> None:

@@ -3,11 +3,18 @@
 An entry is the canonical ``ChatResponse`` (so a hit can be rendered in
 either dialect, as JSON or as SSE) plus the provider and upstream model that
 produced it (for the ``x-llm-edge-model`` header and the savings metric).
+A relayed answer also keeps the provider's bytes (``Relayed``: the JSON body,
+or the whole SSE body as received), replayed byte for byte to a request of the
+same dialect and delivery; any other request gets the canonical rendering.
 
-Bytes: one format byte, then the entry as a compact orjson array; above
-``COMPRESS_MIN_BYTES`` the array is zlib-compressed (level 1: answers are
-text and shrink 3-5x at a fraction of the cost of higher levels). Anything
-that does not decode is treated as a miss, never as an error.
+Bytes: one format byte, then the entry as a compact orjson array (a relayed
+entry: the array names the dialect and delivery, then a newline, which compact
+JSON never holds, then the provider's bytes); above ``COMPRESS_MIN_BYTES`` it
+is zlib-compressed (level 1: answers are text and shrink 3-5x at a fraction of
+the cost of higher levels). The usage array holds every ``Usage`` count in
+field order; entries written before it grew (input, output, cache reads) still
+decode, as do relayed entries of either layout. Anything that does not decode
+is treated as a miss, never as an error.
 """
 
 from __future__ import annotations
@@ -34,10 +41,20 @@ _ZLIB = b"z"
 
 
 @dataclass(frozen=True, slots=True)
+class Relayed:
+    """A relayed answer as the provider sent it: ``dialect`` (its wire format), ``stream`` (SSE or JSON)."""
+
+    dialect: str
+    stream: bool
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CachedAnswer:
     response: ChatResponse
     provider: str
     model: str
+    relayed: Relayed | None = None
 
 
 def _block(block: AnswerBlock) -> list[Any]:
@@ -64,9 +81,13 @@ def encode(answer: CachedAnswer) -> tuple[bytes, int]:
     """The stored bytes, and the uncompressed size (the L1 byte budget counts that)."""
     r = answer.response
     u = r.usage
-    body = orjson.dumps([answer.provider, answer.model, r.id, r.model, r.created, r.stop_reason,
-                         r.stop_sequence, list(astuple(u)),
-                         [_block(b) for b in r.content]])
+    head = [answer.provider, answer.model, r.id, r.model, r.created, r.stop_reason,
+            r.stop_sequence, list(astuple(u)), [_block(b) for b in r.content]]
+    relayed = answer.relayed
+    if relayed is None:
+        body = orjson.dumps(head)
+    else:
+        body = orjson.dumps([*head, relayed.dialect, relayed.stream]) + b"\n" + relayed.raw
     if len(body) < COMPRESS_MIN_BYTES:
         return _RAW + body, len(body)
     return _ZLIB + zlib.compress(body, 1), len(body)
@@ -80,12 +101,18 @@ def decode(data: bytes) -> tuple[CachedAnswer, int] | None:
             body = zlib.decompress(body)
         elif kind != _RAW:
             return None
-        provider, model, rid, rmodel, created, stop, stop_seq, used, blocks = orjson.loads(body)
+        head, newline, raw = body.partition(b"\n")
+        items = orjson.loads(head)
+        relayed = None
+        if newline:
+            dialect, stream = items[9:11]
+            relayed = Relayed(dialect, stream, raw)
+        provider, model, rid, rmodel, created, stop, stop_seq, used, blocks = items[:9]
         if not 3 <= len(used) <= len(fields(Usage)):
             return None
         content = tuple(_unblock(b) for b in blocks)
         response = ChatResponse(id=rid, model=rmodel, content=content, stop_reason=stop,
                                 stop_sequence=stop_seq, usage=Usage(*used), created=created)
-        return CachedAnswer(response, provider, model), len(body)
+        return CachedAnswer(response, provider, model, relayed), len(body)
     except (ValueError, TypeError, IndexError, zlib.error):
         return None

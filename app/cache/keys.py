@@ -9,6 +9,16 @@ the format-specific ``extra`` ones. It leaves out what only changes how the
 answer is delivered or who asked: ``stream``, ``stream_options``, ``user``,
 ``metadata`` and request ids.
 
+A relayed request (the caller's dialect is the target's wire format) is keyed
+by its *body* instead (``relay_key``): every field counts, known or not, so two
+requests that differ in a field the gateway does not read (``cache_control``, a
+thinking block's signature, a beta option) never share an entry. Left out, as
+above: ``model`` (the target stands for it), ``stream_options.include_usage``
+(replays add or drop the usage chunk per caller), ``user`` and ``metadata``.
+``stream`` stays in: the entry is the provider's JSON or its SSE bytes, replayed
+as they are. The dialect is part of the hash, so a relayed entry is only ever
+found by a request of its own dialect.
+
 Every key is scoped: by client id, or by ``CACHE_NAMESPACE`` when an operator
 chooses to share answers between clients. The scope is part of the hash and
 also appears, cleaned, in the key so one tenant's entries can be found with
@@ -103,6 +113,34 @@ def key_payload(req: ChatRequest, target: Target, scope: str) -> bytes:
 def normalized_payload(req: ChatRequest, target: Target, scope: str) -> bytes:
     payload = [scope, target.provider.name, target.model, request_fingerprint(req)]
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
+# Top-level body fields that do not change a relayed answer (``model`` is replaced by the target).
+_RELAY_NOT_IN_KEY = ("model", "user", "metadata", "stream_options")
+
+
+def relay_payload(body: dict[str, Any], dialect: str, target: Target, scope: str) -> bytes:
+    """The bytes a relayed request's key hashes: scope, target, dialect and the body as sorted-key JSON."""
+    fields = {k: v for k, v in body.items() if k not in _RELAY_NOT_IN_KEY}
+    options = body.get("stream_options")
+    if isinstance(options, dict):
+        rest = {k: v for k, v in options.items() if k != "include_usage"}
+        if rest:
+            fields["stream_options"] = rest
+    payload = ["relay", dialect, scope, target.provider.name, target.model, fields]
+    try:
+        fast = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        fast = None
+    if fast is not None and not _INTEGRAL_FLOAT.search(fast):
+        return fast
+    return orjson.dumps(_plain(payload), option=orjson.OPT_SORT_KEYS)
+
+
+def relay_key(body: dict[str, Any], dialect: str, target: Target, scope: str) -> str:
+    """``llm-edge:cache:v2:<scope>:<hash>`` for a relayed request (see the module's docstring)."""
+    digest = hashlib.blake2b(relay_payload(body, dialect, target, scope), digest_size=20).hexdigest()
+    return f"{KEY_PREFIX}{_UNSAFE.sub('_', scope)[:64]}:{digest}"
 
 
 def cache_key(req: ChatRequest, target: Target, scope: str) -> str:

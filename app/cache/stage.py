@@ -20,11 +20,12 @@ from functools import partial
 
 from app.cache.coalesce import Coalescer, Flight
 from app.cache.control import CacheControl
-from app.cache.entry import CachedAnswer
-from app.cache.keys import cache_key, cache_scope
+from app.cache.entry import CachedAnswer, Relayed
+from app.cache.keys import cache_key, cache_scope, relay_key
 from app.cache.tiered import TieredCache
 from app.context import RequestContext, Step, defer
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent, Usage
+from app.formats.relay import CallerBody, RelayedEvent, replay_stream
 from app.formats.stream import events_from_response
 from app.observability import metrics
 from app.providers.routing import Target
@@ -36,10 +37,11 @@ SavingsHook = Callable[[RequestContext, str, str, Usage], float]
 
 @dataclass(slots=True)
 class Served:
-    """An answer that needs no upstream call: a response, or events for a stream."""
+    """An answer that needs no upstream call: a response (``raw``: its relayed bytes), or events for a stream."""
 
     response: ChatResponse | None = None
-    events: Iterator[StreamEvent] | None = None
+    events: Iterator[StreamEvent | RelayedEvent] | None = None
+    raw: bytes | None = None
 
 
 class Ticket:
@@ -61,16 +63,17 @@ class Ticket:
         if self.flight is not None:
             self.flight.origin = (target.provider.name, target.model)
 
-    def publish(self, event: StreamEvent) -> None:
+    def publish(self, event: StreamEvent | RelayedEvent) -> None:
         if self.flight is not None:
             self.flight.publish(event)
 
-    def store(self, target: Target, response: ChatResponse) -> None:
-        """The complete answer: into the cache (unless ``no-store``), and to any followers."""
+    def store(self, target: Target, response: ChatResponse, relayed: Relayed | None = None) -> None:
+        """The complete answer (``relayed``: with the provider's bytes): into the cache (unless ``no-store``),
+        and to any followers."""
         if not self._open:
             return
         self._open = False
-        answer = CachedAnswer(response, target.provider.name, target.model)
+        answer = CachedAnswer(response, target.provider.name, target.model, relayed)
         if self._tiers is not None and self.key is not None and self.control.store:
             self._tiers.put(self.key, answer, self.control.ttl, later=self._later)
         if self.flight is not None:
@@ -95,11 +98,14 @@ class CacheStage:
         self.savings = savings
 
     def begin(self, ctx: RequestContext, req: ChatRequest, target: Target, control: CacheControl,
-              deadline: float) -> tuple[Served | None, Ticket]:
-        """Serve the request from the cache, or return the ticket for its upstream call."""
+              deadline: float, relayed: CallerBody | None = None) -> tuple[Served | None, Ticket]:
+        """Serve the request from the cache, or return the ticket for its upstream call.
+
+        ``relayed``: the caller's body, when ``target`` relays it; the key is then the body's own.
+        """
         if not self.tiers.enabled or (not control.store and not control.lookup):
             return None, NO_TICKET  # ctx.cache stays "bypass"
-        key = self._key(ctx, req, target)
+        key = self._key(ctx, req, target, relayed)
         if not control.lookup:  # no-cache: fresh answer, stored
             return None, self._ticket(ctx, key, control, None)
         answer = self.tiers.get_l1(key)
@@ -129,13 +135,19 @@ class CacheStage:
         """A miss's ticket, whose L2 fill waits until the response is out (``app/http/app.py``)."""
         return Ticket(self.tiers, key, control, flight, partial(defer, ctx))
 
-    def _key(self, ctx: RequestContext, req: ChatRequest, target: Target) -> str:
+    def _key(self, ctx: RequestContext, req: ChatRequest, target: Target, relayed: CallerBody | None) -> str:
         """The cache key, remembered with the parsed body when this exact body was seen before."""
         scope = cache_scope(ctx.client_id, self.namespace)
+        if relayed is not None:
+            def derive() -> str:
+                return relay_key(relayed.body, relayed.dialect, target, scope)
+        else:
+            def derive() -> str:
+                return cache_key(req, target, scope)
         parsed = ctx.parsed
         if parsed is None or parsed.request is not req:
-            return cache_key(req, target, scope)
-        return parsed.cache_key(scope, target.provider.name, target.model, lambda: cache_key(req, target, scope))
+            return derive()
+        return parsed.cache_key(scope, target.provider.name, target.model, derive)
 
     def _lookup_l2(self, ctx: RequestContext, req: ChatRequest, key: str, control: CacheControl,
                    flight: Flight | None) -> tuple[Served | None, Ticket]:
@@ -155,6 +167,11 @@ class CacheStage:
         ctx.cost_cents = 0.0
         if self.savings is not None:
             self.savings(ctx, answer.provider, answer.model, answer.response.usage)
+        relayed = answer.relayed
+        if relayed is not None and relayed.dialect == ctx.dialect and relayed.stream == req.stream:
+            if req.stream:  # the provider's events byte for byte, observed again (first token, usage)
+                return Served(events=replay_stream(relayed.raw, relayed.dialect))
+            return Served(response=answer.response, raw=relayed.raw)
         if req.stream:
             return Served(events=iter(events_from_response(answer.response)))
         return Served(response=answer.response)
@@ -173,11 +190,13 @@ class CacheStage:
         metrics.CACHE_COALESCED.inc()
         return self._serve(ctx, req, answer, flight.tier)
 
-    def _tail(self, ctx: RequestContext, flight: Flight, deadline: float) -> Iterator[StreamEvent]:
-        """A live follower's stream; its usage and saving are known at the end."""
-        for event in flight.follow(deadline):
-            if isinstance(event, StreamEnd):
-                ctx.usage = event.usage
-                if self.savings is not None:
-                    self.savings(ctx, ctx.provider or "", ctx.model or "", event.usage)
-            yield event
+    def _tail(self, ctx: RequestContext, flight: Flight, deadline: float) -> Iterator[StreamEvent | RelayedEvent]:
+        """A live follower's stream (the leader's own items: relayed bytes stay bytes); its usage and saving
+        are known at the end."""
+        for item in flight.follow(deadline):
+            for event in item.events if isinstance(item, RelayedEvent) else (item,):
+                if isinstance(event, StreamEnd):
+                    ctx.usage = event.usage
+                    if self.savings is not None:
+                        self.savings(ctx, ctx.provider or "", ctx.model or "", event.usage)
+            yield item

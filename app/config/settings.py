@@ -269,7 +269,12 @@ class Settings:
         group=PROVIDERS)
     anthropic_version: str = setting(
         "ANTHROPIC_VERSION", "2023-06-01", _text(),
-        "`anthropic-version` header sent to Anthropic-format providers", group=PROVIDERS)
+        "`anthropic-version` header sent to Anthropic-format providers when the caller sends none",
+        group=PROVIDERS)
+    forward_openai_org_headers: bool = setting(
+        "FORWARD_OPENAI_ORG_HEADERS", False, _boolean(),
+        "pass a caller's `openai-organization` / `openai-project` headers on to OpenAI-format providers "
+        "(off: the gateway's key decides the organization and project)", group=PROVIDERS)
 
     # Server (gunicorn)
     host: str = setting("HOST", "0.0.0.0", _text(), "address the API and the metrics listen on", group=SERVER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 
 import falcon
 
@@ -79,8 +80,35 @@ class RequestContextMiddleware:
             resp.set_header("x-llm-edge-model", ctx.model)
         if ctx.requested_model is not None:
             resp.set_header("x-llm-edge-cache", ctx.cache)
+        if ctx.upstream_headers is not None and ctx.provider != "cache":
+            for name, value in passed_back(ctx.upstream_headers):
+                resp.set_header(name, value)
         if resp.stream is None or not ctx.stream:
             ctx.status = int(resp.status_code)  # a stream's status is its generator's to say
+
+
+UPSTREAM_REQUEST_ID = "x-llm-edge-upstream-request-id"
+# A provider's rate-limit headers whose names clash with none of the gateway's own (OpenAI's x-ratelimit-*
+# do: the gateway's x-ratelimit-*-requests are the caller's limit, and they win).
+_PASSED_PREFIXES = ("anthropic-ratelimit-",)
+_REQUEST_ID_HEADERS = ("request-id", "x-request-id")
+
+
+def passed_back(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The provider's response headers a caller gets: its request id (renamed) and its rate-limit state.
+
+    Tested with ``in`` (urllib3's ``HTTPHeaderDict.get`` raises and catches a KeyError for each absent
+    name), and the headers only walked when an Anthropic rate-limit header is there.
+    """
+    out: list[tuple[str, str]] = []
+    for name in _REQUEST_ID_HEADERS:
+        if name in headers:
+            out.append((UPSTREAM_REQUEST_ID, headers[name]))
+            break
+    if "anthropic-ratelimit-requests-limit" in headers or "anthropic-ratelimit-tokens-limit" in headers:
+        out.extend((name.lower(), value) for name, value in headers.items()
+                   if name.lower().startswith(_PASSED_PREFIXES))
+    return out
 
 
 _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",

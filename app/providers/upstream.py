@@ -12,7 +12,7 @@ import base64
 import functools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -20,7 +20,9 @@ import urllib3
 
 from app.config.settings import Settings
 from app.errors import BAD_RESPONSE, GatewayError, UpstreamError, UpstreamRejected
+from app.formats import relay
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEvent
+from app.formats.relay import CallerBody, ProviderErrorEvent, RelayedEvent
 from app.formats.stream import decode_sse
 from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamAbort, UpstreamHTTP
 from app.providers.routing import Target
@@ -29,6 +31,9 @@ from app.resilience.disconnects import ClientGone
 
 # Provider statuses that are the caller's to fix: passed back with the provider's message.
 _PASS_BACK = {400, 404, 409, 413, 422, 429}
+
+# Sees a provider's response headers (the request id, its rate-limit state) as soon as they are in.
+HeaderNote = Callable[[Mapping[str, str]], None]
 
 
 def without_key(err: GatewayError, target: Target) -> GatewayError:
@@ -79,12 +84,13 @@ class EventStream:
     """
 
     def __init__(self, target: Target, resp: urllib3.BaseHTTPResponse, chunks: Iterator[bytes],
-                 decoder: Any) -> None:
+                 decoder: Any, relay_dialect: str | None = None) -> None:
         self.target = target
         self._resp = resp
         self._chunks = chunks
         self._decoder = decoder
-        self._events = self._decode()
+        self._relay = relay_dialect
+        self._events = self._decode() if relay_dialect is None else self._relayed(relay_dialect)
         self._aborted = False
 
     def _decode(self) -> Iterator[StreamEvent]:
@@ -93,10 +99,34 @@ class EventStream:
         except GatewayError as err:
             raise without_key(err, self.target) from None
 
-    def __iter__(self) -> Iterator[StreamEvent]:
+    def _relayed(self, dialect: str) -> Iterator[RelayedEvent]:
+        """Relay: the provider's events as they came; its own error event goes on, then the stream ends.
+
+        An error event first of all is an attempt that failed before it started: raised, so the pipeline
+        retries or falls back as for a translated stream.
+        """
+        started = False
+        try:
+            for ev in relay.observe_stream(self._chunks, dialect):
+                started = True
+                yield ev
+        except ProviderErrorEvent as signal:
+            if not started:
+                raise without_key(signal.error, self.target) from None
+            ev = signal.event
+            key = self.target.provider.api_key
+            raw = ev.raw if not key else key_pattern(key).sub("[redacted]", ev.raw.decode("utf-8", "replace")).encode()
+            yield RelayedEvent(ev.dialect, raw, ev.events)
+            err = without_key(signal.error, self.target)
+            err.event_sent = True  # the caller has the provider's own error event: nothing more to send
+            raise err from None
+        except GatewayError as err:
+            raise without_key(err, self.target) from None
+
+    def __iter__(self) -> Iterator[Any]:
         return self
 
-    def __next__(self) -> StreamEvent:
+    def __next__(self) -> Any:
         try:
             return next(self._events)
         except GatewayError:
@@ -130,9 +160,21 @@ class UpstreamCaller:
         codec = WIRE_FORMATS[target.provider.type].codec
         return codec.build_request(req, target.model, default_max_tokens=self.settings.default_max_tokens)
 
+    def payload(self, target: Target, req: ChatRequest, source: CallerBody | None = None) -> bytes:
+        """The bytes an attempt at ``target`` sends: the caller's own (relayed) when ``target`` speaks its
+        dialect, else the translation (the 400 naming a field the target's format cannot express)."""
+        if source is not None:
+            if source.relays_to(target.provider.type):
+                return relay.upstream_body(source, target.model)
+            err = source.translation_error()
+            if err is not None:
+                raise err
+        return orjson.dumps(self.body(target, req))
+
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
-              read_timeout: float, limit: str = READ_LIMIT, body: dict[str, Any] | None = None,
-              abort: UpstreamAbort | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
+              read_timeout: float, limit: str = READ_LIMIT, body: bytes | dict[str, Any] | None = None,
+              abort: UpstreamAbort | None = None,
+              note: HeaderNote | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
         wire = WIRE_FORMATS[target.provider.type]
         if body is None:
             body = self.body(target, req)
@@ -140,9 +182,11 @@ class UpstreamCaller:
         all_headers.update(headers)
         if req.stream:
             all_headers["accept"] = "text/event-stream"
+        payload = body if isinstance(body, bytes) else orjson.dumps(body)
         resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
-                              orjson.dumps(body), read_timeout=read_timeout, deadline=deadline, limit=limit,
-                              abort=abort)
+                              payload, read_timeout=read_timeout, deadline=deadline, limit=limit, abort=abort)
+        if note is not None:
+            note(resp.headers)
         if resp.status >= 300:
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
@@ -150,15 +194,25 @@ class UpstreamCaller:
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
-                 deadline: float, body: dict[str, Any] | None = None,
-                 abort: UpstreamAbort | None = None) -> ChatResponse:
-        """One non-streamed attempt (``body``: built beforehand by ``body()``, else here).
+                 deadline: float, body: bytes | dict[str, Any] | None = None,
+                 abort: UpstreamAbort | None = None, note: HeaderNote | None = None) -> ChatResponse:
+        """One non-streamed attempt (``body``: built beforehand by ``body()`` or ``payload()``, else here).
 
         ``abort`` (any attempt): cuts the connection from another thread, until the answer is in.
+        ``note``: sees the provider's response headers as soon as they are in.
         """
+        return self.complete_raw(target, req, headers, deadline, body, abort, note)[0]
+
+    def complete_raw(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
+                     body: bytes | dict[str, Any] | None = None, abort: UpstreamAbort | None = None,
+                     note: HeaderNote | None = None) -> tuple[ChatResponse, bytes]:
+        """One non-streamed attempt: the answer read by the codec, and the provider's bytes as they came."""
         read_timeout = self.settings.upstream_read_timeout
-        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body, abort=abort)
+        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body, abort=abort, note=note)
         raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
+        return self._read_answer(target, wire, raw), raw
+
+    def _read_answer(self, target: Target, wire: Any, raw: bytes) -> ChatResponse:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -171,17 +225,22 @@ class UpstreamCaller:
             raise without_key(err, target) from None
 
     def stream(self, target: Target, req: ChatRequest, headers: dict[str, str],
-               deadline: float, body: dict[str, Any] | None = None,
-               abort: UpstreamAbort | None = None) -> EventStream:
-        """One streamed attempt; returns once the provider's response headers are in."""
+               deadline: float, body: bytes | dict[str, Any] | None = None,
+               abort: UpstreamAbort | None = None, note: HeaderNote | None = None,
+               relay_dialect: str | None = None) -> EventStream:
+        """One streamed attempt; returns once the provider's response headers are in.
+
+        ``relay_dialect``: the events come as ``RelayedEvent``s (the provider's bytes, observed) instead
+        of canonical events.
+        """
         s = self.settings
         first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
         first_byte_by = time.monotonic() + first  # headers and first chunk share it
         wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT, body=body,
-                                abort=abort)
+                                abort=abort, note=note)
         chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
-        return EventStream(target, resp, chunks, wire.codec.StreamDecoder())
+        return EventStream(target, resp, chunks, wire.codec.StreamDecoder(), relay_dialect)
 
     @staticmethod
     def _status_error(target: Target, resp: urllib3.BaseHTTPResponse, message: str) -> GatewayError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from .answers import Answer, make_answer, text_of, words
 from .openai import MODEL_PREFIXES as OPENAI_MODEL_PREFIXES
 from .validation import Dialect, Rule, check, check_unknown, check_value, nested, tname
-from .wire import ApiError, bearer, dumps, fragments, named_event, new_id, word_pieces
+from .wire import ApiError, bearer, dumps, fragments, loads, named_event, new_id, word_pieces
 
 ID_HEADER = "request-id"
 
@@ -485,7 +486,91 @@ def messages(body: dict[str, Any], stream: bool) -> dict[str, Any] | list[bytes]
     """POST /v1/messages: the JSON answer, or the stream's events."""
     validate(body)
     ans = answer(body)
+    if thinking_enabled(body):
+        check_thinking(body)
+        return thinking_events(ans, body["model"]) if stream else thinking_message(ans, body["model"])
     return events(ans, body["model"]) if stream else message(ans, body["model"])
+
+
+# ------------------------------------------------------------------------------------- extended thinking
+# With ``thinking: {"type": "enabled"}`` an answer starts with a thinking block whose signature the API
+# checks when it comes back, and a tool-use loop must hand it back: the assistant turn before the last
+# tool results must start with a thinking or redacted_thinking block
+# (https://docs.claude.com/en/docs/build-with-claude/extended-thinking).
+
+THOUGHT = "Let me think about which tool answers this."
+
+
+def signature_of(thinking: str) -> str:
+    """The emulator's signature of a thinking text (the real one is opaque; this one is checkable)."""
+    return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
+
+
+def thinking_enabled(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def check_thinking(body: dict[str, Any]) -> None:
+    """Signatures of thinking blocks handed back, and the thinking block a tool-use loop must keep."""
+    messages_ = body["messages"]
+    for i, msg in enumerate(messages_):
+        content = msg["content"]
+        if msg["role"] != "assistant" or not isinstance(content, list):
+            continue
+        for j, block in enumerate(content):
+            if block.get("type") == "thinking" and block.get("signature") != signature_of(str(block.get("thinking"))):
+                raise invalid(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+    last = messages_[-1]
+    results = isinstance(last["content"], list) and any(b.get("type") == "tool_result" for b in last["content"])
+    if last["role"] != "user" or not results or len(messages_) < 2:
+        return
+    i = len(messages_) - 2
+    content = messages_[i]["content"]
+    first = content[0].get("type") if isinstance(content, list) and content else "text"
+    if first not in ("thinking", "redacted_thinking"):
+        raise invalid(
+            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. When "
+            "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
+            "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from "
+            "previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at "
+            "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+        )
+
+
+def thinking_message(ans: Answer, model: str) -> dict[str, Any]:
+    out = message(ans, model)
+    out["content"] = [{"type": "thinking", "thinking": THOUGHT, "signature": signature_of(THOUGHT)}, *out["content"]]
+    return out
+
+
+def thinking_events(ans: Answer, model: str) -> list[bytes]:
+    """The stream of ``events`` with a thinking block first (thinking_delta, signature_delta): the answer's
+    own block moves to index 1."""
+    out: list[bytes] = []
+    for raw in events(ans, model):
+        head, _, data = raw.partition(b"\ndata: ")
+        payload = loads(data)
+        if "index" in payload:
+            payload["index"] += 1
+        out.append(named_event(head[len(b"event: "):].decode(), payload))
+        if payload["type"] == "message_start":
+            out.extend(_thinking_block())
+    return out
+
+
+def _thinking_block() -> list[bytes]:
+    def at(kind: str, **data: Any) -> bytes:
+        return named_event(kind, {"type": kind, "index": 0, **data})
+
+    return [
+        at("content_block_start", content_block={"type": "thinking", "thinking": "", "signature": ""}),
+        *(at("content_block_delta", delta={"type": "thinking_delta", "thinking": piece})
+          for piece in word_pieces(THOUGHT)),
+        at("content_block_delta", delta={"type": "signature_delta", "signature": signature_of(THOUGHT)}),
+        at("content_block_stop"),
+    ]
+
 
 
 def count_tokens(body: dict[str, Any], stream: bool) -> dict[str, Any]:

@@ -33,6 +33,9 @@ class Fault:
     usage        a normal answer whose usage reports these fields too (merged, objects key by key): e.g.
                  Anthropic's ``cache_read_input_tokens``, ``cache_creation``, ``server_tool_use``, or OpenAI's
                  ``prompt_tokens_details``; in streams on every event that carries usage
+    script       200 with this body sent verbatim, unvalidated (str or bytes): a JSON answer, or for
+                 ``stream: true`` requests an SSE body, sent event by event as split at its blank lines
+                 (``drip``, ``cut_after`` apply); replays a provider's exact bytes
     """
 
     status: int | None = None
@@ -47,6 +50,7 @@ class Fault:
     error_after: int | None = None
     hang: bool = False
     usage: dict[str, Any] | None = None
+    script: str | bytes | None = None
 
     def __post_init__(self) -> None:
         if self.garbage is True:
@@ -200,3 +204,19 @@ def garbage_data(kind: str, stream: bool) -> bytes:
             return b'{"unexpected": "shape", "n": 1}'
         return b'{"id": "garbage", "object": "unexpected", "data": [1, 2, 3]}'
     return b"this is not json {"
+
+
+def script_events(script: str | bytes) -> list[bytes]:
+    """A scripted SSE body as its events, each with its blank line, byte for byte (nothing re-encoded)."""
+    data = script.encode() if isinstance(script, str) else script
+    events: list[bytes] = []
+    start = 0
+    while True:
+        end = data.find(b"\n\n", start)
+        if end < 0:
+            break
+        events.append(data[start:end + 2])
+        start = end + 2
+    if start < len(data):
+        events.append(data[start:])
+    return events

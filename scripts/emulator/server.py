@@ -27,6 +27,7 @@ from .faults import (
     as_fault,
     garbage_data,
     reply_headers,
+    script_events,
     status_payload,
     with_usage,
 )
@@ -283,6 +284,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(int(fault.status), status_payload(fault, api), extra=extra, fault=fault)
         if fault is not None and fault.garbage:
             return self._send_garbage(str(fault.garbage), api, stream, extra, fault)
+        if fault is not None and fault.script is not None:
+            if stream:
+                return self._send_stream(script_events(fault.script), extra, fault, None)
+            script = fault.script.encode() if isinstance(fault.script, str) else fault.script
+            return self._send(200, script, extra=extra, fault=fault)
         try:
             reply = self._route(path, headers, raw, body, api, stream)
         except ApiError as err:

@@ -85,3 +85,31 @@ def test_tool_choice_forced(client, upstream):
                                  messages=[{"role": "user", "content": "hi"}])
     assert msg.stop_reason == "tool_use"
     assert upstream.requests[-1].body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_multi_turn_tool_use_with_extended_thinking(client, upstream):
+    """The assistant turn [thinking(signature), tool_use] goes back as it came: the emulator enforces
+    Anthropic's rule (a tool-use loop's assistant turn must start with a thinking block whose signature is
+    intact), which a translated history broke with a 400
+    (https://docs.claude.com/en/docs/build-with-claude/extended-thinking)."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    messages: list = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.messages.create(model="claude-opus-4-1", max_tokens=2048, thinking=thinking,
+                                   tools=[WEATHER_TOOL], messages=messages,
+                                   extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    assert [b.type for b in first.content] == ["thinking", "tool_use"] and first.content[0].signature
+    assert upstream.requests[-1].headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    call = first.content[1]
+    messages += [{"role": "assistant", "content": first.content},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
+    with client.messages.stream(model="claude-opus-4-1", max_tokens=2048, thinking=thinking, tools=[WEATHER_TOOL],
+                                messages=messages) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"] and final.content[1].text == "Tool said: sunny"
+    sent = upstream.requests[-1].body["messages"][1]["content"]
+    assert sent[0]["type"] == "thinking" and sent[0]["signature"] == first.content[0].signature
+    # What the translation used to send (the thinking block dropped) is what the API refuses:
+    broken = [messages[0], {"role": "assistant", "content": [first.content[1]]}, messages[2]]
+    with pytest.raises(anthropic.BadRequestError, match="Expected `thinking` or `redacted_thinking`"):
+        client.messages.create(model="claude-opus-4-1", max_tokens=2048, thinking=thinking, tools=[WEATHER_TOOL],
+                               messages=broken)

@@ -90,11 +90,15 @@ def test_an_answer_cached_by_one_instance_is_an_l2_hit_on_the_other(pair, upstre
     assert hit.headers["x-llm-edge-provider"] == "cache" and hit.headers["x-llm-edge-model"] == "gpt-4o-mini"
     assert orjson.loads(hit.data)["choices"] == orjson.loads(miss.data)["choices"]
     assert orjson.loads(hit.data)["usage"] == orjson.loads(miss.data)["usage"]
+    assert hit.data == miss.data  # relayed: the provider's bytes, through Redis and back
     assert upstream.count() == 1
     assert metric(second, "llm_edge_cache_hits_total", tier="l2") == hits_before + 1
 
 
-def test_openai_sdk_streamed_miss_then_streamed_hit_then_json_hit(pair, upstream):
+def test_openai_sdk_streamed_miss_then_streamed_hit_then_json_is_its_own_entry(pair, upstream):
+    """Relayed (OpenAI caller, OpenAI model): the stream's bytes are the entry, replayed as they came; a JSON
+    request is another entry (docs/cache.md: stream is in a relayed request's key), then a hit on the other
+    instance (L2)."""
     first, second = pair
     client = sdk(first)
     text = unique("one two three")
@@ -111,14 +115,18 @@ def test_openai_sdk_streamed_miss_then_streamed_hit_then_json_hit(pair, upstream
     assert state == "miss" and content == f"Echo: {text}" and usage.completion_tokens == 5
     state, again, hit_usage = streamed()
     assert state in ("hit-l1", "hit-l2") and again == content and hit_usage == usage
-    raw = sdk(second).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": text}])
-    completion = raw.parse()
-    assert raw.headers["x-llm-edge-cache"] in ("hit-l1", "hit-l2")
-    assert completion.choices[0].message.content == content and completion.choices[0].finish_reason == "stop"
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (
-        usage.prompt_tokens, usage.completion_tokens)
-    assert upstream.count() == 1
+
+    def as_json(gw) -> tuple[str, object]:
+        raw = sdk(gw).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": text}])
+        return raw.headers["x-llm-edge-cache"], raw.parse()
+
+    state, completion = as_json(first)
+    assert state == "miss" and completion.choices[0].message.content == content
+    state, hit = as_json(second)
+    assert state == "hit-l2" and hit.id == completion.id and hit.choices[0].finish_reason == "stop"
+    assert (hit.usage.prompt_tokens, hit.usage.completion_tokens) == (usage.prompt_tokens, usage.completion_tokens)
+    assert upstream.count() == 2
 
 
 def test_an_entry_expires_after_its_ttl_in_both_tiers(pair, upstream, shared_redis):

@@ -85,12 +85,13 @@ def test_an_unreadable_key_file_stops_start_up_with_one_line(emulator, tmp_path)
 
 
 def test_nothing_a_client_sends_chooses_the_upstream_host_or_headers(gw, upstream):
+    # anthropic-beta and anthropic-version are the caller's to choose (docs/api.md, "Relay and translation"):
+    # tests/integration/test_relay.py checks they go on; openai-organization/-project only when allowed.
     trap = Trap()
     try:
         steering = {"host": trap.url[7:], "x-forwarded-host": trap.url[7:], "x-forwarded-proto": "http",
                     "x-upstream-url": trap.url, "x-base-url": trap.url, "openai-organization": "org-evil",
-                    "openai-project": "proj-evil", "anthropic-version": "1999-01-01", "anthropic-beta": "evil",
-                    "cookie": "session=evil", "x-api-key": "sk-client-chosen",
+                    "openai-project": "proj-evil", "cookie": "session=evil", "x-api-key": "sk-client-chosen",
                     "authorization": "Bearer sk-client-chosen",
                     "proxy-authorization": "Basic evil", "x-llm-edge-upstream": trap.url}
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
@@ -107,7 +108,7 @@ def test_nothing_a_client_sends_chooses_the_upstream_host_or_headers(gw, upstrea
         for sent in upstream.requests:
             names = {k.lower() for k in sent.headers}
             assert not names & {"x-forwarded-host", "x-upstream-url", "x-base-url", "openai-organization",
-                                "openai-project", "anthropic-beta", "cookie", "proxy-authorization",
+                                "openai-project", "cookie", "proxy-authorization",
                                 "x-llm-edge-upstream"}
             assert "sk-client-chosen" not in json.dumps(sent.headers) and "evil" not in json.dumps(sent.headers)
             assert sent.headers.get("anthropic-version", "2023-06-01") == "2023-06-01"

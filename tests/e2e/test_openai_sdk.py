@@ -136,3 +136,28 @@ def test_stop_and_max_tokens_map_to_finish_reasons(client, upstream):
 def test_models_list(client):
     ids = {m.id for m in client.models.list()}
     assert {"gpt-4o-mini", "claude-3-5-haiku-latest", "fast"} <= ids
+
+
+def test_relayed_fields_reach_the_sdk_json_and_streamed(client, upstream):
+    """logprobs, system_fingerprint, service_tier, annotations and usage.completion_tokens_details pass
+    through the relay (payloads: tests/support/provider_payloads.py, after
+    https://platform.openai.com/docs/api-reference/chat/object)."""
+    from tests.conftest import Fault
+    from tests.support import provider_payloads as pp
+
+    upstream.push_faults(Fault(script=pp.OPENAI_JSON))
+    done = client.chat.completions.create(model="gpt-4o-mini", logprobs=True, top_logprobs=2,
+                                          messages=[{"role": "developer", "content": "Be kind."},
+                                                    {"role": "user", "content": "Hello relay"}])
+    assert done.system_fingerprint == "fp_3b5d4b7a26" and done.service_tier == "default"
+    assert done.choices[0].logprobs.content[0].top_logprobs[1].token == "Hi"
+    assert done.choices[0].message.annotations[0].url_citation.url == "https://example.com/"
+    assert done.usage.completion_tokens_details.reasoning_tokens == 0
+    assert upstream.requests[-1].body["messages"][0]["role"] == "developer"
+    upstream.push_faults(Fault(script=pp.openai_stream(True)))
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", logprobs=True, stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": "Hello relay stream"}]))
+    assert chunks[1].choices[0].logprobs.content[0].token == "Hello"
+    assert chunks[1].system_fingerprint == "fp_44709d6fcb"
+    assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == 0

@@ -42,36 +42,44 @@ def answer_text(result) -> str:
     return result.json["choices"][0]["message"]["content"]
 
 
-def test_one_answer_serves_both_dialects_as_json_and_as_sse(client, upstream):
-    first = client.simulate_post(CHAT, json=ask("capital of France"))
+def test_a_translated_answer_serves_both_dialects_as_json_and_as_sse(client, upstream):
+    """An Anthropic caller asking an OpenAI model is translated: its entry is the canonical answer, rendered
+    for whoever finds its key (here the same caller as JSON and as SSE)."""
+    first = client.simulate_post(MESSAGES, json=ask("capital of France"))
     assert first.headers["x-llm-edge-cache"] == "miss" and first.headers["x-llm-edge-provider"] == "openai"
     usage = first.json["usage"]
-
-    anthropic = client.simulate_post(MESSAGES, json=ask("capital of France"))
-    assert anthropic.status_code == 200 and anthropic.headers["x-llm-edge-cache"] == "hit-l1"
-    assert anthropic.headers["x-llm-edge-provider"] == "cache"
-    assert anthropic.headers["x-llm-edge-model"] == "gpt-4o-mini"
-    assert anthropic.json["content"][0]["text"] == "Echo: capital of France"
-    assert anthropic.json["usage"]["input_tokens"] == usage["prompt_tokens"]
-    assert anthropic.json["usage"]["output_tokens"] == usage["completion_tokens"]
-
-    stream = client.simulate_post(CHAT, json=ask("capital of France", stream=True,
-                                                 stream_options={"include_usage": True}))
-    assert stream.headers["x-llm-edge-cache"] == "hit-l1" and stream.text.endswith("data: [DONE]\n\n")
-    assert answer_text(stream) == "Echo: capital of France"
-    assert sse_data(stream.text)[-1]["usage"]["prompt_tokens"] == usage["prompt_tokens"]
-
+    again = client.simulate_post(MESSAGES, json=ask("capital of France"))
+    assert again.status_code == 200 and again.headers["x-llm-edge-cache"] == "hit-l1"
+    assert again.headers["x-llm-edge-provider"] == "cache" and again.headers["x-llm-edge-model"] == "gpt-4o-mini"
+    assert again.json["content"][0]["text"] == "Echo: capital of France"
+    assert again.json["usage"]["input_tokens"] == usage["input_tokens"]
     named = client.simulate_post(MESSAGES, json=ask("capital of France", stream=True))
     assert named.headers["x-llm-edge-cache"] == "hit-l1" and "event: message_stop" in named.text
     assert upstream.count() == 1
 
 
+def test_a_relayed_answer_replays_byte_identical_to_its_own_dialect_only(client, upstream):
+    """Relayed (OpenAI caller, OpenAI model): keyed by the body, so the other dialect and the other delivery
+    (stream or not) are misses; the same request replays the provider's bytes exactly."""
+    first = client.simulate_post(CHAT, json=ask("capital of Spain"))
+    assert first.headers["x-llm-edge-cache"] == "miss"
+    hit = client.simulate_post(CHAT, json=ask("capital of Spain"))
+    assert hit.headers["x-llm-edge-cache"] == "hit-l1" and hit.content == first.content
+    assert client.simulate_post(MESSAGES, json=ask("capital of Spain")).headers["x-llm-edge-cache"] == "miss"
+    body = ask("capital of Spain", stream=True, stream_options={"include_usage": True})
+    live = client.simulate_post(CHAT, json=body)
+    assert live.headers["x-llm-edge-cache"] == "miss" and live.text.endswith("data: [DONE]\n\n")
+    replay = client.simulate_post(CHAT, json=body)
+    assert replay.headers["x-llm-edge-cache"] == "hit-l1" and replay.content == live.content
+    assert sse_data(replay.text)[-1]["usage"]["prompt_tokens"] == first.json["usage"]["prompt_tokens"]
+    assert upstream.count() == 3
+
+
 def test_a_streamed_miss_is_stored_once_complete(client, upstream):
     body = ask("stream me", stream=True)
     assert client.simulate_post(CHAT, json=body).headers["x-llm-edge-cache"] == "miss"
-    again = client.simulate_post(CHAT, json={**body, "stream": False})
-    assert again.headers["x-llm-edge-cache"] == "hit-l1" and again.json["choices"][0]["message"]["content"] == (
-        "Echo: stream me")
+    again = client.simulate_post(CHAT, json=body)
+    assert again.headers["x-llm-edge-cache"] == "hit-l1" and answer_text(again) == "Echo: stream me"
     assert upstream.count() == 1
 
 
@@ -110,8 +118,10 @@ def test_a_request_that_changes_the_meaning_is_a_miss(client, upstream):
     for variant in (ask("same words", temperature=0.5), ask("same words", max_tokens=51),
                     ask("same words", model="gpt-4o"), ask("same words", seed=7)):
         assert client.simulate_post(CHAT, json=variant).headers["x-llm-edge-cache"] == "miss"
-    for same in (ask("same words", user="someone", metadata={"a": "b"}), ask("same words", stream=True)):
+    for same in (ask("same words", user="someone", metadata={"a": "b"}),):
         assert client.simulate_post(CHAT, json=same).headers["x-llm-edge-cache"] == "hit-l1"
+    # Relayed: every field counts, even one the gateway does not know.
+    assert client.simulate_post(CHAT, json=ask("same words", x_unknown=1)).headers["x-llm-edge-cache"] == "miss"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])

@@ -4,6 +4,13 @@ The resource reads and parses the body with the caller's codec (a body it
 has parsed before comes from its ``ParseMemo``), hands the
 canonical request to the pipeline, and renders what comes back in the
 caller's dialect: JSON, or SSE through ``resp.stream`` (a generator).
+
+The body as it came goes along too (``CallerBody``): targets that speak the
+caller's dialect get it relayed (``app/formats/relay.py``), and their answer
+comes back as the provider's bytes, written as they are. A body the canonical
+model cannot hold (a text-source document block, a ``search_result`` block,
+``n: 2``) is still relayed; only a translated target refuses it, with the
+codec's 400.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from app.errors import (
     UnsupportedMediaType,
     UpstreamError,
 )
-from app.formats.canonical import TextDelta, ToolUseStart
+from app.formats import relay
+from app.formats.canonical import ChatRequest, TextDelta, ToolUseStart
+from app.formats.common import opt_int
+from app.formats.relay import CallerBody, RelayedEvent
 from app.http.draining import DrainState
-from app.http.resources.parse_memo import ParseMemo
+from app.http.resources.parse_memo import ParsedBody, ParseMemo
 from app.pipeline import CLIENT_GONE, Outcome, Pipeline
 from app.resilience.disconnects import ClientGone, DisconnectWatcher
 
@@ -101,15 +111,60 @@ def _discard(stream: Any, length: int) -> None:
         return
 
 
+# The caller's headers that go on to providers of each wire format (WSGI environ name, header name).
+_ANTHROPIC_HEADERS = (("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_ANTHROPIC_VERSION", "anthropic-version"))
+_OPENAI_ORG_HEADERS = (("HTTP_OPENAI_ORGANIZATION", "openai-organization"), ("HTTP_OPENAI_PROJECT", "openai-project"))
+
+
+def forwarded_headers(env: dict[str, Any], openai_org: bool) -> dict[str, dict[str, str]] | None:
+    """The caller's headers each wire format gets: ``anthropic-beta`` and ``anthropic-version`` to
+    Anthropic-format targets; ``openai-organization`` / ``openai-project`` to OpenAI-format ones only when
+    ``FORWARD_OPENAI_ORG_HEADERS`` allows. Never a key, never a hop-by-hop header."""
+    if "HTTP_ANTHROPIC_BETA" not in env and "HTTP_ANTHROPIC_VERSION" not in env and not openai_org:
+        return None  # most requests: nothing to look for
+    out: dict[str, dict[str, str]] = {}
+    for wire, names in (("anthropic", _ANTHROPIC_HEADERS), ("openai", _OPENAI_ORG_HEADERS if openai_org else ())):
+        found = {name: env[key] for key, name in names if env.get(key)}
+        if found:
+            out[wire] = found
+    return out or None
+
+
+def stand_in(body: dict[str, Any], dialect: str) -> ChatRequest:
+    """What the pipeline reads of a body only a relay can carry: model, delivery, the output allowance."""
+    stream = body.get("stream") is True
+    limit = opt_int(body, "max_completion_tokens", "max_completion_tokens") or opt_int(body, "max_tokens",
+                                                                                        "max_tokens")
+    options = body.get("stream_options")
+    usage = dialect == "openai" and stream and isinstance(options, dict) and options.get("include_usage") is True
+    return ChatRequest(model=body["model"], messages=(), max_tokens=limit, stream=stream, include_usage=usage,
+                       source_format=dialect)  # type: ignore[arg-type]
+
+
 class ChatResource:
     def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
-                 watcher: DisconnectWatcher | None = None, draining: DrainState | None = None) -> None:
+                 watcher: DisconnectWatcher | None = None, draining: DrainState | None = None, *,
+                 forward_openai_org: bool = False) -> None:
         self.codec = codec
+        self.dialect: str = codec.FORMAT
         self.draining = draining or DrainState()
         self.pipeline = pipeline
         self.max_request_bytes = max_request_bytes
         self.watcher = watcher or DisconnectWatcher()
-        self.memo = ParseMemo(lambda raw: codec.parse_request(json_object(raw)))
+        self.forward_openai_org = forward_openai_org
+        self.memo = ParseMemo(self._parse)
+
+    def _parse(self, raw: bytes) -> ParsedBody:
+        """The canonical request and the body as it came; a body only a relay can carry keeps the codec's 400."""
+        body = json_object(raw)
+        try:
+            return ParsedBody(self.codec.parse_request(body), source=CallerBody(self.dialect, body, raw))
+        except InvalidRequest as err:
+            try:
+                relay.check_body(body, self.dialect)
+            except InvalidRequest:
+                raise err from None  # wrong for a relay too: the codec's own words
+            return ParsedBody(stand_in(body, self.dialect), source=CallerBody(self.dialect, body, raw, err))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx: RequestContext = req.context.gw
@@ -117,25 +172,40 @@ class ChatResource:
         ctx.parsed = parsed
         creq = parsed.request
         ctx.stream = creq.stream
+        ctx.forward = forwarded_headers(req.env, self.forward_openai_org)
         control = CacheControl.from_headers(req.env.get("HTTP_CACHE_CONTROL"), req.env.get(TTL_ENVIRON))
         try:
-            outcome = self.pipeline.run(ctx, creq, control, req.env.get("gunicorn.socket"))
+            outcome = self.pipeline.run(ctx, creq, control, req.env.get("gunicorn.socket"), parsed.source)
         except ClientGone:  # hung up while the provider was awaited: nothing to answer (finish records it)
             resp.status = ctx.status = CLIENT_GONE_STATUS
             ctx.error_type = CLIENT_GONE
             return
         if outcome.response is not None:
             resp.content_type = "application/json"
-            resp.data = orjson.dumps(self.codec.render_response(outcome.response))
+            if outcome.raw is not None:  # relayed: the provider's bytes as they came
+                resp.data = outcome.raw
+            else:
+                resp.data = orjson.dumps(self.codec.render_response(outcome.response))
             return
         resp.content_type = "text/event-stream"
         resp.set_header("cache-control", "no-cache")
         resp.set_header("x-accel-buffering", "no")
         resp.stream = self._sse(ctx, outcome, self.codec.StreamEncoder(include_usage=creq.include_usage),
-                                req.env.get("gunicorn.socket"))
+                                req.env.get("gunicorn.socket"),
+                                strip_usage=self.dialect == "openai" and not creq.include_usage)
         ctx.streaming = True  # until the generator hands out the stream's end; the request's finish reads it
 
-    def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any, client: Any) -> Iterator[bytes]:
+    def _relayed(self, ctx: RequestContext, item: RelayedEvent, encoder: Any, strip_usage: bool) -> bytes:
+        """A relayed event: its bytes for a caller of its dialect (less the usage the gateway added),
+        else its canonical events in the caller's format."""
+        if ctx.first_token_at is None and any(isinstance(ev, (TextDelta, ToolUseStart)) for ev in item.events):
+            ctx.first_token_at = time.monotonic()
+        if item.dialect == self.dialect:
+            return relay.strip_added_usage(item.raw) if strip_usage and item.raw else item.raw
+        return b"".join(encoder.encode(ev) for ev in item.events)
+
+    def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any, client: Any,
+             strip_usage: bool = False) -> Iterator[bytes]:
         """The caller's SSE, translated event by event; a late failure ends it with an error event.
 
         While it runs, the client's socket is watched: a client that hangs up
@@ -159,6 +229,11 @@ class ChatResource:
             for ev in outcome.events:
                 if cut.is_set():  # a stream abort() cannot stop (a replay, a coalesced follower)
                     raise ClientGone()
+                if isinstance(ev, RelayedEvent):
+                    chunk = self._relayed(ctx, ev, encoder, strip_usage)
+                    if chunk:
+                        yield chunk
+                    continue
                 if ctx.first_token_at is None and isinstance(ev, (TextDelta, ToolUseStart)):
                     ctx.first_token_at = time.monotonic()
                 chunk = encoder.encode(ev)
@@ -175,7 +250,8 @@ class ChatResource:
             # else: still streaming, the client left: the finish records a disconnect
         except GatewayError as err:
             ctx.status, ctx.error_type = err.status, err.code
-            yield encoder.error(err)
+            if not getattr(err, "event_sent", False):  # a relay passed the provider's own error event on
+                yield encoder.error(err)
             ctx.streaming = False
         except Exception:
             log.exception("stream failed", extra={"fields": {"request_id": ctx.request_id}})

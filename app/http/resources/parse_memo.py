@@ -25,6 +25,7 @@ from lru import LRU
 
 from app.cache.l1 import L1Cache
 from app.formats.canonical import ChatRequest
+from app.formats.relay import CallerBody
 
 # Per resource and worker. A parsed request takes a few times its body's bytes of memory.
 MEMO_ENTRIES = 1024
@@ -40,6 +41,7 @@ CacheKeyId = tuple[str, str, str]  # scope, provider, upstream model
 class ParsedBody:
     request: ChatRequest
     cache_keys: dict[CacheKeyId, str] = field(default_factory=dict)
+    source: CallerBody | None = None  # the body as it came, for targets that relay it
 
     def cache_key(self, scope: str, provider: str, model: str, derive: Callable[[], str]) -> str:
         """The cache key for this body's request in ``scope`` for a target, derived once."""
@@ -53,7 +55,7 @@ class ParsedBody:
 
 
 class ParseMemo:
-    def __init__(self, parse: Callable[[bytes], ChatRequest], *, max_entries: int = MEMO_ENTRIES,
+    def __init__(self, parse: Callable[[bytes], ChatRequest | ParsedBody], *, max_entries: int = MEMO_ENTRIES,
                  max_bytes: int = MEMO_BYTES) -> None:
         self._parse = parse
         self._memo: L1Cache[ParsedBody] = L1Cache(max_entries, max_bytes, ttl=float("inf"))
@@ -64,7 +66,8 @@ class ParseMemo:
         parsed = self._memo.get(raw)
         if parsed is not None:
             return parsed
-        parsed = ParsedBody(self._parse(raw))
+        result = self._parse(raw)
+        parsed = result if isinstance(result, ParsedBody) else ParsedBody(result)
         if self._memo.enabled:
             digest = hash(raw)
             if digest in self._seen:
