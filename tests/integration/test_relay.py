@@ -228,11 +228,12 @@ def test_relay_still_refuses_what_the_gateway_needs_valid(uncached, upstream):
 
 
 def test_a_body_only_a_relay_can_carry_is_the_translated_targets_400(uncached, upstream):
-    """A document block relays to Anthropic; to an OpenAI model the codec's 400 names it, as before."""
+    """A text-source document block relays to Anthropic; to an OpenAI model the codec's 400 names its source
+    (only base64 PDFs translate)."""
     doc = {"role": "user", "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain",
                                                                          "data": "d"}}]}
     r = uncached.simulate_post(MESSAGES, json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [doc]})
-    assert r.status_code == 400 and "messages[0].content[0].type" in r.json["error"]["message"]
+    assert r.status_code == 400 and "messages[0].content[0].source.type" in r.json["error"]["message"]
     assert upstream.count() == 0
 
 
