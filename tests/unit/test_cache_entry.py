@@ -1,4 +1,5 @@
-"""Stored answers: byte round trip (small and compressed), and garbage read as a miss."""
+"""Stored answers: byte round trip (small and compressed), relayed bytes with full usage and thinking,
+entries of the earlier layouts still read, and garbage read as a miss."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.cache.entry import COMPRESS_MIN_BYTES, CachedAnswer, decode, encode
-from app.formats.canonical import ChatResponse, TextBlock, ToolUseBlock, Usage
+from app.cache.entry import COMPRESS_MIN_BYTES, CachedAnswer, Relayed, decode, encode
+from app.formats.canonical import ChatResponse, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock, Usage
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
@@ -50,7 +51,34 @@ def test_large_answers_are_compressed_and_small_ones_are_not():
     assert decode(big_data)[0] == big
 
 
+FULL_USAGE = Usage(3550, 300, cache_read_tokens=2000, cache_write_tokens=1500, cache_write_1h_tokens=500,
+                   reasoning_tokens=120, web_search_requests=2, web_fetch_requests=1)
+THOUGHTFUL = ChatResponse("msg_1", "claude", (ThinkingBlock("hmm", "sig=="), RedactedThinkingBlock("opaque"),
+                                              TextBlock("4")), "end_turn", usage=FULL_USAGE, created=7)
+
+
+@pytest.mark.parametrize("raw", [b"", b'{"id": "msg_1"}', b"event: ping\ndata: {}\n\n" * 200])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_relayed_entry_keeps_full_usage_thinking_and_the_providers_bytes(raw, stream):
+    answer = CachedAnswer(THOUGHTFUL, "anthropic", "claude", Relayed("anthropic", stream, raw))
+    assert decode(encode(answer)[0])[0] == answer
+
+
+@pytest.mark.parametrize("relayed", [False, True])
+def test_entries_of_the_earlier_layouts_still_read(relayed):
+    """Written before usage held every count: three counts (input, output, cache reads), text and tool use;
+    a relayed one with its dialect, delivery, newline and bytes."""
+    head = b'["openai","gpt","id","gpt",5,"stop",null,[12,3,2],[["t","hi"],["u","c1","f",{"a":1}]]'
+    data = b"j" + head + (b',"openai",false]\n{"raw":1}' if relayed else b"]")
+    answer, _ = decode(data)
+    assert answer.response.usage == Usage(12, 3, cache_read_tokens=2)
+    assert answer.response.content == (TextBlock("hi"), ToolUseBlock("c1", "f", {"a": 1}))
+    assert answer.relayed == (Relayed("openai", False, b'{"raw":1}') if relayed else None)
+
+
 @pytest.mark.parametrize("data", [b"", b"x{}", b"j", b"j[1,2]", b"jnot json", b"z" + b"garbage",
-                                  b"z" + zlib.compress(b"[1]"), b'j["p","m","id","m",0,null,null,[1],[]]'])
+                                  b"z" + zlib.compress(b"[1]"), b'j["p","m","id","m",0,null,null,[1],[]]',
+                                  b'j["p","m","id","m",0,null,null,[1,2,3],[]]\nraw',
+                                  b'j["p","m","id","m",0,null,null,[1,2,3,4,5,6,7,8,9],[]]'])
 def test_bytes_that_are_not_an_entry_are_a_miss(data):
     assert decode(data) is None
