@@ -43,7 +43,7 @@ from app.pipeline import BudgetHolds, Pipeline
 from app.providers.count_tokens import TokenCountRelay
 from app.providers.http import UpstreamHTTP
 from app.providers.routing import Router
-from app.providers.upstream import UpstreamCaller
+from app.providers.upstream import UpstreamCaller, register_keys
 from app.resilience.breaker import BreakerPolicy, Breakers
 from app.resilience.disconnects import DisconnectWatcher
 from app.resilience.redis_guard import RedisGuard, make_redis
@@ -103,6 +103,7 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     environ = load_environ() if environ is None else environ
     settings = Settings.from_env(environ) if settings is None else settings
     router = Router.from_settings(settings, environ)
+    register_keys(p.api_key for p in router.providers.values())  # scrubbed from every provider error
     http = UpstreamHTTP(connect_timeout=settings.upstream_connect_timeout,
                         pool_maxsize=max(10, settings.gunicorn_threads))
     redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache, limiter and spend

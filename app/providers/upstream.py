@@ -12,7 +12,7 @@ import base64
 import functools
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -36,18 +36,34 @@ _PASS_BACK = {400, 404, 409, 413, 422, 429}
 HeaderNote = Callable[[Mapping[str, str]], None]
 
 
+# Every provider key of this process (``register_keys``, from create_gateway): a provider may quote any text
+# it was given, a key of another provider included (a fallback's request, a shared proxy), so each error
+# is scrubbed of all of them, not only its own target's.
+_KEYS: set[str] = set()
+
+
+def register_keys(keys: Iterable[str | None]) -> None:
+    """The provider keys that no error text may carry on to a caller or a log."""
+    _KEYS.update(k for k in keys if k)
+
+
+def redact(text: str, target: Target) -> str:
+    """``text`` with the target's key and every registered provider key masked (any case, base64 forms)."""
+    for key in {target.provider.api_key, *_KEYS} - {None, ""}:
+        text = key_pattern(key).sub("[redacted]", text)  # type: ignore[arg-type]
+    return text
+
+
 def without_key(err: GatewayError, target: Target) -> GatewayError:
     """Providers may quote the key they were sent in an error; it never travels on to a caller or a log.
 
     Any case (``SK-ABC...``) and base64 forms (as in a ``Basic`` header a provider echoes) are
-    masked too, not only the verbatim key.
+    masked too, not only the verbatim key; so are the other providers' keys.
     """
-    key = target.provider.api_key
-    if key:
-        masked = key_pattern(key).sub("[redacted]", err.message)
-        if masked != err.message:
-            err.message = masked
-            err.args = (masked,)
+    masked = redact(err.message, target)
+    if masked != err.message:
+        err.message = masked
+        err.args = (masked,)
     return err
 
 
@@ -114,9 +130,7 @@ class EventStream:
             if not started:
                 raise without_key(signal.error, self.target) from None
             ev = signal.event
-            key = self.target.provider.api_key
-            raw = ev.raw if not key else key_pattern(key).sub("[redacted]", ev.raw.decode("utf-8", "replace")).encode()
-            yield RelayedEvent(ev.dialect, raw, ev.events)
+            yield RelayedEvent(ev.dialect, redact(ev.raw.decode("utf-8", "replace"), self.target).encode(), ev.events)
             err = without_key(signal.error, self.target)
             err.event_sent = True  # the caller has the provider's own error event: nothing more to send
             raise err from None

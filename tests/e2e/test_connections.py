@@ -243,12 +243,11 @@ def test_streams_cut_by_the_drain_deadline_end_with_an_error_the_sdks_raise(star
     errors: dict[str, BaseException | None] = {}
     started = threading.Barrier(5)
 
-    def openai_stream(name: str) -> None:
-        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=30)
+    def consume(name: str, events) -> None:  # type: ignore[no-untyped-def]
+        """Read a stream through its SDK, holding it open after the first event; keep what it raised."""
         try:
             first = True
-            for _ in client.chat.completions.create(model="gpt-4o-mini", stream=True,
-                                                   messages=[{"role": "user", "content": words}]):
+            for _ in events():
                 if first:
                     first = False
                     started.wait(20)
@@ -256,18 +255,16 @@ def test_streams_cut_by_the_drain_deadline_end_with_an_error_the_sdks_raise(star
         except BaseException as exc:
             errors[name] = exc
 
+    def openai_stream(name: str) -> None:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0, timeout=30)
+        consume(name, lambda: client.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": words}]))
+
     def anthropic_stream(name: str) -> None:
         client = anthropic.Anthropic(base_url=gw.url, api_key="k", max_retries=0, timeout=30)
-        try:
-            first = True
-            for _ in client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=200, stream=True,
-                                            messages=[{"role": "user", "content": words}]):
-                if first:
-                    first = False
-                    started.wait(20)
-            errors[name] = None
-        except BaseException as exc:
-            errors[name] = exc
+        consume(name, lambda: client.messages.create(
+            model="claude-3-5-haiku-20241022", max_tokens=200, stream=True,
+            messages=[{"role": "user", "content": words}]))
 
     threads = [threading.Thread(target=openai_stream, args=(f"openai-{i}",)) for i in range(2)]
     threads += [threading.Thread(target=anthropic_stream, args=(f"anthropic-{i}",)) for i in range(2)]

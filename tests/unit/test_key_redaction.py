@@ -33,3 +33,16 @@ def test_the_key_is_redacted_in_any_case_and_in_base64(quoted):
 def test_other_text_is_left_alone():
     err = without_key(UpstreamError("Provider local: model overloaded"), TARGET)
     assert err.message == "Provider local: model overloaded"
+
+
+def test_another_providers_key_quoted_back_is_redacted_too(monkeypatch):
+    """A provider may echo any text it was given (a fallback's request, a shared proxy): every provider key the
+    gateway holds is masked in every provider's errors, not only the target's own."""
+    from app.providers import upstream
+
+    other = "an0therProviderSecret9876543210fedcba"
+    monkeypatch.setattr(upstream, "_KEYS", set())
+    upstream.register_keys([other, None, ""])
+    err = without_key(UpstreamError(f"Provider local: bad key {other} and {KEY.upper()} here"), TARGET)
+    assert other not in err.message and KEY.upper() not in err.message
+    assert err.message.count("[redacted]") == 2
