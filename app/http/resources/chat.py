@@ -111,8 +111,9 @@ def _discard(stream: Any, length: int) -> None:
         return
 
 
-# The caller's headers that go on to providers of each wire format (WSGI environ name, header name).
-_ANTHROPIC_HEADERS = (("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_ANTHROPIC_VERSION", "anthropic-version"))
+# The caller's headers that go on to providers of each wire format (WSGI environ name, header name);
+# ANTHROPIC_HEADERS serves /v1/messages/count_tokens too.
+ANTHROPIC_HEADERS = (("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_ANTHROPIC_VERSION", "anthropic-version"))
 _OPENAI_ORG_HEADERS = (("HTTP_OPENAI_ORGANIZATION", "openai-organization"), ("HTTP_OPENAI_PROJECT", "openai-project"))
 
 
@@ -123,7 +124,7 @@ def forwarded_headers(env: dict[str, Any], openai_org: bool) -> dict[str, dict[s
     if "HTTP_ANTHROPIC_BETA" not in env and "HTTP_ANTHROPIC_VERSION" not in env and not openai_org:
         return None  # most requests: nothing to look for
     out: dict[str, dict[str, str]] = {}
-    for wire, names in (("anthropic", _ANTHROPIC_HEADERS), ("openai", _OPENAI_ORG_HEADERS if openai_org else ())):
+    for wire, names in (("anthropic", ANTHROPIC_HEADERS), ("openai", _OPENAI_ORG_HEADERS if openai_org else ())):
         found = {name: env[key] for key, name in names if env.get(key)}
         if found:
             out[wire] = found

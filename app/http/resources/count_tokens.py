@@ -45,7 +45,7 @@ from app.formats import anthropic as anthropic_codec
 from app.formats.canonical import ChatRequest
 from app.formats.common import as_list, as_model, required
 from app.formats.token_estimate import estimate_input_tokens
-from app.http.resources.chat import json_object, read_body
+from app.http.resources.chat import ANTHROPIC_HEADERS, json_object, read_body
 from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import attempt_target, observe_attempt
@@ -59,8 +59,6 @@ COUNT_HEADER = "x-llm-edge-token-count"
 EXACT, ESTIMATE = "exact", "estimate"
 ESTIMATED_BY = "gateway"  # x-llm-edge-provider (and the metrics' provider label) of an estimate
 
-# Caller headers that go to the provider: (WSGI environ key, header name).
-_FORWARDED = (("HTTP_ANTHROPIC_VERSION", "anthropic-version"), ("HTTP_ANTHROPIC_BETA", "anthropic-beta"))
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,1024}")  # visible ASCII and spaces, as these headers hold
 _BETA_QUERY = re.compile(r"(?:^|&)beta=true(?:&|$)")  # the SDKs' beta calls add ?beta=true
 
@@ -150,7 +148,7 @@ def _parsed(body: dict[str, Any]) -> ChatRequest:
 def _forwarded(env: dict[str, Any]) -> dict[str, str]:
     """The caller's ``anthropic-version`` and ``anthropic-beta``, checked (a 400 names a malformed one)."""
     out = {}
-    for key, name in _FORWARDED:
+    for key, name in ANTHROPIC_HEADERS:
         value = env.get(key)
         if value is None:
             continue
