@@ -60,10 +60,8 @@ from app.providers.http import UpstreamAbort
 from app.providers.routing import Router, Target
 from app.providers.upstream import UpstreamCaller, deadline_from
 from app.resilience.breaker import BreakerPolicy, Breakers, CircuitBreaker, Permit
-from app.resilience.disconnects import ClientGone, DisconnectWatcher
+from app.resilience.disconnects import CLIENT_GONE, ClientGone, DisconnectWatcher
 from app.resilience.retry import RetryPolicy
-
-CLIENT_GONE = "client_disconnected"  # the error of an attempt cut because its client hung up
 
 
 def observe_attempt(target: Target, started: float) -> None:

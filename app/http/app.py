@@ -46,6 +46,7 @@ import falcon
 from app.context import RequestContext, Step, run_steps
 from app.observability import metrics
 from app.observability.access import request_finished
+from app.resilience.disconnects import CLIENT_GONE, CLIENT_GONE_STATUS
 
 EXCHANGE_ENVIRON = "llm_edge.exchange"  # the request's Exchange, in the WSGI environ
 
@@ -83,8 +84,8 @@ class Exchange:
         if ctx is not None:
             if ctx.streaming:  # the stream's end never went out: the client hung up
                 ctx.streaming = False
-                ctx.status, ctx.error_type = 499, "client_disconnected"
-            if ctx.status == 499:  # that, or gone before the answer was in (the resource said so)
+                ctx.status, ctx.error_type = CLIENT_GONE_STATUS, CLIENT_GONE
+            if ctx.status == CLIENT_GONE_STATUS:  # that, or gone before the answer was in (the resource said so)
                 metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
         run_steps(self.steps)
         if ctx is not None:

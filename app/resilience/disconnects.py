@@ -32,6 +32,12 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _GONE, _DATA, _NOTHING = "gone", "data", "nothing"
 
 
+# How a request whose client hung up is recorded: the status (nginx's "client closed request") and the
+# error label of the access line, the request metrics and a cut attempt's span.
+CLIENT_GONE_STATUS = 499
+CLIENT_GONE = "client_disconnected"
+
+
 class ClientGone(Exception):
     """The client hung up mid-stream; not an upstream failure, nothing to answer."""
 

@@ -41,12 +41,11 @@ from app.formats.common import opt_int
 from app.formats.relay import CallerBody, RelayedEvent
 from app.http.draining import DrainState
 from app.http.resources.parse_memo import ParsedBody, ParseMemo
-from app.pipeline import CLIENT_GONE, Outcome, Pipeline
-from app.resilience.disconnects import ClientGone, DisconnectWatcher
+from app.pipeline import Outcome, Pipeline
+from app.resilience.disconnects import CLIENT_GONE, CLIENT_GONE_STATUS, ClientGone, DisconnectWatcher
 
 log = logging.getLogger("llm_edge.chat")
 
-CLIENT_GONE_STATUS = 499  # nginx's "client closed request"
 
 
 def read_body(req: falcon.Request, max_bytes: int) -> bytes:
