@@ -32,6 +32,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from app.config.redis_url import parse_redis_url
 from app.config.trusted_proxies import Network, parse_allow_list
 from app.errors import CONNECT_FAILURE, RESET, RETRYABLE_WORDS
 
@@ -157,6 +158,14 @@ def _url(*schemes: str) -> Kind:
             raise ValueError
         return raw.rstrip("/")
     return Kind(parse, "a URL starting with " + " or ".join(f"{s}://" for s in schemes))
+
+
+def _redis_url() -> Kind:
+    def parse(raw: str) -> str:
+        parse_redis_url(raw)
+        return raw.rstrip("/") if "+" not in raw.split("://", 1)[0] else raw
+    return Kind(parse, "a Redis URL: redis://, rediss://, unix://, redis+cluster://host:port[,host:port...] or "
+                       "redis+sentinel://host:port[,host:port...]/service ([scaling](scaling.md#redis-urls))")
 
 
 def _one_of(*choices: str) -> Kind:
@@ -335,11 +344,11 @@ class Settings:
     enable_l2_cache: bool = setting(
         "ENABLE_L2_CACHE", True, _boolean(), "use Redis as the shared L2 cache", group=CACHE)
     redis_url: str = setting(
-        "REDIS_URL", "redis://localhost:6379", _url("redis", "rediss", "unix"),
+        "REDIS_URL", "redis://localhost:6379", _redis_url(),
         "Redis for the L2 cache, shared rate limits and stored responses; may hold a password", group=CACHE,
         secret=True)
     cache_redis_url: str | None = setting(
-        "CACHE_REDIS_URL", None, _url("redis", "rediss", "unix"),
+        "CACHE_REDIS_URL", None, _redis_url(),
         "a Redis for the L2 cache alone (give it `maxmemory` and an eviction policy), so a full cache never "
         "takes rate limits and budgets down with it; unset: the L2 cache uses REDIS_URL", group=CACHE,
         secret=True)
@@ -440,6 +449,11 @@ class Settings:
     rate_limit_replicas: int = setting(
         "RATE_LIMIT_REPLICAS", 1, _integer(1, 10_000),
         "gateway replicas sharing one Redis: sizes each worker's share of a limit while Redis is down",
+        group=ACCESS)
+    rate_limit_without_redis: str = setting(
+        "RATE_LIMIT_WITHOUT_REDIS", "local", _one_of("local", "refuse"),
+        "while Redis is unreachable or failing over: `local` limits each worker at its share of every limit "
+        "(fail-open), `refuse` answers 503 (fail-closed) ([scaling](scaling.md#during-a-redis-fault))",
         group=ACCESS)
     rate_limit_lease_ms: int = setting(
         "RATE_LIMIT_LEASE_MS", 50, _integer(0, 1000),

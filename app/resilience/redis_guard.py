@@ -16,8 +16,13 @@ from typing import Any, TypeVar
 
 import hiredis
 import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
+from app.config.redis_url import CLUSTER, SENTINEL, parse_redis_url
 from app.config.settings import Settings
 from app.health import Check
 from app.observability import metrics
@@ -29,16 +34,35 @@ T = TypeVar("T")
 HEALTH_PING_AFTER = 5.0
 
 
-def make_redis(settings: Settings, url: str | None = None) -> redis.Redis:
-    """A client (of REDIS_URL, or ``url``) whose pool holds a connection per worker thread, never blocking long."""
-    return redis.Redis.from_url(
-        url or settings.redis_url,
-        max_connections=max(10, settings.gunicorn_threads + 2),
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_connect_timeout,
-        health_check_interval=30,
-        retry=None,
-    )
+def make_redis(settings: Settings, url: str | None = None) -> redis.Redis | RedisCluster:
+    """A client of REDIS_URL (or ``url``): one Redis, a Redis Cluster or a Sentinel-watched primary.
+
+    Every socket has the short timeouts and no client retries: a failure reaches the guard at once,
+    whose breaker decides what happens next. Each pool holds a connection per worker thread.
+    """
+    address = parse_redis_url(url or settings.redis_url)
+    common: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout,
+        "max_connections": max(10, settings.gunicorn_threads + 2),
+    }
+    if address.topology == CLUSTER:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+            username=address.username, password=address.password, ssl=address.tls,
+            # Slots whose node is down fail alone: the rest of the cluster keeps serving.
+            require_full_coverage=False,
+            # No retry after a connection error (the breaker counts it); MOVED and ASK are still followed.
+            retry=Retry(NoBackoff(), 0), **common)
+    if address.topology == SENTINEL:
+        sentinel = Sentinel(address.nodes, sentinel_kwargs={
+            "socket_timeout": settings.redis_socket_timeout,
+            "socket_connect_timeout": settings.redis_connect_timeout, "retry": None})
+        assert address.service is not None
+        return sentinel.master_for(
+            address.service, username=address.username, password=address.password, db=address.db,
+            ssl=address.tls, health_check_interval=30, retry=None, **common)
+    return redis.Redis.from_url(address.url, health_check_interval=30, retry=None, **common)
 
 
 def packed(args: Sequence[Any]) -> tuple[bytes]:
@@ -52,6 +76,11 @@ def packed(args: Sequence[Any]) -> tuple[bytes]:
         return (hiredis.pack_command(tuple(args)),)
     except TypeError as exc:  # what redis-py raises for an argument it cannot send
         raise redis.DataError(str(exc)) from None
+
+
+def _as_sent(reply: Any) -> Any:
+    """Redis's own reply where ``RedisCluster`` made a bool of it (``SET``'s ``+OK``)."""
+    return b"OK" if reply is True else reply
 
 
 class OwnConnection:
@@ -68,6 +97,7 @@ class OwnConnection:
     def execute(self, args: Sequence[Any]) -> Any:
         self._catch_up()
         try:
+            self._connect()
             self.conn.send_packed_command(packed(args))
             return self.conn.read_response()
         except redis.ResponseError:
@@ -79,11 +109,18 @@ class OwnConnection:
     def send(self, operation: str, args: Sequence[Any]) -> None:
         self._catch_up()
         try:
+            self._connect()
             self.conn.send_packed_command(packed(args))
         except BaseException:
             self._lost()
             raise
         self.unread.append(operation)
+
+    def _connect(self) -> None:
+        """Connect through the connection's own ``connect``: a Sentinel-managed one asks the Sentinels for the
+        primary's address there (``send_packed_command`` alone would dial the default host)."""
+        if not self.conn.is_connected:
+            self.conn.connect()
 
     def _catch_up(self) -> None:
         while self.unread:
@@ -105,7 +142,7 @@ class OwnConnection:
 class RedisGuard:
     """The Redis client behind a ``CircuitBreaker`` (the same one providers have, with its own policy)."""
 
-    def __init__(self, client: redis.Redis | None, *, failure_threshold: int = 3, cooldown: float = 5.0,
+    def __init__(self, client: redis.Redis | RedisCluster | None, *, failure_threshold: int = 3, cooldown: float = 5.0,
                  clock: Callable[[], float] = time.monotonic,
                  serves: str = "using L1 cache and local rate limits") -> None:
         self.client = client
@@ -116,6 +153,8 @@ class RedisGuard:
         self._clock = clock
         self._last_ok = float("-inf")
         self._idle: list[OwnConnection] = []  # connections for command(), send() and script(), last used last
+        # A cluster's commands go through its client, which picks the node by key slot and follows MOVED/ASK.
+        self.cluster = isinstance(client, RedisCluster)
 
     @property
     def enabled(self) -> bool:
@@ -162,8 +201,11 @@ class RedisGuard:
         Why not the client: redis-py's ``Redis`` checks a connection out of its pool and back in, wraps
         the call in its retry and instrumentation layers and runs response callbacks, about 30 us of
         CPU per command here (half of it); the hot path's commands need none of that. The reply is
-        Redis's own (``b"OK"``, not ``True``).
+        Redis's own (``b"OK"``, not ``True``). A cluster's commands go through ``RedisCluster``, which
+        knows which node holds a key's slot.
         """
+        if self.cluster:
+            return self.call(operation, lambda client: _as_sent(client.execute_command(*args)), fallback)
         return self.call(operation, lambda client: self._with_own(client, lambda own: own.execute(args)), fallback)
 
     def send(self, operation: str, *args: Any) -> None:
@@ -173,11 +215,16 @@ class RedisGuard:
         the request that sent it does not wait a round trip. An error reply is counted
         against ``operation`` then (``llm_edge_redis_errors_total``); a lost connection loses it.
         """
+        if self.cluster:  # RedisCluster reads every reply before it returns
+            self.call(operation, lambda client: client.execute_command(*args), None)
+            return
         self.call(operation, lambda client: self._with_own(client, lambda own: own.send(operation, args)), None)
 
     def script(self, operation: str, fallback: T, script: Script, keys: Sequence[str],
                args: Sequence[Any] = ()) -> Any:
         """``EVALSHA`` of a registered script, as ``command``; loaded again if Redis forgot it (restart, flush)."""
+        if self.cluster:  # redis-py's Script: EVALSHA on the keys' node, SCRIPT LOAD there on NOSCRIPT
+            return self.call(operation, lambda client: script(keys=keys, args=args, client=client), fallback)
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
 
         def run(own: OwnConnection) -> Any:
