@@ -206,6 +206,14 @@ class NoHealthyProvider(GatewayError):
     code = "no_healthy_provider"
 
 
+class LimiterUnavailable(GatewayError):
+    """RATE_LIMIT_WITHOUT_REDIS=refuse and the shared limits' Redis cannot be asked: fail closed."""
+
+    status = 503
+    openai_type = "server_error"
+    code = "rate_limiter_unavailable"
+
+
 class ShuttingDown(GatewayError):
     """This worker is stopping and its drain time ran out: a stream still running ends with this error."""
 

@@ -27,7 +27,8 @@ def build_access(settings: Settings, guard: RedisGuard, spent_cents: SpentCents 
     config = load_access_config(settings)
     # Redis away: each worker of each replica limits alone, at its share of every limit.
     limiter = RateLimiter(config.policy, guard, settings.web_concurrency * settings.rate_limit_replicas,
-                          lease_window=settings.rate_limit_lease_ms / 1000)
+                          lease_window=settings.rate_limit_lease_ms / 1000,
+                          refuse_without_redis=settings.rate_limit_without_redis == "refuse")
     limiter.load_scripts()
     with_budget = [c.id for c in config.clients.clients if c.budgets]
     if with_budget and spent_cents is None:

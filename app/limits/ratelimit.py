@@ -16,9 +16,11 @@ over shards would not move load off that shard; it would only make the
 single atomic check impossible.
 
 All Redis calls go through the worker's ``RedisGuard``: when Redis is slow,
-down or its breaker is open, the same check runs in this worker's memory
-(``LocalLimiter``) at its share of each limit, and the guard's failures turn
-``/health`` to degraded.
+down, failing over or its breaker is open, the same check runs in this
+worker's memory (``LocalLimiter``) at its share of each limit (fail-open), or
+with ``refuse_without_redis`` the request is refused with a 503 (fail-closed,
+``RATE_LIMIT_WITHOUT_REDIS=refuse``); the guard's failures turn ``/health`` to
+degraded either way.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.errors import LimiterUnavailable
 from app.health import Check
 from app.limits.decision import GLOBAL, REQUESTS, TOKENS, Decision
 from app.limits.lease import Lease
@@ -57,8 +60,9 @@ def lease_cap(policy: LimitPolicy, tier: Tier, window: float) -> int:
 class RateLimiter:
     def __init__(self, policy: LimitPolicy, guard: RedisGuard, local_parts: int,
                  local: LocalLimiter | None = None, prefix: str = KEY_PREFIX, lease_window: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 refuse_without_redis: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
+        self.refuse_without_redis = refuse_without_redis
         self.guard = guard
         self.prefix = prefix
         self.local = local or LocalLimiter(policy, local_parts)
@@ -102,8 +106,15 @@ class RateLimiter:
         cap = self._caps[tier.name]
         if cap == 1:
             reply = self._run_check(client_id, tier, self._args[tier.name])
-            return self.local.check(client_id, tier.name) if reply is None else _decision(reply, tier)
+            return self._without_redis(client_id, tier) if reply is None else _decision(reply, tier)
         return self._leased(client_id, tier, cap)
+
+    def _without_redis(self, client_id: str, tier: Tier) -> Decision:
+        """Redis configured but not answering: this worker's share of the limit, or a 503 (fail-closed)."""
+        if self.refuse_without_redis:
+            raise LimiterUnavailable("Rate limits cannot be checked: the gateway's Redis is unreachable or "
+                                     "failing over. Retry shortly.", retry_after=self.guard.cooldown)
+        return self.local.check(client_id, tier.name)
 
     def _run_check(self, client_id: str, tier: Tier, args: tuple[str, ...]) -> list[int] | None:
         script, keys = self._check, self.keys(client_id)
@@ -121,7 +132,7 @@ class RateLimiter:
                 asked, refund = lease.renewal(cap)
                 reply = self._run_check(client_id, tier, (*self._args[tier.name], str(asked), str(refund)))
                 if reply is None:
-                    return self.local.check(client_id, tier.name)
+                    return self._without_redis(client_id, tier)
                 if not reply[0]:
                     return _decision(reply, tier)
                 lease.grant(reply[0], asked, _decision(reply, tier), now, self.lease_window)
@@ -149,6 +160,8 @@ class RateLimiter:
         """Shared limits while Redis answers; this worker's share of each limit while it does not."""
         if self.guard.client is None:
             return Check("degraded", {"mode": "local", "reason": "no Redis configured"})
+        if self.guard.open and self.refuse_without_redis:
+            return Check("degraded", {"mode": "refuse", "reason": "redis unreachable; requests are refused (503)"})
         if self.guard.open:
             return Check("degraded", {"mode": "local", "share": f"1/{self.local.parts} of each limit per worker",
                                       "reason": "redis unreachable"})
