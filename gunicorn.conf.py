@@ -103,7 +103,11 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
         log.warning("tracing: OTLP_ENDPOINT is not set, so spans go to %s (the docker-compose collector) and are "
                     "dropped while nothing answers there; set OTLP_ENDPOINT, or ENABLE_TRACING=false",
                     _settings.otlp_endpoint)
+    import dataclasses
+
     import redis  # the rate limiter uses Redis even without the L2 cache
+
+    from app.resilience.redis_clients import make_redis
 
     redises = [("Redis", _settings.redis_url, "the per-worker L1 cache and local rate limits")]
     if _settings.cache_redis_url and _settings.enable_l2_cache:
@@ -111,7 +115,8 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
                    ("The cache's Redis (CACHE_REDIS_URL)", _settings.cache_redis_url, "the per-worker L1 cache")]
     for what, url, fallback in redises:
         try:
-            redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+            patient = dataclasses.replace(_settings, redis_connect_timeout=0.5, redis_socket_timeout=0.5)
+            make_redis(patient, url).ping()  # one Redis, a cluster or the Sentinels' primary, as the workers
         except (redis.RedisError, OSError) as exc:
             log.warning("%s at %s is unreachable (%s): running with %s; /health says degraded until it answers",
                         what, _redact_url(url), type(exc).__name__, fallback)

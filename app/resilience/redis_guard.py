@@ -16,53 +16,20 @@ from typing import Any, TypeVar
 
 import hiredis
 import redis
-from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.retry import Retry
-from redis.sentinel import Sentinel
 
-from app.config.redis_url import CLUSTER, SENTINEL, parse_redis_url
-from app.config.settings import Settings
 from app.health import Check
 from app.observability import metrics
 from app.resilience.breaker import CLOSED, BreakerPolicy, CircuitBreaker
+from app.resilience.redis_clients import make_redis
+
+__all__ = ["RedisGuard", "make_redis", "packed"]
 
 T = TypeVar("T")
 
 # /health pings Redis itself when no call has succeeded for this many seconds.
 HEALTH_PING_AFTER = 5.0
-
-
-def make_redis(settings: Settings, url: str | None = None) -> redis.Redis | RedisCluster:
-    """A client of REDIS_URL (or ``url``): one Redis, a Redis Cluster or a Sentinel-watched primary.
-
-    Every socket has the short timeouts and no client retries: a failure reaches the guard at once,
-    whose breaker decides what happens next. Each pool holds a connection per worker thread.
-    """
-    address = parse_redis_url(url or settings.redis_url)
-    common: dict[str, Any] = {
-        "socket_timeout": settings.redis_socket_timeout,
-        "socket_connect_timeout": settings.redis_connect_timeout,
-        "max_connections": max(10, settings.gunicorn_threads + 2),
-    }
-    if address.topology == CLUSTER:
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
-            username=address.username, password=address.password, ssl=address.tls,
-            # Slots whose node is down fail alone: the rest of the cluster keeps serving.
-            require_full_coverage=False,
-            # No retry after a connection error (the breaker counts it); MOVED and ASK are still followed.
-            retry=Retry(NoBackoff(), 0), **common)
-    if address.topology == SENTINEL:
-        sentinel = Sentinel(address.nodes, sentinel_kwargs={
-            "socket_timeout": settings.redis_socket_timeout,
-            "socket_connect_timeout": settings.redis_connect_timeout, "retry": None})
-        assert address.service is not None
-        return sentinel.master_for(
-            address.service, username=address.username, password=address.password, db=address.db,
-            ssl=address.tls, health_check_interval=30, retry=None, **common)
-    return redis.Redis.from_url(address.url, health_check_interval=30, retry=None, **common)
 
 
 def packed(args: Sequence[Any]) -> tuple[bytes]:
