@@ -21,8 +21,9 @@ from app.config.settings import Settings
 def make_redis(settings: Settings, url: str | None = None) -> redis.Redis | RedisCluster:
     """A client of REDIS_URL (or ``url``): one Redis, a Redis Cluster or a Sentinel-watched primary.
 
-    Every socket has the short timeouts and no client retries: a failure reaches the guard at once,
-    whose breaker decides what happens next. Each pool holds a connection per worker thread.
+    Every socket has the short timeouts and no client retries (a cluster: one, on a refreshed slot map),
+    so a failure reaches the guard at once, whose breaker decides what happens next. Each pool holds a
+    connection per worker thread.
     """
     address = parse_redis_url(url or settings.redis_url)
     common: dict[str, Any] = {
@@ -36,8 +37,10 @@ def make_redis(settings: Settings, url: str | None = None) -> redis.Redis | Redi
             username=address.username, password=address.password, ssl=address.tls,
             # Slots whose node is down fail alone: the rest of the cluster keeps serving.
             require_full_coverage=False,
-            # No retry after a connection error (the breaker counts it); MOVED and ASK are still followed.
-            retry=Retry(NoBackoff(), 0), **common)
+            # After a connection error redis-py refreshes the slot map from a live node; one retry then uses
+            # it, so the first call after a replica took over succeeds (without it, a breaker probe would fail
+            # on the old map and wait out one more cooldown). MOVED and ASK are followed apart from this.
+            retry=Retry(NoBackoff(), 1), **common)
     if address.topology == SENTINEL:
         sentinel = Sentinel(address.nodes, sentinel_kwargs={
             "socket_timeout": settings.redis_socket_timeout,
