@@ -165,7 +165,7 @@ def _redis_url() -> Kind:
         parse_redis_url(raw)
         return raw.rstrip("/") if "+" not in raw.split("://", 1)[0] else raw
     return Kind(parse, "a Redis URL: redis://, rediss://, unix://, redis+cluster://host:port[,host:port...] or "
-                       "redis+sentinel://host:port[,host:port...]/service ([scaling](scaling.md#redis-urls))")
+                       "redis+sentinel://host:port[,host:port...]/service")
 
 
 def _one_of(*choices: str) -> Kind:
@@ -345,7 +345,8 @@ class Settings:
         "ENABLE_L2_CACHE", True, _boolean(), "use Redis as the shared L2 cache", group=CACHE)
     redis_url: str = setting(
         "REDIS_URL", "redis://localhost:6379", _redis_url(),
-        "Redis for the L2 cache, shared rate limits and stored responses; may hold a password", group=CACHE,
+        "Redis for the L2 cache, shared rate limits and stored responses; may hold a password; one Redis, a "
+        "cluster or Sentinels ([scaling](scaling.md#redis-urls))", group=CACHE,
         secret=True)
     cache_redis_url: str | None = setting(
         "CACHE_REDIS_URL", None, _redis_url(),

@@ -53,7 +53,7 @@ def test_a_bad_secret_names_its_variable_but_not_its_value():
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"REDIS_URL": "http://default:Passw0rdValue@redis"})
     message = str(info.value)
-    assert message.startswith("REDIS_URL must be a URL") and "\n" not in message
+    assert message.startswith("REDIS_URL must be a Redis URL") and "\n" not in message
     assert "Passw0rdValue" not in message
 
 
