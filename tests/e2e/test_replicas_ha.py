@@ -203,3 +203,22 @@ def test_killing_the_sentinel_primary_fails_no_request_and_heals_by_itself(emula
         for gw in gateways:
             gw.stop()
         sentinels.close()
+
+
+def test_fail_closed_refuses_in_the_callers_format_while_redis_is_unreachable(start_gateway, tmp_path):
+    """RATE_LIMIT_WITHOUT_REDIS=refuse with nothing listening at REDIS_URL: a 503 with Retry-After, never an
+    uncounted admission; both dialects' error bodies (https://platform.openai.com/docs/guides/error-codes,
+    https://docs.anthropic.com/en/api/errors)."""
+    gw = start_gateway({**files(tmp_path), "RATE_LIMIT_WITHOUT_REDIS": "refuse"}, workers=1, threads=4)
+    for _ in range(4):  # failing calls, then the open breaker: refused either way
+        models = http.request("GET", gw.url + "/v1/models", headers={"x-api-key": KEY})
+        assert models.status == 503 and models.headers["retry-after"] == "5"
+        assert orjson.loads(models.data)["error"]["code"] == "rate_limiter_unavailable"
+    body = {"model": "claude-3-5-haiku-latest", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    message = http.request("POST", gw.url + "/v1/messages", body=orjson.dumps(body),
+                           headers={"content-type": "application/json", "x-api-key": KEY,
+                                    "anthropic-version": "2023-06-01"})
+    assert message.status == 503 and orjson.loads(message.data)["type"] == "error"
+    assert "Rate limits cannot be checked" in orjson.loads(message.data)["error"]["message"]
+    health = orjson.loads(http.request("GET", gw.url + "/health").data)
+    assert health["checks"]["rate_limits"]["detail"]["mode"] == "refuse"

@@ -49,7 +49,8 @@ class RedisNode:
             cmd = [_binary("redis-server"), str(conf), "--sentinel", *base]
         else:
             cmd = [_binary("redis-server"), *base, "--save", "", "--appendonly", "no", *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT)
+        with open(self.dir / "log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._answers, what=f"redis on {self.port}")
         return self
 
