@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import anthropic, openai
+from . import anthropic, openai, responses
 from .faults import (
     HTML_PAGE,
     Fault,
@@ -52,6 +52,7 @@ ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
     "/v1/chat/completions": ("POST", openai.chat),
     "/v1/messages": ("POST", anthropic.messages),
     "/v1/messages/count_tokens": ("POST", anthropic.count_tokens),
+    responses.PATH: ("POST", responses.create),
 }
 MODELS_PATH = "/v1/models"
 
@@ -314,6 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Check method, auth and body framing, then let the endpoint answer (or raise an ApiError)."""
         method = self.command
         emu = self.server.emulator
+        if path.startswith(responses.PATH + "/"):  # a stored response: retrieve, delete, input items
+            api.check_request(headers, emu.openai_key)
+            return responses.by_id(method, path, parse_qs(urlsplit(self.path).query))
         expected, endpoint = ENDPOINTS.get(path) or (
             ("GET", None) if path == MODELS_PATH or path.startswith(MODELS_PATH + "/") else (None, None)
         )

@@ -1,0 +1,206 @@
+"""The Responses API through the official OpenAI SDK against real gunicorn: relayed to an OpenAI model (the
+emulator's /v1/responses), translated for a Claude model; stored responses per client, with and without Redis.
+
+Shapes: https://platform.openai.com/docs/api-reference/responses (create, retrieve, delete, input items,
+streaming) and https://platform.openai.com/docs/guides/function-calling (the function_call_output round trip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import openai
+import pytest
+
+from tests.conftest import UNCACHED, provider_env
+from tests.support.processes import GatewayProcess, RedisServer
+
+pytestmark = pytest.mark.timeout(90)
+
+ACME_KEY = "sk-edge-acme-responses-000000000000001"
+BETA_KEY = "sk-edge-beta-responses-000000000000002"
+MODELS = ["gpt-4o-mini", "claude-3-5-haiku-latest"]
+WEATHER_TOOL = {
+    "type": "function", "name": "get_weather", "description": "Get current temperature for a given location.",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"],
+                   "additionalProperties": False},
+    "strict": True,
+}
+
+
+@pytest.fixture(scope="module")
+def gw(emulator, tmp_path_factory):
+    clients = tmp_path_factory.mktemp("responses") / "clients.yaml"
+    clients.write_text("clients:\n" + "".join(
+        f"  - id: {name}\n    tier: pro\n    key_sha256: {hashlib.sha256(key.encode()).hexdigest()}\n"
+        for name, key in (("acme", ACME_KEY), ("beta", BETA_KEY))))
+    redis_server = RedisServer().start()
+    gateway = GatewayProcess({**provider_env(emulator), **UNCACHED, "REDIS_URL": redis_server.url,
+                              "CLIENTS_FILE": str(clients)}).start()
+    yield gateway
+    gateway.stop()
+    redis_server.close()
+
+
+def sdk(gw, key: str = ACME_KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=20)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_create(gw, upstream, model):
+    raw = sdk(gw).responses.with_raw_response.create(model=model, instructions="Be brief.", input="hello there")
+    resp = raw.parse()
+    assert resp.id.startswith("resp_") and resp.object == "response" and resp.status == "completed"
+    assert resp.output_text == "Echo: hello there"
+    assert resp.output[0].type == "message" and resp.output[0].content[0].type == "output_text"
+    assert resp.usage.input_tokens == 4 and resp.usage.output_tokens == 3 and resp.usage.total_tokens == 7
+    assert resp.usage.input_tokens_details.cached_tokens == 0
+    assert resp.usage.output_tokens_details.reasoning_tokens == 0
+    sent = upstream.requests[-1]
+    if model.startswith("gpt"):
+        assert sent.path == "/v1/responses" and sent.body["instructions"] == "Be brief."
+        assert raw.headers["x-llm-edge-provider"] == "openai"
+    else:
+        assert sent.path == "/v1/messages" and sent.body["system"] == "Be brief."
+        assert sent.body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}]
+        assert raw.headers["x-llm-edge-provider"] == "anthropic"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_true(gw, upstream, model):
+    events = list(sdk(gw).responses.create(model=model, input="one two three four", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
+                          "response.completed"]
+    assert [e.sequence_number for e in events] == sorted({e.sequence_number for e in events})
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Echo: one two three four"
+    final = events[-1].response
+    assert final.output_text == text and final.usage.output_tokens == 5 and final.id.startswith("resp_")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stream_helper(gw, upstream, model):
+    with sdk(gw).responses.stream(model=model, input="stream helper test") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == "Echo: stream helper test" == final.output_text
+    assert final.status == "completed"
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_function_call_output_round_trip(gw, upstream, model, stream):
+    client = sdk(gw)
+    question = {"role": "user", "content": "What is the weather like in Paris today?"}
+    if stream:
+        with client.responses.stream(model=model, input=[question], tools=[WEATHER_TOOL]) as s:
+            first = s.get_final_response()
+    else:
+        first = client.responses.create(model=model, input=[question], tools=[WEATHER_TOOL])
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather" and call.call_id and call.arguments == '{"location":"test"}'
+    history = [question, *(item.model_dump(exclude_none=True) for item in first.output)]
+    second = client.responses.create(model=model, tools=[WEATHER_TOOL], input=[
+        *history, {"type": "function_call_output", "call_id": call.call_id, "output": "14 degrees"}])
+    assert second.output_text == "Tool said: 14 degrees"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_previous_response_id_continues_the_conversation(gw, upstream, model):
+    client = sdk(gw)
+    first = client.responses.create(model=model, input="What is the weather like in Paris?", tools=[WEATHER_TOOL])
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(model=model, previous_response_id=first.id, tools=[WEATHER_TOOL], input=[
+        {"type": "function_call_output", "call_id": call.call_id, "output": "14 degrees"}])
+    assert second.output_text == "Tool said: 14 degrees"
+    third = client.responses.create(model=model, previous_response_id=second.id, input="thanks")
+    assert third.output_text == "Echo: thanks" and third.previous_response_id == second.id
+    sent = upstream.requests[-1].body
+    if model.startswith("gpt"):
+        assert sent["previous_response_id"] == second.id  # relayed: the provider holds the conversation
+    else:
+        # The stored conversation, then this input: question, call, its output, answer, "thanks".
+        blocks = [(m["role"], m["content"][0]["type"], m["content"][0].get("text")) for m in sent["messages"]]
+        assert blocks == [("user", "text", "What is the weather like in Paris?"), ("assistant", "tool_use", None),
+                          ("user", "tool_result", None), ("assistant", "text", "Tool said: 14 degrees"),
+                          ("user", "text", "thanks")]
+        assert sent["messages"][1]["content"][0]["id"] == call.call_id
+
+
+def test_a_claude_conversation_continues_on_an_openai_model(gw, upstream):
+    client = sdk(gw)
+    first = client.responses.create(model="claude-3-5-haiku-latest", input="first question")
+    second = client.responses.create(model="gpt-4o-mini", previous_response_id=first.id, input="second question")
+    assert second.output_text == "Echo: second question"
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/responses" and "previous_response_id" not in sent.body
+    assert [item.get("role") for item in sent.body["input"]] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_retrieve_input_items_and_delete(gw, upstream, model):
+    client = sdk(gw)
+    created = client.responses.create(model=model, input="keep me", metadata={"k": "v"})
+    got = client.responses.retrieve(created.id)
+    assert got.id == created.id and got.output_text == "Echo: keep me"
+    items = client.responses.input_items.list(created.id)
+    assert [i.type for i in items.data] == ["message"] and items.data[0].content[0].text == "keep me"
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_client_never_sees_another_clients_response(gw, upstream, model):
+    created = sdk(gw).responses.create(model=model, input="private")
+    other = sdk(gw, BETA_KEY)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(created.id)
+    with pytest.raises(openai.BadRequestError) as info:
+        other.responses.create(model=model, previous_response_id=created.id, input="hi")
+    assert info.value.body["code"] == "previous_response_not_found"
+    assert sdk(gw).responses.retrieve(created.id).output_text == "Echo: private"  # still there for its owner
+
+
+def test_what_a_translation_cannot_carry_is_a_400(gw, upstream):
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="hi", tools=[{"type": "web_search_preview"}])
+    assert info.value.body["param"] == "tools[0].type"
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="hi",
+                                 text={"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}})
+    assert info.value.body["param"] == "text.format"
+    assert upstream.count("/v1/messages") == 0
+
+
+def test_the_providers_own_400_comes_back_in_openai_shape(gw, upstream):
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(gw).responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=3)
+    assert info.value.body["type"] == "invalid_request_error"
+    assert "max_output_tokens" in info.value.body["message"]
+
+
+@pytest.fixture(scope="module")
+def gw_without_redis(emulator):
+    gateway = GatewayProcess({**provider_env(emulator), **UNCACHED}).start()  # REDIS_URL points at nothing
+    yield gateway
+    gateway.stop()
+
+
+def test_without_redis_a_translated_previous_response_id_is_a_clear_400(gw_without_redis, upstream):
+    client = sdk(gw_without_redis, "any-key")
+    first = client.responses.create(model="claude-3-5-haiku-latest", input="hello")
+    assert first.output_text == "Echo: hello" and first.store is False  # nothing could keep it
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="claude-3-5-haiku-latest", previous_response_id=first.id, input="again")
+    assert info.value.body["param"] == "previous_response_id" and "Redis" in info.value.body["message"]
+    relayed = client.responses.create(model="gpt-4o-mini", input="hello")
+    again = client.responses.create(model="gpt-4o-mini", previous_response_id=relayed.id, input="again")
+    assert again.output_text == "Echo: again"  # the provider holds that conversation itself
