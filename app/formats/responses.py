@@ -671,8 +671,9 @@ class StreamDecoder:
             return []
         data = loads_event(ev.data, _WHO)
         kind = data.get("type") or ev.event
-        if kind == "error":
-            raise UpstreamError(f"Provider stream error: {data.get('message') or 'unknown error'}")
+        if kind == "error" or (kind is None and isinstance(data.get("error"), dict)):
+            said = data.get("message") or (data.get("error") or {}).get("message")
+            raise UpstreamError(f"Provider stream error: {said or 'unknown error'}")
         if kind == "response.failed":
             error = (data.get("response") or {}).get("error") or {}
             raise UpstreamError(f"Provider response failed: {error.get('message') or 'unknown error'}")

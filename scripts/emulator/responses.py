@@ -270,3 +270,9 @@ def by_id(method: str, path: str, query: dict[str, list[str]]) -> dict[str, Any]
         return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
                 "last_id": items[-1]["id"] if items else None, "has_more": False}
     raise ApiError(f"Invalid URL ({method} {path})", 404, None, None, "unknown_url")
+
+
+def stream_error(message: str | None) -> bytes:
+    """The ``error`` event that ends a Responses stream (``Fault.error_after``)."""
+    return named_event("error", {"type": "error", "code": "server_error", "param": None, "sequence_number": 0,
+                                 "message": message or "The server had an error while processing your request."})

@@ -297,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.usage:
             reply = with_usage(reply, fault.usage)
         if isinstance(reply, list):
-            return self._send_stream(reply, extra, fault, api.stream_error(fault.message if fault else None))
+            ends = responses.stream_error if path == responses.PATH else api.stream_error
+            return self._send_stream(reply, extra, fault, ends(fault.message if fault else None))
         return self._send(200, dumps(reply), extra=extra, fault=fault)
 
     def _send_garbage(

@@ -12,7 +12,7 @@ import hashlib
 import openai
 import pytest
 
-from tests.conftest import UNCACHED, provider_env
+from tests.conftest import UNCACHED, Fault, provider_env
 from tests.support.processes import GatewayProcess, RedisServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -204,3 +204,47 @@ def test_without_redis_a_translated_previous_response_id_is_a_clear_400(gw_witho
     relayed = client.responses.create(model="gpt-4o-mini", input="hello")
     again = client.responses.create(model="gpt-4o-mini", previous_response_id=relayed.id, input="again")
     assert again.output_text == "Echo: again"  # the provider holds that conversation itself
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_event(gw, upstream):
+    upstream.push_faults(Fault(error_after=4), path="/v1/messages")
+    events = list(sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="one two three four five",
+                                           stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "error"
+    assert "response.completed" not in [e.type for e in events]
+    upstream.push_faults(Fault(error_after=4), path="/v1/responses")
+    events = list(sdk(gw).responses.create(model="gpt-4o-mini", input="one two three four five", stream=True))
+    assert [e.type for e in events][:2] == ["response.created", "response.in_progress"]
+    assert events[-1].type == "error" and events[-1].code == "server_error"  # the provider's own event
+
+
+def test_repeats_are_cache_hits_but_continuations_bypass_the_cache(start_gateway, upstream, redis_server):
+    gw = start_gateway({"REDIS_URL": redis_server.url})  # caches on
+    client = sdk(gw, "any-key")
+    for model, path in (("claude-3-5-haiku-latest", "/v1/messages"), ("gpt-4o-mini", "/v1/responses")):
+        first = client.responses.with_raw_response.create(model=model, input="cache me")
+        second = client.responses.with_raw_response.create(model=model, input="cache me")
+        assert first.headers["x-llm-edge-cache"] == "miss" and second.headers["x-llm-edge-cache"] == "hit-l1"
+        assert second.parse().output_text == "Echo: cache me" and upstream.count(path) == 1
+        prev = first.parse().id
+        for _ in range(2):
+            cont = client.responses.with_raw_response.create(model=model, input="more", previous_response_id=prev)
+            assert cont.headers["x-llm-edge-cache"] == "bypass"
+        assert upstream.count(path) == 3
+
+
+@pytest.mark.parametrize("alias,failing,answered_by", [("smart", "/v1/responses", "anthropic"),
+                                                       ("fast", "/v1/messages", "openai")])
+def test_a_fallback_crosses_between_relay_and_translation(start_gateway, upstream, alias, failing, answered_by):
+    gw = start_gateway(UNCACHED)
+    upstream.set_default_fault(Fault(status=500), path=failing)
+    for stream in (False, True):
+        if stream:
+            with sdk(gw, "any-key").responses.stream(model=alias, input="fall back") as s:
+                resp = s.get_final_response()
+        else:
+            raw = sdk(gw, "any-key").responses.with_raw_response.create(model=alias, input="fall back")
+            assert raw.headers["x-llm-edge-provider"] == answered_by
+            resp = raw.parse()
+        assert resp.output_text == "Echo: fall back" and resp.id.startswith("resp_")
+    assert upstream.count(failing) >= 2
