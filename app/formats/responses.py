@@ -470,7 +470,8 @@ class StreamEncoder:
 
     ``response.created`` and ``response.in_progress`` open it; each canonical block is an output item
     (``output_item.added``, its deltas, ``.done`` events, ``output_item.done``); ``response.completed``
-    (or ``response.incomplete``) carries the whole response, which ``on_complete`` also receives (to store it).
+    (or ``response.incomplete``) carries the whole response, which ``on_complete`` also receives (to store it);
+    ``response.failed`` ends a stream that breaks after it started.
     """
 
     def __init__(self, resp_id: str, model: str, echoed: dict[str, Any],
@@ -596,8 +597,13 @@ class StreamEncoder:
         return out + self._event("response.output_item.done", output_index=n, item=self._output[n])
 
     def error(self, err: GatewayError) -> bytes:
-        """The ``error`` event the SDK raises on; the stream ends after it."""
+        """The stream's last event on a failure: ``response.failed`` (the response so far, status ``failed``,
+        with its ``error``) once the response was announced, else the bare ``error`` event."""
         body = err.openai_body()["error"]
+        if self._created:
+            code = "rate_limit_exceeded" if err.status == 429 else "server_error"
+            failed = self._snapshot("failed", error={"code": code, "message": body["message"]})
+            return self._event("response.failed", response=failed)
         return self._event("error", code=body["code"], message=body["message"], param=body["param"])
 
 

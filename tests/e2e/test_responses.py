@@ -11,6 +11,7 @@ import hashlib
 
 import openai
 import pytest
+import redis
 
 from tests.conftest import UNCACHED, Fault, provider_env
 from tests.support.processes import GatewayProcess, RedisServer
@@ -36,7 +37,8 @@ def gw(emulator, tmp_path_factory):
         for name, key in (("acme", ACME_KEY), ("beta", BETA_KEY))))
     redis_server = RedisServer().start()
     gateway = GatewayProcess({**provider_env(emulator), **UNCACHED, "REDIS_URL": redis_server.url,
-                              "CLIENTS_FILE": str(clients)}).start()
+                              "CLIENTS_FILE": str(clients), "RESPONSES_TTL_SECONDS": "86400"}).start()
+    gateway.redis_server = redis_server
     yield gateway
     gateway.stop()
     redis_server.close()
@@ -204,13 +206,31 @@ def test_without_redis_a_translated_previous_response_id_is_a_clear_400(gw_witho
     relayed = client.responses.create(model="gpt-4o-mini", input="hello")
     again = client.responses.create(model="gpt-4o-mini", previous_response_id=relayed.id, input="again")
     assert again.output_text == "Echo: again"  # the provider holds that conversation itself
+    with pytest.raises(openai.InternalServerError) as info:
+        client.responses.retrieve(first.id)
+    assert info.value.status_code == 503 and info.value.body["code"] == "response_store_unavailable"
 
 
-def test_a_stream_that_fails_midway_ends_with_an_error_event(gw, upstream):
+def test_stored_responses_live_responses_ttl_seconds_under_the_clients_key(gw, upstream):
+    translated = sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="how long")
+    relayed = sdk(gw).responses.create(model="gpt-4o-mini", input="how long")
+    r = redis.Redis.from_url(gw.redis_server.url)
+    for rid in (translated.id, relayed.id):
+        assert 86000 < r.ttl(f"llm-edge:responses:acme:{rid}") <= 86400
+        assert not r.exists(f"llm-edge:responses:beta:{rid}")
+    assert b'"kind":"relayed","provider":"openai"' in r.get(f"llm-edge:responses:acme:{relayed.id}")
+    unstored = sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="forget me", store=False)
+    assert unstored.store is False and not r.exists(f"llm-edge:responses:acme:{unstored.id}")
+    with pytest.raises(openai.NotFoundError):
+        sdk(gw).responses.retrieve(unstored.id)
+
+
+def test_a_stream_that_fails_midway_ends_with_response_failed_or_the_providers_error(gw, upstream):
     upstream.push_faults(Fault(error_after=4), path="/v1/messages")
     events = list(sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="one two three four five",
                                            stream=True))
-    assert events[0].type == "response.created" and events[-1].type == "error"
+    assert events[0].type == "response.created" and events[-1].type == "response.failed"
+    assert events[-1].response.status == "failed" and events[-1].response.error.message
     assert "response.completed" not in [e.type for e in events]
     upstream.push_faults(Fault(error_after=4), path="/v1/responses")
     events = list(sdk(gw).responses.create(model="gpt-4o-mini", input="one two three four five", stream=True))

@@ -220,11 +220,16 @@ def test_stream_is_the_lifecycle_the_sdk_accumulates():
     assert stored and stored[0]["id"] == "resp_s" and stored[0]["output"][1]["arguments"] == '{"location":"Paris"}'
 
 
-def test_stream_error_event_is_the_sdk_error_shape():
-    enc = codec.StreamEncoder("resp_e", "m", {}, None)
+def test_a_failure_ends_the_stream_with_response_failed_or_error():
+    enc = codec.StreamEncoder("resp_e", "m", codec.echo(REFERENCE_REQUEST), None)
+    (event,) = _sdk_events(enc.error(InvalidRequest("bad", param="input")))  # nothing announced yet
+    assert event.type == "error" and event.message == "bad" and event.param == "input" and event.sequence_number == 0
     enc.encode(StreamStart(id="x", model="m"))
-    (event,) = _sdk_events(enc.error(InvalidRequest("bad", param="input")))
-    assert event.type == "error" and event.message == "bad" and event.param == "input" and event.sequence_number == 2
+    enc.encode(TextDelta(0, "partial"))
+    (event,) = _sdk_events(enc.error(UpstreamError("Provider anthropic failed with HTTP 529")))
+    assert event.type == "response.failed" and event.sequence_number == 6  # after created ... the delta
+    assert event.response.status == "failed" and event.response.error.code == "server_error"
+    assert "529" in event.response.error.message and event.response.output[0].type == "message"
 
 
 def test_relay_observer_reads_the_reference_response():
