@@ -262,8 +262,10 @@ def _messages(items: list[tuple[dict[str, Any], str]], system: list[TextBlock]) 
 def _text_parts(content: Any, p: str, kind: str) -> tuple[TextBlock, ...]:
     if isinstance(content, str):
         return (TextBlock(content),)
+    if not isinstance(content, list):
+        raise invalid(f"{p}.content", "a string or an array of content parts", content)
     out = []
-    for j, part in enumerate(as_list(content, f"{p}.content")):
+    for j, part in enumerate(content):
         pp = f"{p}.content[{j}]"
         part = as_obj(part, pp)
         ptype = part.get("type")
@@ -276,9 +278,12 @@ def _text_parts(content: Any, p: str, kind: str) -> tuple[TextBlock, ...]:
 def _user_parts(content: Any, p: str) -> list[Block]:
     if isinstance(content, str):
         return [TextBlock(content)]
+    where = p if p.endswith(".output") else f"{p}.content"
+    if not isinstance(content, list):
+        raise invalid(where, "a string or an array of content parts", content)
     out: list[Block] = []
-    for j, part in enumerate(as_list(content, p if p.endswith(".output") else f"{p}.content")):
-        pp = f"{p}[{j}]" if p.endswith(".output") else f"{p}.content[{j}]"
+    for j, part in enumerate(content):
+        pp = f"{where}[{j}]"
         part = as_obj(part, pp)
         ptype = part.get("type")
         if ptype == "input_text":

@@ -152,6 +152,21 @@ def test_reasoning_effort_uses_the_chat_table():
     ({"input": [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA"}]}, "input[0]"),
     ({"input": 5}, "input"),
     ({"max_output_tokens": 0}, "max_output_tokens"),
+    # Malformed input: the 400 names the field (never a 5xx).
+    ({"input": [{"type": "message"}]}, "input[0].role"),
+    ({"input": [{"role": "user", "content": 5}]}, "input[0].content"),
+    ({"input": [5]}, "input[0]"),
+    ({"input": [{"role": "wizard", "content": "x"}]}, "input[0].role"),
+    ({"input": [{**CALL, "arguments": "[1]"}]}, "input[0].arguments"),
+    ({"input": [{"type": "function_call_output", "call_id": "c", "output": 5}]}, "input[0].output"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input[0].content[0].image_url"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x"}]}]},
+     "input[0].content[0].image_url"),
+    ({"tools": [{"type": "function"}]}, "tools[0].name"),
+    ({"tool_choice": {"type": "function"}}, "tool_choice.name"),
+    ({"previous_response_id": 5}, "previous_response_id"),
+    ({"text": {"format": "json"}}, "text.format"),
+    ({"store": "yes"}, "store"),
 ])
 def test_what_a_translation_cannot_carry_is_a_400_naming_the_field(extra, param):
     with pytest.raises(InvalidRequest) as info:
