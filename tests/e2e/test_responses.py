@@ -268,3 +268,29 @@ def test_a_fallback_crosses_between_relay_and_translation(start_gateway, upstrea
             resp = raw.parse()
         assert resp.output_text == "Echo: fall back" and resp.id.startswith("resp_")
     assert upstream.count(failing) >= 2
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_claude_thinking_comes_back_as_a_reasoning_item_and_goes_back_signed(gw, upstream, stream):
+    """The emulator checks the thinking block's signature and that a tool loop hands it back
+    (https://docs.claude.com/en/docs/build-with-claude/extended-thinking): with reasoning.effort, the
+    reasoning item of the first answer must reach Claude again, via previous_response_id or as input."""
+    client = sdk(gw)
+    ask = {"model": "claude-sonnet-4-5", "tools": [WEATHER_TOOL], "reasoning": {"effort": "low"}}
+    if stream:
+        with client.responses.stream(input="Weather in Paris?", **ask) as s:
+            first = s.get_final_response()
+    else:
+        first = client.responses.create(input="Weather in Paris?", **ask)
+    assert upstream.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and reasoning.content[0].text == "Let me think about which tool answers this."
+    assert reasoning.encrypted_content and call.type == "function_call"
+    answer = {"type": "function_call_output", "call_id": call.call_id, "output": "14 degrees"}
+    chained = client.responses.create(previous_response_id=first.id, input=[answer], **ask)
+    assert chained.output[-1].content[0].text == "Tool said: 14 degrees"
+    manual = client.responses.create(input=[{"role": "user", "content": "Weather in Paris?"},
+                                            *(i.model_dump(exclude_none=True) for i in first.output), answer], **ask)
+    assert manual.output[-1].content[0].text == "Tool said: 14 degrees"
+    sent = upstream.requests[-1].body["messages"]
+    assert sent[1]["content"][0]["type"] == "thinking" and sent[1]["content"][0]["signature"]
