@@ -294,3 +294,25 @@ def test_claude_thinking_comes_back_as_a_reasoning_item_and_goes_back_signed(gw,
     assert manual.output[-1].content[0].text == "Tool said: 14 degrees"
     sent = upstream.requests[-1].body["messages"]
     assert sent[1]["content"][0]["type"] == "thinking" and sent[1]["content"][0]["signature"]
+
+
+def test_extra_openai_providers_relay_only_with_responses_true(start_gateway, upstream, tmp_path):
+    """A vLLM-like provider (type openai, no Responses API) gets Chat Completions; one declared with
+    ``responses: true`` gets the body at <base_url>/responses."""
+    models = tmp_path / "models.yaml"
+    provider = f"    type: openai\n    base_url: {upstream.openai_base_url}\n    api_key_env: OPENAI_API_KEY\n"
+    models.write_text(f"providers:\n  vllm:\n{provider}  proxy:\n{provider}    responses: true\n")
+    gw = start_gateway({**UNCACHED, "MODELS_FILE": str(models)})
+    client = sdk(gw, "any-key")
+    for model, path, named in (("vllm/gpt-4o-mini", "/v1/chat/completions", "vllm/gpt-4o-mini"),
+                               ("proxy/gpt-4o-mini", "/v1/responses", "gpt-4o-mini-2025-04-14")):
+        resp = client.responses.create(model=model, input="which way", max_output_tokens=50, tools=[WEATHER_TOOL],
+                                       tool_choice="none")
+        assert resp.output_text == "Echo: which way" and resp.model == named  # relayed: the provider's name
+        sent = upstream.requests[-1]
+        assert sent.path == path and sent.body["model"] == "gpt-4o-mini"
+        if path == "/v1/chat/completions":
+            assert sent.body["messages"] == [{"role": "user", "content": "which way"}]
+            assert sent.body["max_tokens"] == 50 and sent.body["tools"][0]["function"]["name"] == "get_weather"
+        else:
+            assert sent.body["input"] == "which way" and sent.body["max_output_tokens"] == 50
