@@ -77,7 +77,7 @@ from app.formats.common import (
     required,
 )
 from app.formats.reasoning import EFFORTS
-from app.formats.sse import SSEEvent, encode_event
+from app.formats.sse import SSEEvent
 
 FORMAT = "responses"
 
@@ -494,7 +494,8 @@ class StreamEncoder:
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self._seq, **fields}
         self._seq += 1
-        return encode_event(dump_bytes(payload), kind)
+        # orjson's compact JSON has no line break, so the event is one data line (encode_event's split is not needed)
+        return b"event: " + kind.encode() + b"\ndata: " + dump_bytes(payload) + b"\n\n"
 
     def _snapshot(self, status: str, usage: dict[str, Any] | None = None,
                   incomplete: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
