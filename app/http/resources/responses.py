@@ -30,6 +30,7 @@ from app.cache.control import TTL_ENVIRON, CacheControl
 from app.cache.response_store import UNAVAILABLE, ResponseStore
 from app.context import RequestContext
 from app.errors import GatewayError, InvalidRequest, NotFound
+from app.formats import relay
 from app.formats import responses as codec
 from app.formats.canonical import ChatRequest, StreamStart
 from app.formats.common import opt_int
@@ -110,7 +111,7 @@ class ResponsesResource(ChatResource):
         ctx: RequestContext = req.context.gw
         raw = read_body(req, self.max_request_bytes)
         body = json_object(raw)
-        codec.check_body(body)
+        relay.check_body(body, codec.FORMAT)  # what any target needs; the rest is the provider's or the translation's
         history, relay_body, untranslatable = self._resolve(ctx, body)
         try:
             creq = codec.parse_request(body, history)
