@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import UNCACHED, Fault, provider_env
+from tests.support.metrics import settled
 from tests.support.processes import GatewayProcess, RedisServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -316,3 +317,29 @@ def test_extra_openai_providers_relay_only_with_responses_true(start_gateway, up
             assert sent.body["max_tokens"] == 50 and sent.body["tools"][0]["function"]["name"] == "get_weather"
         else:
             assert sent.body["input"] == "which way" and sent.body["max_output_tokens"] == 50
+
+
+@pytest.mark.parametrize("model,provider", [("gpt-4o-mini", "openai"), ("claude-3-5-haiku-latest", "anthropic")])
+def test_usage_is_accounted_relayed_or_translated_json_or_streamed(gw, upstream, model, provider):
+    before = settled(gw.metrics_url)
+    plain = sdk(gw).responses.create(model=model, input="count these four")
+    with sdk(gw).responses.stream(model=model, input="and these five words") as s:
+        streamed = s.get_final_response()
+    after = settled(gw.metrics_url)
+    for kind, counted in (("prompt", plain.usage.input_tokens + streamed.usage.input_tokens),
+                          ("completion", plain.usage.output_tokens + streamed.usage.output_tokens)):
+        delta = (after.total("llm_edge_tokens_total", provider=provider, model=model, type=kind)
+                 - before.total("llm_edge_tokens_total", provider=provider, model=model, type=kind))
+        assert counted > 0 and delta == counted
+    requests = (after.total("llm_edge_requests_total", endpoint="/v1/responses", provider=provider, status="200")
+                - before.total("llm_edge_requests_total", endpoint="/v1/responses", provider=provider, status="200"))
+    assert requests == 2
+
+
+def test_background_is_relayed_and_polled_but_refused_by_a_translation(gw, upstream):
+    queued = sdk(gw).responses.create(model="gpt-4o-mini", input="later", background=True)
+    assert queued.status == "queued" and upstream.requests[-1].body["background"] is True
+    assert sdk(gw).responses.retrieve(queued.id).id == queued.id  # relayed to the provider that holds it
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="later", background=True)
+    assert info.value.body["param"] == "background"
