@@ -180,6 +180,10 @@ def test_what_a_translation_cannot_carry_is_a_400(gw, upstream):
         sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="hi",
                                  text={"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}})
     assert info.value.body["param"] == "text.format"
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk(gw).responses.create(model="claude-3-5-haiku-latest", input="hi", reasoning={"effort": "high"},
+                                 temperature=0.2)
+    assert info.value.body["param"] == "temperature" and "'reasoning.effort'" in info.value.body["message"]
     assert upstream.count("/v1/messages") == 0
 
 

@@ -50,6 +50,15 @@ def store_unavailable(what: str) -> GatewayError:
                         status=503, code="response_store_unavailable")
 
 
+def in_responses_terms(err: InvalidRequest) -> InvalidRequest:
+    """A translation's 400 that names Chat Completions' ``reasoning_effort`` (the canonical request carries
+    ``reasoning.effort`` under that name), said with the caller's field."""
+    if "reasoning_effort" not in err.message and err.param != "reasoning_effort":
+        return err
+    param = "reasoning.effort" if err.param == "reasoning_effort" else err.param
+    return InvalidRequest(err.message.replace("reasoning_effort", "reasoning.effort"), param=param, code=err.code)
+
+
 def _with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Input items as ``input_items`` lists them: each with an id."""
     prefixes = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
@@ -129,6 +138,8 @@ class ResponsesResource(ChatResource):
             control = BYPASS
         try:
             outcome = self.pipeline.run(ctx, creq, control, req.env.get("gunicorn.socket"), source)
+        except InvalidRequest as err:
+            raise in_responses_terms(err) from None
         except ClientGone:
             resp.status = ctx.status = CLIENT_GONE_STATUS
             ctx.error_type = CLIENT_GONE
