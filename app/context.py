@@ -19,7 +19,7 @@ from app.formats.canonical import Usage
 if TYPE_CHECKING:
     from app.http.resources.parse_memo import ParsedBody
 
-Dialect = Literal["openai", "anthropic"]
+Dialect = Literal["openai", "anthropic", "responses"]
 
 log = logging.getLogger("llm_edge.after_response")
 

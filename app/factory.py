@@ -20,6 +20,7 @@ from app.accounting.usage import Accounting
 from app.cache.coalesce import Coalescer
 from app.cache.l1 import L1Cache
 from app.cache.l2 import L2Cache
+from app.cache.response_store import ResponseStore
 from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
 from app.config.settings import Settings, is_configured, load_environ
@@ -35,6 +36,7 @@ from app.http.resources.chat import ChatResource
 from app.http.resources.count_tokens import CountTokensResource
 from app.http.resources.health import HealthResource
 from app.http.resources.models import ModelsResource
+from app.http.resources.responses import ResponsesResource, StoredResponseResource
 from app.limits.access import Access, build_access
 from app.limits.budgets import BudgetReservations
 from app.observability import metrics
@@ -42,6 +44,7 @@ from app.observability.tracing import Tracing
 from app.pipeline import BudgetHolds, Pipeline
 from app.providers.count_tokens import TokenCountRelay
 from app.providers.http import UpstreamHTTP
+from app.providers.responses_relay import StoredResponseRelay
 from app.providers.routing import Router
 from app.providers.upstream import UpstreamCaller, register_keys
 from app.resilience.breaker import BreakerPolicy, Breakers
@@ -136,6 +139,12 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
         app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining,
                                          forward_openai_org=settings.forward_openai_org_headers))
     app.add_route("/v1/models", ModelsResource(router))
+    responses_store = ResponseStore(cache_redis, settings.responses_ttl_seconds)
+    app.add_route("/v1/responses", ResponsesResource(pipeline, responses_store, settings.max_request_bytes, watcher,
+                                                     draining, forward_openai_org=settings.forward_openai_org_headers))
+    stored = StoredResponseResource(responses_store, router, StoredResponseRelay(http, settings))
+    app.add_route("/v1/responses/{response_id}", stored)
+    app.add_route("/v1/responses/{response_id}/input_items", stored, suffix="input_items")
     app.add_route("/v1/messages/count_tokens", CountTokensResource(
         router, TokenCountRelay(http, settings), breakers, RetryPolicy.from_settings(settings), tracing,
         settings.request_timeout, settings.max_request_bytes))

@@ -204,7 +204,7 @@ class Pipeline:
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
         if self.cache is not None:
-            relayed = source if source is not None and source.relays_to(targets[0].provider.type) else None
+            relayed = source if source is not None and targets[0].provider.speaks(source.dialect) else None
             with self.tracing.cache_lookup(ctx) as span:
                 served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline, relayed)
                 if span is not None:
@@ -242,7 +242,7 @@ class Pipeline:
             except InvalidRequest as err:  # a fallback that cannot express the request is skipped
                 failure = failure or err
                 continue
-            relay = source.dialect if source is not None and source.relays_to(target.provider.type) else None
+            relay = source.dialect if source is not None and target.provider.speaks(source.dialect) else None
             breaker = self.breakers[target.provider.name]
             headers = {"x-request-id": ctx.request_id}
             if ctx.forward is not None:
@@ -287,7 +287,7 @@ class Pipeline:
         if not req.stream:
             if relay is None:
                 return Outcome(response=self.caller.complete(target, req, headers, deadline, body, abort, note))
-            resp, raw = self.caller.complete_raw(target, req, headers, deadline, body, abort, note)
+            resp, raw = self.caller.complete_raw(target, req, headers, deadline, body, abort, note, relay)
             return Outcome(response=resp, raw=raw)
         stream = self.caller.stream(target, req, headers, deadline, body, abort, note, relay)
         try:

@@ -378,6 +378,11 @@ class Settings:
     l2_write_behind: bool = setting(
         "L2_WRITE_BEHIND", True, _boolean(), "write L2 fills from a background thread, off the request path",
         group=CACHE)
+    responses_ttl_seconds: int = setting(
+        "RESPONSES_TTL_SECONDS", 30 * 24 * 3600, _integer(1, 10**9),
+        "seconds a Responses API answer stored by the gateway (`store`, for `previous_response_id` and "
+        "`GET /v1/responses/{id}`) lives in the L2 cache's Redis; its memory policy may drop it sooner",
+        group=CACHE)
 
     # Requests and upstream time limits
     max_request_bytes: int = setting(

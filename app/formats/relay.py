@@ -35,6 +35,7 @@ import orjson
 from app.errors import InvalidRequest, UpstreamError
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
+from app.formats import responses as responses_codec
 from app.formats.canonical import StreamEvent
 from app.formats.common import (
     INT32_MAX,
@@ -49,7 +50,7 @@ from app.formats.common import (
 )
 from app.formats.sse import SSEParser
 
-CODECS = {"openai": openai_codec, "anthropic": anthropic_codec}
+CODECS = {"openai": openai_codec, "anthropic": anthropic_codec, "responses": responses_codec}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,9 @@ class CallerBody:
 
 def check_body(body: dict[str, Any], dialect: str) -> None:
     """What the gateway needs of a relayed body (400 naming the field); the content is the provider's to judge."""
+    if dialect == "responses":
+        responses_codec.check_body(body)
+        return
     as_model(body.get("model"))
     as_list(required(body, "messages", "messages"), "messages", nonempty=True)
     opt_bool(body, "stream", "stream")
@@ -214,11 +218,13 @@ class ProviderErrorEvent(Exception):
         self.error = error
 
 
-_ERROR_EVENT = re.compile(rb'^event:\s*error\s*$|^data:\s*\{\s*"(?:type"\s*:\s*"error|error)"', re.MULTILINE)
+_ERROR_EVENT = re.compile(rb'^event:\s*(?:error|response\.failed)\s*$|^data:\s*\{\s*"(?:type"\s*:\s*"error|error)"',
+                          re.MULTILINE)
 
 
 def is_error_event(raw: bytes) -> bool:
-    """An Anthropic ``event: error`` or an OpenAI ``data: {"error": ...}`` chunk."""
+    """An Anthropic ``event: error``, an OpenAI ``data: {"error": ...}`` chunk, a Responses ``error`` or
+    ``response.failed`` event."""
     return _ERROR_EVENT.search(raw) is not None
 
 

@@ -35,8 +35,10 @@ def new_request_id() -> str:
 
 def dialect_for(path: str) -> str:
     """Errors on /v1/messages and every path under it (count_tokens, unknown ones) are Anthropic-shaped;
-    everywhere else OpenAI-shaped."""
+    everywhere else OpenAI-shaped (/v1/responses is its own dialect, with OpenAI's error shape)."""
     path = path.rstrip("/")
+    if path == "/v1/responses":
+        return "responses"
     return "anthropic" if path == "/v1/messages" or path.startswith("/v1/messages/") else "openai"
 
 
@@ -111,6 +113,6 @@ def passed_back(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",
-                        "/health/ready",
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/models", "/health",
+                        "/health/live", "/health/ready",
                         "/v1/messages/count_tokens"})

@@ -199,13 +199,14 @@ class UpstreamHTTP:
             self._targets[url] = found
         return found
 
-    def post(self, provider: str, url: str, headers: Mapping[str, str], body: bytes, *,
+    def post(self, provider: str, url: str, headers: Mapping[str, str], body: bytes | None, *,
              read_timeout: float, deadline: float, limit: str = READ_LIMIT,
-             abort: UpstreamAbort | None = None) -> urllib3.BaseHTTPResponse:
+             abort: UpstreamAbort | None = None, method: str = "POST") -> urllib3.BaseHTTPResponse:
         """Send the request and return once the response headers are in (body unread).
 
         ``limit`` names the setting behind ``read_timeout``, for the message if it runs out;
-        ``abort`` gets the connection used, until it goes back to the pool.
+        ``abort`` gets the connection used, until it goes back to the pool; ``method``: another verb
+        (a relayed ``GET``/``DELETE`` of a stored response).
         """
         remaining = _remaining(provider, deadline)
         if remaining <= read_timeout:
@@ -214,7 +215,7 @@ class UpstreamHTTP:
         try:
             pool, request_target = self.target(url)
             # What PoolManager.urlopen would do for this pool, redirects off: the same request.
-            return pool.urlopen("POST", request_target, body=body, headers=dict(headers), timeout=timeout,
+            return pool.urlopen(method, request_target, body=body, headers=dict(headers), timeout=timeout,
                                 preload_content=False, retries=False, redirect=False, assert_same_host=False,
                                 abort=abort)
         except BaseException as exc:

@@ -44,10 +44,15 @@ class Provider:
     api_key: str | None
     key_env: str | None  # the variable that holds the key, for messages
     key_required: bool
+    responses: bool = False  # serves OpenAI's Responses API (POST /responses): those requests are relayed
 
     @property
     def available(self) -> bool:
         return bool(self.api_key) or not self.key_required
+
+    def speaks(self, dialect: str) -> bool:
+        """Whether a caller's body in ``dialect`` is relayed to this provider as it came."""
+        return dialect == self.type or (dialect == "responses" and self.responses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,7 @@ class Router:
         data = load_yaml(settings.models_file, "MODELS_FILE")
         providers = {
             "openai": Provider("openai", "openai", settings.openai_base_url, settings.openai_api_key,
-                               "OPENAI_API_KEY", True),
+                               "OPENAI_API_KEY", True, responses=True),
             "anthropic": Provider("anthropic", "anthropic", settings.anthropic_base_url,
                                   settings.anthropic_api_key, "ANTHROPIC_API_KEY", True),
         }
@@ -112,8 +117,11 @@ class Router:
             if key_env is not None and not isinstance(key_env, str):
                 raise ConfigError(f"{where}.api_key_env must be a variable name")
             api_key = read_secret(environ, key_env) if key_env else None  # the *_FILE rule of every secret
+            responses = spec.get("responses", False)
+            if not isinstance(responses, bool) or (responses and ptype != "openai"):
+                raise ConfigError(f"{where}.responses must be true or false, and true only for type openai")
             providers[name] = Provider(name, ptype, base_url.rstrip("/"), api_key or None, key_env,
-                                       bool(spec.get("key_required", False)))
+                                       bool(spec.get("key_required", False)), responses)
         models: dict[str, ModelEntry] = {}
         for name, spec in (data.get("models") or {}).items():
             where = f"MODELS_FILE: models.{name}"

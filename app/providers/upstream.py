@@ -178,7 +178,7 @@ class UpstreamCaller:
         """The bytes an attempt at ``target`` sends: the caller's own (relayed) when ``target`` speaks its
         dialect, else the translation (the 400 naming a field the target's format cannot express)."""
         if source is not None:
-            if source.relays_to(target.provider.type):
+            if target.provider.speaks(source.dialect):
                 return relay.upstream_body(source, target.model)
             err = source.translation_error()
             if err is not None:
@@ -187,9 +187,9 @@ class UpstreamCaller:
 
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
               read_timeout: float, limit: str = READ_LIMIT, body: bytes | dict[str, Any] | None = None,
-              abort: UpstreamAbort | None = None,
-              note: HeaderNote | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
-        wire = WIRE_FORMATS[target.provider.type]
+              abort: UpstreamAbort | None = None, note: HeaderNote | None = None,
+              dialect: str | None = None) -> tuple[Any, urllib3.BaseHTTPResponse]:
+        wire = WIRE_FORMATS[dialect or target.provider.type]  # a relay's dialect names its API
         if body is None:
             body = self.body(target, req)
         all_headers = wire.headers(target.provider, self.settings.anthropic_version)
@@ -219,10 +219,12 @@ class UpstreamCaller:
 
     def complete_raw(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,
                      body: bytes | dict[str, Any] | None = None, abort: UpstreamAbort | None = None,
-                     note: HeaderNote | None = None) -> tuple[ChatResponse, bytes]:
-        """One non-streamed attempt: the answer read by the codec, and the provider's bytes as they came."""
+                     note: HeaderNote | None = None, dialect: str | None = None) -> tuple[ChatResponse, bytes]:
+        """One non-streamed attempt: the answer read by the codec, and the provider's bytes as they came
+        (``dialect``: the relayed API, when not the target's own wire format)."""
         read_timeout = self.settings.upstream_read_timeout
-        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body, abort=abort, note=note)
+        wire, resp = self._send(target, req, headers, deadline, read_timeout, body=body, abort=abort, note=note,
+                                dialect=dialect)
         raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout, deadline=deadline)
         return self._read_answer(target, wire, raw), raw
 
@@ -251,7 +253,7 @@ class UpstreamCaller:
         first = min(s.stream_first_byte_timeout, s.upstream_read_timeout)
         first_byte_by = time.monotonic() + first  # headers and first chunk share it
         wire, resp = self._send(target, req, headers, deadline, first, limit=FIRST_BYTE_LIMIT, body=body,
-                                abort=abort, note=note)
+                                abort=abort, note=note, dialect=relay_dialect)
         chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
         return EventStream(target, resp, chunks, wire.codec.StreamDecoder(), relay_dialect)

@@ -11,6 +11,7 @@ from types import ModuleType
 
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
+from app.formats import responses as responses_codec
 from app.providers.routing import Provider
 
 
@@ -38,4 +39,6 @@ WIRE_FORMATS: dict[str, WireFormat] = {
     # The OpenAI base URL includes /v1 (as in the OpenAI SDK); Anthropic's does not.
     "openai": WireFormat("openai", openai_codec, "/chat/completions"),
     "anthropic": WireFormat("anthropic", anthropic_codec, "/v1/messages"),
+    # Not a provider type: OpenAI's Responses API, relayed to openai-type providers with ``responses: true``.
+    "responses": WireFormat("openai", responses_codec, "/responses"),
 }

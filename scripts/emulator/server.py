@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import anthropic, openai
+from . import anthropic, openai, responses
 from .faults import (
     HTML_PAGE,
     Fault,
@@ -52,6 +52,7 @@ ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
     "/v1/chat/completions": ("POST", openai.chat),
     "/v1/messages": ("POST", anthropic.messages),
     "/v1/messages/count_tokens": ("POST", anthropic.count_tokens),
+    responses.PATH: ("POST", responses.create),
 }
 MODELS_PATH = "/v1/models"
 
@@ -296,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.usage:
             reply = with_usage(reply, fault.usage)
         if isinstance(reply, list):
-            return self._send_stream(reply, extra, fault, api.stream_error(fault.message if fault else None))
+            ends = responses.stream_error if path == responses.PATH else api.stream_error
+            return self._send_stream(reply, extra, fault, ends(fault.message if fault else None))
         return self._send(200, dumps(reply), extra=extra, fault=fault)
 
     def _send_garbage(
@@ -314,6 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Check method, auth and body framing, then let the endpoint answer (or raise an ApiError)."""
         method = self.command
         emu = self.server.emulator
+        if path.startswith(responses.PATH + "/"):  # a stored response: retrieve, delete, input items
+            api.check_request(headers, emu.openai_key)
+            return responses.by_id(method, path, parse_qs(urlsplit(self.path).query))
         expected, endpoint = ENDPOINTS.get(path) or (
             ("GET", None) if path == MODELS_PATH or path.startswith(MODELS_PATH + "/") else (None, None)
         )

@@ -86,6 +86,8 @@ def test_provider_without_key_is_not_routed(tmp_path):
     ("models:\n  x:\n    provider: openai\n    fallbacks: [unknown-model]\n", "unknown model"),
     ("providers:\n  p:\n    type: grpc\n    base_url: http://x\n", "providers.p.type"),
     ("providers:\n  p:\n    base_url: ftp://x\n", "providers.p.base_url"),
+    ("providers:\n  p:\n    type: anthropic\n    base_url: http://x\n    responses: true\n", "providers.p.responses"),
+    ("providers:\n  p:\n    base_url: http://x\n    responses: 'yes'\n", "providers.p.responses"),
     ("- just\n- a list\n", "mapping"),
     ("models: [\n", "cannot read"),
 ])
@@ -107,3 +109,16 @@ def test_an_extra_providers_key_follows_the_file_rule(tmp_path):
     env["LOCAL_API_KEY"] = "plain"
     with pytest.raises(ConfigError, match=r"^LOCAL_API_KEY and LOCAL_API_KEY_FILE are both set; set only one$"):
         Router.from_settings(Settings.from_env(env), env)
+
+
+def test_which_providers_serve_the_responses_api(tmp_path):
+    """The built-in openai provider relays /v1/responses; an extra openai-type provider only with
+    ``responses: true``; an anthropic-type one never (docs/api.md, "Responses API")."""
+    path = tmp_path / "models.yaml"
+    path.write_text(MODELS.replace("providers:\n", "providers:\n  proxy:\n    type: openai\n"
+                                   "    base_url: https://proxy.test/v1\n    responses: true\n"))
+    env = {"MODELS_FILE": str(path), "OPENAI_API_KEY": "k1", "ANTHROPIC_API_KEY": "k2"}
+    providers = Router.from_settings(Settings.from_env(env), env).providers
+    assert [name for name, p in providers.items() if p.speaks("responses")] == ["openai", "proxy"]
+    assert providers["local"].speaks("openai") and not providers["local"].speaks("responses")
+    assert not providers["anthropic"].speaks("responses")
