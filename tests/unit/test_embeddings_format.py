@@ -96,3 +96,22 @@ def test_an_answer_without_a_data_list_is_a_bad_response(raw):
     with pytest.raises(UpstreamError) as caught:
         read_usage(raw, "openai")
     assert caught.value.status == 502 and "openai" in caught.value.message
+
+
+def test_a_big_answer_is_read_from_its_tail_and_says_the_same():
+    vectors = ",".join(f'{{"object": "embedding", "index": {i}, "embedding": [{", ".join(["0.0123"] * 1536)}]}}'
+                       for i in range(20))
+    raw = f'{{"object": "list", "data": [{vectors}], "model": "m", "usage": {{"prompt_tokens": 77, ' \
+          f'"total_tokens": 77}}}}'.encode()
+    assert read_usage(raw, "openai") == Usage(input_tokens=77)
+    # Fields after usage (another server's order) are read too; a "usage" inside a vector's object is not taken.
+    later = raw[:-1] + b', "created": 1}'
+    assert read_usage(later, "openai") == Usage(input_tokens=77)
+    inner = b'{"object": "list", "data": [{"embedding": [0.1], "usage": {"prompt_tokens": 3}}]}'
+    assert read_usage(inner, "openai") == Usage()
+
+
+def test_a_tail_that_is_not_an_object_falls_back_to_the_whole_answer():
+    with pytest.raises(UpstreamError):
+        read_usage(b'{"data": [1, 2], "usage": {"prompt_tokens": 4}', "openai")  # cut short
+    assert read_usage(b'{"data": [], "usage": 5}', "openai") == Usage()
