@@ -10,8 +10,10 @@ asked for ``float`` or ``base64`` by name, it hands back what the API answered.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import struct
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ import openai
 import orjson
 import pytest
 import urllib3
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import OPENAI_KEY, provider_env
@@ -183,3 +186,50 @@ def test_models_retrieve_of_an_unknown_model_is_404_model_not_found(client, gw):
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nobody/some-model")
     assert metric(gw, "llm_edge_requests_total", endpoint="/v1/models/{id}", status="404") >= 2
+
+
+ACME, GLOBEX, THRIFTY = ("sk-edge-acme-embeddings-key-000001", "sk-edge-globex-embeddings-key-00002",
+                         "sk-edge-thrifty-embeddings-key-0003")
+
+
+@pytest.fixture(scope="module")
+def tenants(emulator, tmp_path_factory) -> Iterator[GatewayProcess]:
+    """Client keys, one client with a budget smaller than one embeddings answer costs."""
+    d = tmp_path_factory.mktemp("embeddings-clients")
+    clients = [{"id": name, "tier": "pro", "key_sha256": hashlib.sha256(key.encode()).hexdigest()}
+               for name, key in (("acme", ACME), ("globex", GLOBEX), ("thrifty", THRIFTY))]
+    clients[2]["budget_cents_per_day"] = 0.000001  # 5 tokens of text-embedding-3-small cost 0.00001 cents
+    (d / "clients.yaml").write_text(yaml.safe_dump({"clients": clients}))
+    server = RedisServer().start()
+    gateway = GatewayProcess({**provider_env(emulator), "REDIS_URL": server.url,
+                              "CLIENTS_FILE": str(d / "clients.yaml")}).start()
+    yield gateway
+    gateway.stop()
+    server.close()
+
+
+def test_the_cache_is_scoped_per_client(tenants, upstream):
+    body = {"model": "text-embedding-3-small", "input": unique("tenant scoped")}
+    first = post(tenants, body, {"authorization": f"Bearer {ACME}"})
+    assert first.status == 200 and first.headers["x-llm-edge-cache"] == "miss"
+    other = post(tenants, body, {"authorization": f"Bearer {GLOBEX}"})
+    assert other.status == 200 and other.headers["x-llm-edge-cache"] == "miss"  # never acme's entry
+    again = post(tenants, body, {"authorization": f"Bearer {ACME}"})
+    assert again.headers["x-llm-edge-cache"] in ("hit-l1", "hit-l2")
+    assert upstream.count("/v1/embeddings") == 2
+    assert post(tenants, body).status == 401  # no key, no answer (not even a cached one)
+
+
+def test_a_spent_budget_refuses_embeddings_before_any_provider_call(tenants, upstream):
+    headers = {"authorization": f"Bearer {THRIFTY}"}
+    assert post(tenants, {"model": "text-embedding-3-small", "input": unique("spend")}, headers).status == 200
+    deadline = time.monotonic() + 10  # the spend reaches every worker through Redis
+    while time.monotonic() < deadline:
+        refused = post(tenants, {"model": "text-embedding-3-small", "input": unique("more")}, headers)
+        if refused.status == 429:
+            break
+        time.sleep(0.2)
+    assert refused.status == 429 and orjson.loads(refused.data)["error"]["code"] == "insufficient_quota"
+    calls = upstream.count("/v1/embeddings")
+    assert post(tenants, {"model": "text-embedding-3-small", "input": unique("refused")}, headers).status == 429
+    assert upstream.count("/v1/embeddings") == calls
