@@ -96,6 +96,18 @@ def _shown(value: Any) -> str:
     return repr(value)[:40]
 
 
+def input_text(value: Any) -> str:
+    """The inputs as text for the access line (``LOG_PROMPTS=true``): strings one per line, token arrays
+    as their length (ids are not text)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and _is_token(value[0]):
+        return f"<{len(value)} tokens>"
+    if isinstance(value, list):
+        return "\n".join(item if isinstance(item, str) else f"<{len(item)} tokens>" for item in value)
+    return ""
+
+
 def key_fields(body: dict[str, Any]) -> dict[str, Any]:
     """What decides the vectors, for the cache key: the body, ``encoding_format`` spelled out (absent is
     ``float``). ``model`` (the target stands for it) and ``user`` are left out by the key itself."""

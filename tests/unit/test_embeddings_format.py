@@ -11,7 +11,7 @@ import pytest
 
 from app.errors import InvalidRequest, UpstreamError
 from app.formats.canonical import Usage
-from app.formats.embeddings import MAX_INPUTS, check_request, key_fields, read_usage
+from app.formats.embeddings import MAX_INPUTS, check_request, input_text, key_fields, read_usage
 
 # The reference's example request and answer (the vector cut to three values).
 REFERENCE_REQUEST = {"input": "The food was delicious and the waiter...", "model": "text-embedding-ada-002",
@@ -115,3 +115,10 @@ def test_a_tail_that_is_not_an_object_falls_back_to_the_whole_answer():
     with pytest.raises(UpstreamError):
         read_usage(b'{"data": [1, 2], "usage": {"prompt_tokens": 4}', "openai")  # cut short
     assert read_usage(b'{"data": [], "usage": 5}', "openai") == Usage()
+
+
+def test_the_inputs_as_text_for_the_access_line():
+    assert input_text("The food was delicious") == "The food was delicious"
+    assert input_text(["one", "two"]) == "one\ntwo"
+    assert input_text([791, 3691, 574]) == "<3 tokens>"
+    assert input_text([[791, 3691], [574]]) == "<2 tokens>\n<1 tokens>"

@@ -36,11 +36,13 @@ from app.context import RequestContext
 from app.errors import GatewayError, InvalidRequest, NoHealthyProvider, UpstreamTimeout
 from app.formats.canonical import ChatRequest, ChatResponse
 from app.formats.common import shown_model
-from app.formats.embeddings import check_request, key_fields
+from app.formats.embeddings import check_request, input_text, key_fields
 from app.formats.relay import CallerBody, upstream_body
 from app.http.resources.chat import forwarded_headers, json_object, read_body
 from app.limits.budgets import Reservation
 from app.observability import metrics
+from app.observability.access import PROMPT_LOG_LIMIT
+from app.observability.logging import redact
 from app.observability.tracing import Tracing
 from app.pipeline import Pipeline, attempt_target, observe_attempt
 from app.providers.embeddings import EmbeddingsRelay
@@ -52,6 +54,7 @@ from app.resilience.disconnects import CLIENT_GONE, CLIENT_GONE_STATUS, ClientGo
 
 KEY_DIALECT = "embeddings"  # names the cache key's kind: never equal to a chat dialect
 ANSWER_DIALECT = "openai"  # a hit is served raw to a caller of this dialect (every /v1/embeddings caller)
+OPERATION = "embeddings"  # gen_ai.operation.name of the attempt spans (OpenTelemetry's GenAI conventions)
 
 
 class EmbeddingsResource:
@@ -68,6 +71,8 @@ class EmbeddingsResource:
         body = json_object(raw)
         model = check_request(body)
         ctx.requested_model = model
+        if self.pipeline.log_prompts:
+            ctx.prompt = redact(input_text(body["input"])[:PROMPT_LOG_LIMIT])
         ctx.forward = forwarded_headers(req.env, self.forward_openai_org)
         control = CacheControl.from_headers(req.env.get("HTTP_CACHE_CONTROL"), req.env.get(TTL_ENVIRON))
         targets = self.targets(model)
@@ -138,6 +143,9 @@ class EmbeddingsResource:
 
             def call(sent: dict[str, str], span: Any, permit: Permit, target: Target = target,
                      body: bytes = body) -> tuple[bytes, Any]:
+                if span is not None:  # the attempt span is made for chat: say what this operation is
+                    span.update_name(f"{OPERATION} {target.model}")
+                    span.set_attribute("gen_ai.operation.name", OPERATION)
                 return self.relay.create(target, body, sent, deadline, abort, ctx.note_upstream_headers)
 
             answered, err = attempt_target(ctx, target, p.breakers[target.provider.name], deadline, p.retry,
