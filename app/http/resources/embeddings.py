@@ -111,7 +111,10 @@ class EmbeddingsResource:
                 served, ticket = p.cache.begin(ctx, stand_in, targets[0], control, deadline, keyed)
                 if span is not None:
                     span.set_attribute("llm_edge.cache", ctx.cache)
-            if served is not None and served.raw is not None:
+            if served is not None:
+                # Always the provider's bytes: every entry under an embeddings key is stored relayed, in the
+                # dialect of every /v1/embeddings caller.
+                assert served.raw is not None
                 return served.raw
         hold: Reservation | None = None
         abort = UpstreamAbort()
