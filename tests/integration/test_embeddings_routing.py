@@ -90,3 +90,15 @@ def test_a_provider_answer_without_vectors_is_a_502_and_tried_elsewhere(client, 
                          Fault(script='{"object": "list"}'), path=PATH)
     resp = post(client, {"model": "embed", "input": "x"})
     assert resp.status_code == 502 and "without a data list" in resp.json["error"]["message"]
+
+
+def test_a_claude_model_is_refused_as_such_even_without_an_anthropic_key(emulator, upstream):
+    """Not a 503 asking for ANTHROPIC_API_KEY: no key would make Anthropic's API embed."""
+    env = {k: v for k, v in provider_env(emulator).items() if not k.startswith("ANTHROPIC")}
+    client = TestClient(create_gateway(environ={**env, **UNCACHED, "ENABLE_TRACING": "false"}).app)
+    resp = post(client, {"model": "claude-3-5-haiku-latest", "input": "x"})
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "model_not_supported"
+    assert resp.json["error"]["param"] == "model"
+    unknown = post(client, {"model": "no-such-embedder", "input": "x"})
+    assert unknown.status_code == 404 and unknown.json["error"]["code"] == "model_not_found"
+    assert upstream.count() == 0
