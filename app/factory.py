@@ -34,8 +34,9 @@ from app.http.draining import DrainState
 from app.http.middleware import RequestContextMiddleware
 from app.http.resources.chat import ChatResource
 from app.http.resources.count_tokens import CountTokensResource
+from app.http.resources.embeddings import EmbeddingsResource
 from app.http.resources.health import HealthResource
-from app.http.resources.models import ModelsResource
+from app.http.resources.models import MODEL_ROUTE, ModelsResource
 from app.http.resources.responses import ResponsesResource, StoredResponseResource
 from app.limits.access import Access, build_access
 from app.limits.budgets import BudgetReservations
@@ -43,6 +44,7 @@ from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import BudgetHolds, Pipeline
 from app.providers.count_tokens import TokenCountRelay
+from app.providers.embeddings import EmbeddingsRelay
 from app.providers.http import UpstreamHTTP
 from app.providers.responses_relay import StoredResponseRelay
 from app.providers.routing import Router
@@ -138,13 +140,18 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     for path, codec in (("/v1/chat/completions", openai_codec), ("/v1/messages", anthropic_codec)):
         app.add_route(path, ChatResource(codec, pipeline, settings.max_request_bytes, watcher, draining,
                                          forward_openai_org=settings.forward_openai_org_headers))
-    app.add_route("/v1/models", ModelsResource(router))
     responses_store = ResponseStore(cache_redis, settings.responses_ttl_seconds)
     app.add_route("/v1/responses", ResponsesResource(pipeline, responses_store, settings.max_request_bytes, watcher,
                                                      draining, forward_openai_org=settings.forward_openai_org_headers))
     stored = StoredResponseResource(responses_store, router, StoredResponseRelay(http, settings))
     app.add_route("/v1/responses/{response_id}", stored)
     app.add_route("/v1/responses/{response_id}/input_items", stored, suffix="input_items")
+    models = ModelsResource(router)
+    app.add_route("/v1/models", models)
+    app.add_route(MODEL_ROUTE, models, suffix="one")
+    app.add_route("/v1/embeddings", EmbeddingsResource(pipeline, EmbeddingsRelay(http, settings),
+                                                       settings.max_request_bytes,
+                                                       forward_openai_org=settings.forward_openai_org_headers))
     app.add_route("/v1/messages/count_tokens", CountTokensResource(
         router, TokenCountRelay(http, settings), breakers, RetryPolicy.from_settings(settings), tracing,
         settings.request_timeout, settings.max_request_bytes))

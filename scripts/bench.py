@@ -45,7 +45,7 @@ import urllib3  # noqa: E402
 from benchkit import answers, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
-from benchkit.gateway import OPENAI_PATH, warm_l1  # noqa: E402
+from benchkit.gateway import EMBEDDINGS_PATH, OPENAI_PATH, warm_l1  # noqa: E402
 from benchkit.peers import DEFAULT_VENV, PEER_NAMES, Peer, install, make_peer  # noqa: E402
 from benchkit.procs import CpuSample, child_env, family, load_core, pinned, rss_mib  # noqa: E402
 from benchkit.report import Report, Row, Target  # noqa: E402
@@ -252,7 +252,9 @@ def machine_header(args: argparse.Namespace, upstream_kind: str, bench: Bench,
 GATEWAY_STREAM = "gateway streaming (unique bodies)"
 MISS_ROW, L1_ROW = "gateway miss (unique bodies)", "gateway L1 hit (same body)"
 PASSTHROUGH_ROW, CONSTANT_ROW = "floor: Falcon + urllib3 passthrough", "floor: Falcon constant"
-ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "stream", "c1", "slow", "peer")
+EMBED_MISS_ROW, EMBED_L1_ROW = "gateway embeddings miss (unique inputs)", "gateway embeddings L1 hit (same input)"
+ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "embeddings", "stream", "c1",
+            "slow", "peer")
 
 
 def run(args: argparse.Namespace) -> Bench:
@@ -303,6 +305,8 @@ def run(args: argparse.Namespace) -> Bench:
         probe(upstream.url + OPENAI_PATH, fixed)
         probe(main.url + OPENAI_PATH, answers.openai_request("probe"), auth)
         probe(main.url + OPENAI_PATH, answers.openai_request("probe", model=answers.ANTHROPIC_MODEL), auth)
+        if "embeddings" in wanted:
+            probe(main.url + EMBEDDINGS_PATH, answers.embeddings_request("probe"), auth)
 
         for _ in range(plan.rounds):  # the load rows, in alternating rounds; the median of each is kept
             measure_round(bench, wanted, upstream, main, l2_only, floors, fixed, auth, peers)
@@ -362,6 +366,15 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
         probe(l2_only.url + OPENAI_PATH, fixed, auth)
         bench.wrk_row("gateway L2 hit (L1_CACHE_SIZE=0)", l2_only.url, OPENAI_PATH, l2_only.proc.pid,
                       body=fixed, headers=auth, metrics_url=l2_only.metrics_url, profile_as="l2")
+    if "embeddings" in wanted:
+        one_vector = f"one {answers.EMBEDDING_DIMENSIONS}-float vector in base64 per answer"
+        bench.wrk_row(EMBED_MISS_ROW, main.url, EMBEDDINGS_PATH, main.proc.pid,
+                      template=answers.template(answers.embeddings_request), headers=auth,
+                      metrics_url=main.metrics_url, note=one_vector, profile_as="embeddings")
+        same = answers.embeddings_request("What is the capital of France? (cached)")
+        warm_l1(main, same, auth, plan.connections, EMBEDDINGS_PATH)
+        bench.wrk_row(EMBED_L1_ROW, main.url, EMBEDDINGS_PATH, main.proc.pid, body=same, headers=auth,
+                      metrics_url=main.metrics_url, note=one_vector)
     if "c1" in wanted:
         warm_l1(main, fixed, auth, plan.connections)
         bench.wrk_row("c=1 direct upstream", upstream.url, OPENAI_PATH, upstream_pid, body=fixed, connections=1)
@@ -461,7 +474,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upstream", choices=["auto", "nginx", "emulator"], default="auto",
                         help="fast upstream: nginx when installed (auto), else the emulator")
     parser.add_argument("--tracing", action="store_true", help="turn tracing on (no collector runs here)")
-    parser.add_argument("--profile", default="", help="py-spy the workers during rows: miss,translated,l1,l2,stream")
+    parser.add_argument("--profile", default="",
+                        help="py-spy the workers during rows: miss,translated,l1,l2,embeddings,stream")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra gateway environment, repeatable (e.g. LOG_LEVEL=warning to price the access log)")
     parser.add_argument("--peers", default="", help="also measure peer gateways side by side, comma-separated: "

@@ -79,18 +79,29 @@ def _unblock(b: list[Any]) -> AnswerBlock:
 
 def encode(answer: CachedAnswer) -> tuple[bytes, int]:
     """The stored bytes, and the uncompressed size (the L1 byte budget counts that)."""
+    head, raw = serialize(answer)
+    body = head if raw is None else head + b"\n" + raw
+    return pack(body), len(body)
+
+
+def serialize(answer: CachedAnswer) -> tuple[bytes, bytes | None]:
+    """The entry's JSON head and a relayed answer's bytes: ``len(head) + 1 + len(raw)`` is its size, known
+    before anything is joined or compressed (``TieredCache.put`` leaves that for after the response)."""
     r = answer.response
     u = r.usage
     head = [answer.provider, answer.model, r.id, r.model, r.created, r.stop_reason,
             r.stop_sequence, list(astuple(u)), [_block(b) for b in r.content]]
     relayed = answer.relayed
     if relayed is None:
-        body = orjson.dumps(head)
-    else:
-        body = orjson.dumps([*head, relayed.dialect, relayed.stream]) + b"\n" + relayed.raw
+        return orjson.dumps(head), None
+    return orjson.dumps([*head, relayed.dialect, relayed.stream]), relayed.raw
+
+
+def pack(body: bytes) -> bytes:
+    """The stored bytes of an uncompressed entry body: as it is when small, else zlib-compressed."""
     if len(body) < COMPRESS_MIN_BYTES:
-        return _RAW + body, len(body)
-    return _ZLIB + zlib.compress(body, 1), len(body)
+        return _RAW + body
+    return _ZLIB + zlib.compress(body, 1)
 
 
 def decode(data: bytes) -> tuple[CachedAnswer, int] | None:

@@ -57,7 +57,7 @@ class RequestContextMiddleware:
         exchange = env.get(EXCHANGE_ENVIRON)
         ctx = RequestContext(
             request_id=request_id,
-            endpoint=req.path if req.path in _ENDPOINTS else "other",
+            endpoint=req.path if req.path in _ENDPOINTS else endpoint_of(req.path),
             dialect=dialect_for(req.path),  # type: ignore[arg-type]
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
             client_addr=self.client_address(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR")),
@@ -113,6 +113,17 @@ def passed_back(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/models", "/health",
-                        "/health/live", "/health/ready",
-                        "/v1/messages/count_tokens"})
+# The request metrics' ``endpoint`` label: these paths as they are, a path under one of _TEMPLATES as its
+# template (ids are unbounded), anything else "other". "/v1/responses" is kept for its resource.
+_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/health", "/health/live",
+                        "/health/ready",
+                        "/v1/messages/count_tokens", "/v1/embeddings", "/v1/responses"})
+_TEMPLATES = (("/v1/models/", "/v1/models/{id}"), ("/v1/responses/", "/v1/responses/{id}"))
+
+
+def endpoint_of(path: str) -> str:
+    """The ``endpoint`` label of a path not in _ENDPOINTS: its template, or "other"."""
+    for prefix, template in _TEMPLATES:
+        if path.startswith(prefix):
+            return template
+    return "other"

@@ -30,7 +30,7 @@ MAX_REMEMBERED_MODELS = 1024
 
 _PREFIXES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
-    ("chatgpt-", "openai"), ("claude-", "anthropic"),
+    ("chatgpt-", "openai"), ("text-embedding-", "openai"), ("claude-", "anthropic"),
 )
 
 
@@ -182,6 +182,11 @@ class Router:
                 f"No provider is configured for model '{model}': set {', '.join(missing)}",
                 retry_after=None)
         return targets
+
+    def wire_formats(self, model: str) -> set[str]:
+        """The wire formats of every target of ``model``, keys or not (404 when it is not routed)."""
+        entry = self.models.get(model)
+        return {self._direct(name).provider.type for name in (model, *(entry.fallbacks if entry else ()))}
 
     def model_names(self) -> list[str]:
         """Every configured model name whose provider can be reached."""

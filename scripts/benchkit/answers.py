@@ -6,10 +6,14 @@ the sanity checks, so every upstream answers exactly the same bytes.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
+EMBEDDING_MODEL = "text-embedding-3-small"
+EMBEDDING_DIMENSIONS = 512  # the request asks for them; 1536 would not fit in one nginx string (4 KB)
 SLOW_MODEL = "bench-slow/drip"  # routed to the slow drip provider by the generated models file
 WORDS = ("Hello", " from", " the", " benchmark", " upstream", ": a", " fixed", " answer", ".")
 TEXT = "".join(WORDS)
@@ -99,6 +103,21 @@ def anthropic_request(prompt: str, model: str = ANTHROPIC_MODEL, stream: bool = 
     if stream:
         body["stream"] = True
     return _j(body).encode()
+
+
+def embeddings_json(model: str = EMBEDDING_MODEL) -> bytes:
+    """One vector of 512 float32 values in base64 (the OpenAI SDK's default encoding), the answer to a RAG
+    query's embedding with ``dimensions: 512``."""
+    values = [((i * 37) % 101 - 50) / 1000 for i in range(EMBEDDING_DIMENSIONS)]
+    vector = base64.b64encode(struct.pack(f"<{EMBEDDING_DIMENSIONS}f", *values)).decode()
+    return _j({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+               "model": model, "usage": {"prompt_tokens": USAGE_IN, "total_tokens": USAGE_IN}}).encode()
+
+
+def embeddings_request(text: str, model: str = EMBEDDING_MODEL) -> bytes:
+    """One input, base64 answer: what ``client.embeddings.create(model=..., input=text, dimensions=512)`` sends."""
+    return _j({"model": model, "input": text, "dimensions": EMBEDDING_DIMENSIONS,
+               "encoding_format": "base64"}).encode()
 
 
 PROMPT_MARK = "@@PROMPT@@"

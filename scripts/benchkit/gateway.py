@@ -22,6 +22,7 @@ from tests.support.processes import UNREACHABLE_RATE_LIMITS, GatewayProcess
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=10))
 
 OPENAI_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 CLIENT_KEY = "bench-" + secrets.token_hex(16)
 SLOW_PROVIDER = "bench-slow"
 
@@ -95,12 +96,13 @@ def scrape(metrics_url: str) -> dict[str, float]:
     return totals
 
 
-def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int) -> None:
+def warm_l1(gateway: GatewayProcess, body: bytes, headers: dict[str, str], connections: int,
+            path: str = OPENAI_PATH) -> None:
     """Send the fixed body on many fresh connections so that every worker has it in its L1."""
     def one() -> None:
         http = urllib3.PoolManager(retries=False, timeout=5)
         for _ in range(4):
-            http.request("POST", gateway.url + OPENAI_PATH, body=body,
+            http.request("POST", gateway.url + path, body=body,
                          headers={"content-type": "application/json", **headers})
     with ThreadPoolExecutor(min(16, max(2, connections))) as pool:
         for future in [pool.submit(one) for _ in range(max(8, connections))]:

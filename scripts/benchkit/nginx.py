@@ -1,4 +1,4 @@
-"""A fast local upstream: nginx answering fixed OpenAI and Anthropic bodies, JSON or SSE.
+"""A fast local upstream: nginx answering fixed OpenAI and Anthropic bodies, JSON or SSE, and embeddings.
 
 nginx cannot branch on the request body, but the gateway asks for a stream
 with ``accept: text/event-stream``, so that header picks SSE over JSON. The
@@ -46,6 +46,11 @@ def config(port: int, workdir: Path) -> str:
                        b"".join(answers.openai_sse_events()))
     anthropic = _endpoint("/v1/messages", "anthropic", answers.anthropic_json(),
                           b"".join(answers.anthropic_sse_events()))
+    embeddings = f"""
+        location = /v1/embeddings {{
+            default_type application/json;
+            return 200 {_quote(answers.embeddings_json())};
+        }}"""
     temp = "\n".join(f"    {kind}_temp_path {workdir}/{kind};" for kind in
                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""daemon off;
@@ -65,6 +70,7 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         {openai}
         {anthropic}
+        {embeddings}
         location / {{ return 404; }}
     }}
 }}

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import anthropic, openai, responses
+from . import anthropic, embeddings, openai, responses
 from .faults import (
     HTML_PAGE,
     Fault,
@@ -42,6 +42,9 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "claude-3-5-haiku-latest",
     "claude-sonnet-4-5",
     "claude-opus-4-1",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
 )
 CONTROL_PREFIX = "/_emulator"
 
@@ -53,6 +56,7 @@ ENDPOINTS: dict[str, tuple[str, Endpoint]] = {
     "/v1/messages": ("POST", anthropic.messages),
     "/v1/messages/count_tokens": ("POST", anthropic.count_tokens),
     responses.PATH: ("POST", responses.create),
+    "/v1/embeddings": ("POST", embeddings.create),
 }
 MODELS_PATH = "/v1/models"
 

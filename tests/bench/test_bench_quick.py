@@ -25,6 +25,8 @@ LOAD_ROWS = [
     "gateway miss, translated",
     "gateway L1 hit (same body)",
     "gateway L2 hit (L1_CACHE_SIZE=0)",
+    "gateway embeddings miss (unique inputs)",
+    "gateway embeddings L1 hit (same input)",
     "gateway streaming (unique bodies)",
     "c=1 direct upstream",
     "c=1 gateway miss",
@@ -80,7 +82,9 @@ def test_slow_stream_ramp_holds_the_quick_cap(output: str) -> None:
 
 @pytest.mark.parametrize(("name", "tier"), [("gateway L1 hit (same body)", "L1"),
                                             ("gateway L2 hit (L1_CACHE_SIZE=0)", "L2"),
-                                            ("gateway miss (unique bodies)", "upstream")])
+                                            ("gateway miss (unique bodies)", "upstream"),
+                                            ("gateway embeddings L1 hit (same input)", "L1"),
+                                            ("gateway embeddings miss (unique inputs)", "upstream")])
 def test_cache_rows_come_from_their_tier(output: str, name: str, tier: str) -> None:
     note = cells(output, name)[-1]
     share = re.search(rf"{tier} (\d+)%", note)

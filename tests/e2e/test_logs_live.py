@@ -86,6 +86,15 @@ def test_log_prompts_adds_the_prompt_and_warning_level_drops_info(start_gateway,
     assert chat(loud, request_id).status == 200
     wait_until(lambda: request_id in loud.logs(), timeout=5, what="the access line")
     assert access(parse(loud.logs()), request_id)["prompt"] == f"user: {PROMPT}"
+    request_id = f"req-{uuid.uuid4().hex}"
+    embed = http.request("POST", loud.url + "/v1/embeddings", headers={"content-type": "application/json",
+                                                                        "x-request-id": request_id},
+                         body=json.dumps({"model": "text-embedding-3-small", "input": [PROMPT, "second"]}).encode())
+    assert embed.status == 200
+    wait_until(lambda: request_id in loud.logs(), timeout=5, what="the embeddings access line")
+    line = access(parse(loud.logs()), request_id)
+    assert line["prompt"] == f"{PROMPT}\nsecond" and line["endpoint"] == "/v1/embeddings"
+    assert line["prompt_tokens"] == json.loads(embed.data)["usage"]["prompt_tokens"] and line["cost_cents"] > 0
 
     quiet = start_gateway({"LOG_LEVEL": "warning"})
     assert chat(quiet, "req-quiet").status == 200

@@ -478,3 +478,30 @@ def test_cached_openai_tokens_reach_an_anthropic_caller_and_the_bill(gw, upstrea
     cost_after, saved_after = money(gw, "openai", model)
     assert prompt > 32 and cost_after - cost_before == pytest.approx(bill_dollars * 100)
     assert saved_after - saved_before == pytest.approx(32 * (2.50 - 1.25) / 1e6 * 100)
+
+
+def test_embeddings_and_model_lookups_are_counted_under_their_own_endpoint(gw, upstream):
+    """``endpoint`` stays bounded: /v1/embeddings is its own value, any /v1/models/<id> is its template."""
+    before = scrape(gw.metrics_url)
+    body = {"model": "text-embedding-3-small", "input": [f"metrics {uuid.uuid4().hex}", "two words"]}
+    resp = http.request("POST", gw.url + "/v1/embeddings", body=json.dumps(body).encode(),
+                        headers={"content-type": "application/json", "cache-control": "no-store"})
+    assert resp.status == 200
+    tokens = json.loads(resp.data)["usage"]["prompt_tokens"]
+    for model_id in ("gpt-4o", "openai/gpt-4o", f"nothing-{uuid.uuid4().hex[:6]}"):
+        http.request("GET", f"{gw.url}/v1/models/{model_id}")
+    after = settled(gw.metrics_url)
+
+    def grew(name: str, **labels: str) -> float:
+        return after.total(name, **labels) - before.total(name, **labels)
+
+    assert grew("llm_edge_requests_total", endpoint="/v1/embeddings", provider="openai",
+                model="text-embedding-3-small", status="200") == 1
+    assert grew("llm_edge_request_duration_seconds_count", endpoint="/v1/embeddings", cache="bypass") == 1
+    assert grew("llm_edge_tokens_total", provider="openai", model="text-embedding-3-small", type="prompt") == tokens
+    assert grew("llm_edge_cost_total_cents", provider="openai", model="text-embedding-3-small") == pytest.approx(
+        PRICES.cost_cents("openai", "text-embedding-3-small", Usage(tokens, 0)))
+    assert grew("llm_edge_requests_total", endpoint="/v1/models/{id}", status="200") == 2
+    assert grew("llm_edge_requests_total", endpoint="/v1/models/{id}", status="404") == 1
+    assert not [labels for name, labels, _ in after.samples if name == "llm_edge_requests_total"
+                and labels.get("endpoint", "").startswith("/v1/models/") and labels["endpoint"] != "/v1/models/{id}"]

@@ -43,6 +43,14 @@ def test_serve_without_keys_or_redis_answers_from_the_emulator():
                                 headers={"content-type": "application/json"}, body=json.dumps(body))
             assert resp.status == 200 and resp.headers["x-llm-edge-token-count"] == how, resp.data
             assert json.loads(resp.data)["input_tokens"] > 0
+        # README's embeddings and models.retrieve examples.
+        resp = http.request("POST", base + "/v1/embeddings", headers={"content-type": "application/json"},
+                            body=json.dumps({"model": "text-embedding-3-small", "input": ["hello", "world"],
+                                             "dimensions": 4}))
+        assert resp.status == 200, resp.data
+        assert [len(d["embedding"]) for d in json.loads(resp.data)["data"]] == [4, 4]
+        resp = http.request("GET", base + "/v1/models/claude-3-5-haiku-latest")
+        assert resp.status == 200 and json.loads(resp.data)["owned_by"] == "anthropic", resp.data
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

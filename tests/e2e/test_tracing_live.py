@@ -105,6 +105,22 @@ def test_spans_continue_the_callers_trace_and_carry_genai_attributes(http_gw, co
     assert_nothing_secret(spans)
 
 
+def test_an_embeddings_attempt_is_an_embeddings_span(http_gw, collector, upstream):
+    traceparent, trace_id, _ = new_traceparent()
+    client = openai.OpenAI(base_url=http_gw.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10)
+    answer = client.embeddings.create(model="text-embedding-3-small", input=[PROMPT, f"second {uuid.uuid4().hex}"],
+                                      extra_headers={"traceparent": traceparent})
+    spans = collector.wait_for_trace(trace_id, 3)
+    (server,) = by_kind(spans, "server")
+    (attempt,) = by_kind(spans, "client")
+    assert server.name == "POST /v1/embeddings" and attempt.name == "embeddings text-embedding-3-small"
+    assert attempt.attributes["gen_ai.operation.name"] == "embeddings"
+    assert attempt.attributes["gen_ai.usage.input_tokens"] == answer.usage.prompt_tokens
+    assert server.attributes["llm_edge.cost_cents"] > 0
+    assert upstream.last("/v1/embeddings").headers["traceparent"] == f"00-{trace_id}-{attempt.span_id}-01"
+    assert_nothing_secret(spans)
+
+
 def test_a_stream_and_a_fallback_give_one_span_per_attempt(http_gw, collector, upstream):
     traceparent, trace_id, _ = new_traceparent()
     upstream.push_faults(Fault(status=500), path="/v1/messages")  # "fast" is Anthropic first, then gpt-4o-mini

@@ -1,8 +1,9 @@
-"""Fuzz both chat endpoints in-process (Falcon app, emulator upstream): no generated body is ever a 5xx.
+"""Fuzz both chat endpoints and /v1/embeddings in-process (Falcon app, emulator upstream): no generated body
+is ever a 5xx.
 
 Bodies are built around the real schemas: valid-ish structures whose fields get wrong types, huge and
 fractional numbers, odd strings (controls, emoji, very long), missing fields and nested junk.
-1,000 bodies per endpoint per run (2,000 in all).
+1,000 bodies per chat endpoint per run (2,000 in all), and 500 for /v1/embeddings.
 """
 
 from __future__ import annotations
@@ -90,5 +91,34 @@ def test_no_generated_body_is_a_server_error(client, path):
         assert resp.status_code < 500, (resp.status_code, resp.text[:300], raw[:300])
         if resp.headers.get("content-type", "").startswith("text/event-stream"):
             assert "internal_error" not in resp.text, (resp.text[:300], raw[:300])
+
+    run()
+
+
+token = st.one_of(st.integers(min_value=-5, max_value=200_000), huge)
+EMBEDDING_FIELDS = {
+    "model": st.one_of(st.sampled_from(["text-embedding-3-small", "text-embedding-ada-002", "claude-3-5-haiku-latest",
+                                        "gpt-4o-mini", "unknown-model"]), odd_text, junk),
+    "input": st.one_of(odd_text, st.lists(odd_text, max_size=3), st.lists(token, max_size=3),
+                       st.lists(st.lists(token, max_size=3), max_size=3), junk),
+    "dimensions": number_or_junk, "encoding_format": st.one_of(st.sampled_from(["float", "base64", "int8"]), junk),
+    "user": junk, "extra": junk,
+}
+embedding_mutations = st.lists(st.sampled_from(sorted(EMBEDDING_FIELDS)).flatmap(
+    lambda k: st.tuples(st.just(k), EMBEDDING_FIELDS[k])), min_size=1, max_size=3)
+embedding_body = st.one_of(
+    st.tuples(st.fixed_dictionaries({"model": st.just("text-embedding-3-small"), "input": st.text(min_size=1)}),
+              embedding_mutations).map(lambda vm: {**vm[0], **dict(vm[1])}),
+    junk)
+
+
+def test_no_generated_embeddings_body_is_a_server_error(client):
+    @settings(max_examples=EXAMPLES // 2, deadline=None, derandomize=False, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(embedding_body)
+    def run(data):
+        raw = json.dumps(data).encode()
+        resp = client.simulate_post("/v1/embeddings", body=raw, headers={"content-type": "application/json"})
+        assert resp.status_code < 500, (resp.status_code, resp.text[:300], raw[:300])
 
     run()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.cache.entry import COMPRESS_MIN_BYTES, CachedAnswer, Relayed, decode, encode
+from app.cache.entry import COMPRESS_MIN_BYTES, CachedAnswer, Relayed, decode, encode, pack, serialize
 from app.formats.canonical import ChatResponse, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolUseBlock, Usage
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20)
@@ -82,3 +82,15 @@ def test_entries_of_the_earlier_layouts_still_read(relayed):
                                   b'j["p","m","id","m",0,null,null,[1,2,3,4,5,6,7,8,9],[]]'])
 def test_bytes_that_are_not_an_entry_are_a_miss(data):
     assert decode(data) is None
+
+
+@pytest.mark.parametrize("raw", [None, b"", b'{"object": "list", "data": []}', b"x" * 5000])
+def test_the_size_known_before_the_response_is_the_stored_entrys(raw):
+    """TieredCache.put counts an entry's L1 size from ``serialize`` and leaves joining and compressing for the
+    deferred L2 fill: both must agree with ``encode``, which is what the fill stores."""
+    answer = CachedAnswer(THOUGHTFUL, "openai", "m", None if raw is None else Relayed("openai", False, raw))
+    head, body = serialize(answer)
+    size = len(head) if body is None else len(head) + 1 + len(body)
+    data, encoded_size = encode(answer)
+    assert size == encoded_size
+    assert pack(head if body is None else head + b"\n" + body) == data

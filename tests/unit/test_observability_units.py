@@ -147,3 +147,17 @@ def test_child_is_the_labelled_metric_remembered() -> None:
     first.inc()
     assert sample("llm_edge_requests_total", {"endpoint": "/v1/models", "provider": "none", "model": "none",
                                               "status": "200"}) == before + 1
+
+
+@pytest.mark.parametrize("path,label", [
+    ("/v1/models/gpt-4o", "/v1/models/{id}"),
+    ("/v1/models/openai/gpt-4o", "/v1/models/{id}"),
+    ("/v1/responses/resp_123", "/v1/responses/{id}"),
+    ("/v1/responses/resp_123/input_items", "/v1/responses/{id}"),
+    ("/v1/unknown", "other"),
+    ("/v1/embeddingsx", "other"),
+])
+def test_the_endpoint_label_of_a_path_outside_the_fixed_set_is_its_template_or_other(path, label) -> None:
+    from app.http.middleware import endpoint_of
+
+    assert endpoint_of(path) == label

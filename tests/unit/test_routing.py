@@ -40,12 +40,22 @@ def test_alias_with_fallbacks(router):
 @pytest.mark.parametrize("model,provider,upstream", [
     ("gpt-4o", "openai", "gpt-4o"), ("o3-mini", "openai", "o3-mini"), ("chatgpt-4o-latest", "openai", None),
     ("claude-opus-4", "anthropic", None), ("local/qwen2", "local", "qwen2"), ("llama3", "local", "llama3"),
-    ("openai/my-finetune", "openai", "my-finetune"),
+    ("openai/my-finetune", "openai", "my-finetune"), ("text-embedding-3-small", "openai", None),
 ])
 def test_prefix_and_explicit_routing(router, model, provider, upstream):
     target = router.resolve(model)[0]
     assert target.provider.name == provider and target.model == (upstream or model)
     assert not target.provider.base_url.endswith("/")
+
+
+def test_wire_formats_name_every_target_with_a_key_or_not(router, tmp_path):
+    assert router.wire_formats("fast") == {"anthropic", "openai"}
+    assert router.wire_formats("claude-3-5-haiku-latest") == {"anthropic"}
+    assert router.wire_formats("local/qwen2") == {"openai"}
+    with pytest.raises(ModelNotFound):
+        router.wire_formats("mistral-large")
+    keyless = Router.from_settings(Settings.from_env({"MODELS_FILE": str(tmp_path / "none.yaml")}), {})
+    assert keyless.wire_formats("claude-3-5-haiku-latest") == {"anthropic"}  # no key needed to say so
 
 
 @pytest.mark.parametrize("model", ["llama-3", "mistral-large", "nope/gpt-4o", "local/"])
