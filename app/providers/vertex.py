@@ -4,8 +4,8 @@ The URL names the project, the region and the model (``.../publishers/anthropic/
 the body is Anthropic's Messages body without ``model``, with ``anthropic_version: vertex-2023-10-16``
 (``stream`` stays: ``:streamRawPredict`` reads it). Answers are Anthropic's: JSON, or its SSE stream.
 
-Access tokens come from google-auth: the service-account (or other credential) JSON file named by
-``credentials_file``, else Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``,
+Access tokens come from google-auth: the service-account key file named by ``credentials_file``,
+else Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``,
 workload identity, the metadata server). A token is refreshed when it is no longer fresh (google-auth
 counts one as stale 3m45s before it expires), by one thread under a lock while the others wait; a
 token Vertex refuses (401) is dropped, so the next attempt fetches a new one.
@@ -26,6 +26,7 @@ import google.auth
 import google.auth.transport.requests
 from google.auth.credentials import TokenState
 from google.auth.exceptions import GoogleAuthError
+from google.oauth2 import service_account
 
 from app.errors import GatewayError, UpstreamError
 from app.formats.common import provider_error_message
@@ -85,7 +86,7 @@ class VertexAdapter:
     def _load(self) -> Any:
         try:
             if self._file:
-                creds, _ = google.auth.load_credentials_from_file(self._file, scopes=SCOPES)
+                creds = service_account.Credentials.from_service_account_file(self._file, scopes=SCOPES)
             else:
                 creds, _ = google.auth.default(scopes=SCOPES)
         except (GoogleAuthError, OSError, ValueError) as exc:
