@@ -271,3 +271,11 @@ def test_count_tokens_on_a_cloud_is_estimated(cloud_gateway, upstream):
                                                          messages=[{"role": "user", "content": "a b c"}])
     assert raw.headers["x-llm-edge-token-count"] == "estimate" and raw.parse().input_tokens > 0
     assert not any(r.path.startswith("/model/") for r in upstream.requests)
+
+
+def test_aws_secrets_echoed_in_an_error_are_redacted(claude, upstream):
+    upstream.push_faults(Fault(status=400, message=f"bad token {AWS_TOKEN} for key {AWS_SECRET}"), path="/model/")
+    with pytest.raises(anthropic.BadRequestError) as info:
+        claude.messages.create(model="claude-bedrock", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert AWS_TOKEN not in info.value.message and AWS_SECRET not in info.value.message
+    assert info.value.message.count("[redacted]") == 2

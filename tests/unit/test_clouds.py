@@ -225,3 +225,20 @@ def test_config_errors_for_cloud_providers(tmp_path, spec, message):
     env = write_models(tmp_path, f"providers:\n  x: {spec}\n")
     with pytest.raises(ConfigError, match=re.escape(message)):
         Router.from_settings(Settings.from_env(env), env)
+
+
+def test_a_held_vertex_token_is_redacted_from_provider_errors():
+    from google.oauth2.credentials import Credentials
+
+    from app.providers.platforms import adapter_for
+    from app.providers.upstream import redact
+
+    provider = Provider("vertex-redact", "anthropic", "", None, None, False, "vertex",
+                        {"project": "p", "region": "us-east5"})
+    adapter = adapter_for(provider)
+    assert isinstance(adapter, VertexAdapter) and adapter_for(provider) is adapter  # one per provider
+    adapter._credentials = Credentials(token="ya29.unit-test-token-0123456789")
+    assert redact("Vertex said: token ya29.unit-test-token-0123456789 is bad", Target(provider, "m")) \
+        == "Vertex said: token [redacted] is bad"
+    adapter.forget_token()
+    assert tuple(adapter.secrets()) == ()
