@@ -282,7 +282,7 @@ class UpstreamCaller:
 
 
 def _closing(outer: Iterator[bytes], inner: Iterator[bytes]) -> Iterator[bytes]:
-    """``outer``'s chunks; closing it closes ``inner`` (the connection) even if ``outer`` never started."""
+    """``outer``'s chunks (made from ``inner``'s); closing it mid-way closes ``inner`` too: the connection."""
     try:
         yield from outer
     finally:
