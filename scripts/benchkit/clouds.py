@@ -7,7 +7,11 @@ rewrite and a held token (a lock-free check), and once an hour per worker a toke
 assertion signed and posted to the token endpoint (here the emulator's, on loopback, so the figure is
 the gateway's own cost plus one local round trip; a real one adds the network's).
 
-Run: ``.venv/bin/python -m benchkit.clouds [--scale 1.0]`` from scripts/ (PYTHONPATH=.:..).
+``--instructions`` counts the signature's and an event's instructions per call with callgrind instead (two runs of
+different lengths in fresh processes, the difference divided by the extra calls): a figure that load
+beside it cannot move. Needs valgrind.
+
+Run: ``.venv/bin/python -m benchkit.clouds [--scale 1.0] [--instructions]`` from scripts/ (PYTHONPATH=.:..).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import argparse
 import base64
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -42,7 +50,8 @@ BODY = json.dumps({
 EVENT = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello there"}}
 
 
-def bedrock_rows(scale: float) -> list[tuple[str, float]]:
+def bedrock_work() -> dict[str, Callable[[], None]]:
+    """Each Bedrock row's work, one call each."""
     os.environ.update(AWS_ACCESS_KEY_ID="AKIABENCHMARK", AWS_SECRET_ACCESS_KEY="bench/secret",
                       AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
     os.environ.pop("AWS_SESSION_TOKEN", None)
@@ -61,20 +70,43 @@ def bedrock_rows(scale: float) -> list[tuple[str, float]]:
         adapter.prepare(target, BODY, {"content-type": "application/json", "anthropic-version": "2023-06-01",
                                        "x-request-id": "req_1"}, True)
 
-    def decode_100() -> None:
-        for _ in eventstream.anthropic_sse(stream, "bedrock"):
+    def decode_one() -> None:
+        for _ in eventstream.anthropic_sse(stream[:1], "bedrock"):
             pass
 
-    return [
-        ("Bedrock: body rewrite (2 KB)", micro.mean_us(
-            lambda: rewrite_body(BODY, BEDROCK_VERSION, drop=("model", "stream")), int(20_000 * scale) or 1,
-            rounds=3, pick=min)),
-        ("Bedrock: SigV4 signature (botocore)", micro.mean_us(sign, int(5_000 * scale) or 1, rounds=3, pick=min)),
-        ("Bedrock: whole prepare (rewrite + sign)", micro.mean_us(prepare, int(5_000 * scale) or 1, rounds=3,
-                                                                   pick=min)),
-        ("Bedrock: one streamed event decoded", micro.mean_us(decode_100, int(500 * scale) or 1, rounds=3,
-                                                              pick=min) / 100),
-    ]
+    return {
+        "Bedrock: body rewrite (2 KB)": lambda: rewrite_body(BODY, BEDROCK_VERSION, drop=("model", "stream")),
+        "Bedrock: SigV4 signature (botocore)": sign,
+        "Bedrock: whole prepare (rewrite + sign)": prepare,
+        "Bedrock: one streamed event decoded": decode_one,
+    }
+
+
+BEDROCK_CALLS = (20_000, 5_000, 5_000, 20_000)  # per row, at --scale 1
+
+
+def bedrock_rows(scale: float) -> list[tuple[str, float]]:
+    return [(name, micro.mean_us(fn, int(calls * scale) or 1, rounds=3, pick=min))
+            for (name, fn), calls in zip(bedrock_work().items(), BEDROCK_CALLS, strict=True)]
+
+
+def instructions(name: str, calls: int) -> int:
+    """Instructions of a fresh process that makes ``calls`` calls of row ``name`` (callgrind's total)."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
+           "benchkit.clouds", "--child", name, str(calls)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=900)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+COUNTED = ("Bedrock: SigV4 signature (botocore)", "Bedrock: one streamed event decoded")
+
+
+def instruction_rows(small: int = 20, large: int = 220) -> list[tuple[str, int]]:
+    """The signature and the event decoding (each row is two callgrind runs of a minute or more)."""
+    return [(name, (instructions(name, large) - instructions(name, small)) // (large - small)) for name in COUNTED]
 
 
 def vertex_rows(scale: float) -> list[tuple[str, float]]:
@@ -114,9 +146,20 @@ def vertex_rows(scale: float) -> list[tuple[str, float]]:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        work = bedrock_work()[sys.argv[2]]
+        work()  # warm: imports, the first credentials lookup
+        for _ in range(int(sys.argv[3])):
+            work()
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every row's number of calls")
+    parser.add_argument("--instructions", action="store_true", help="callgrind instruction counts (Bedrock rows)")
     args = parser.parse_args()
+    if args.instructions:
+        print(micro.table(["per-request work", "instructions"],
+                          ((name, f"{n:,}") for name, n in instruction_rows())))
+        return
     rows = bedrock_rows(args.scale) + vertex_rows(args.scale)
     print(micro.table(["per-request work", "µs"], ((name, f"{us:.1f}") for name, us in rows)))
 
