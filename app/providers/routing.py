@@ -14,7 +14,7 @@ fail are never remembered: the error is raised afresh.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,9 +34,22 @@ _PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Clouds that serve a vendor's wire format under their own URL and auth (``type`` in config/models.yaml):
+# the wire format they speak, the options a provider of theirs must name, and those it may.
+CLOUD_PLATFORMS: dict[str, tuple[WireFormat, tuple[str, ...], tuple[str, ...]]] = {
+    "bedrock": ("anthropic", ("region",), ("profile",)),
+    "vertex": ("anthropic", ("project", "region"), ("credentials_file",)),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
-    """An upstream endpoint: its wire format, base URL and the gateway's own key."""
+    """An upstream endpoint: its wire format, base URL and the gateway's own key.
+
+    ``type`` is the wire format (relay or translation is decided by it); ``platform`` says who serves it:
+    ``direct`` (the vendor's API or a compatible server), or a cloud (``CLOUD_PLATFORMS``) whose URL and
+    auth ``app.providers.platforms`` supply from ``options`` (region, project...).
+    """
 
     name: str
     type: WireFormat
@@ -45,6 +58,8 @@ class Provider:
     key_env: str | None  # the variable that holds the key, for messages
     key_required: bool
     responses: bool = False  # serves OpenAI's Responses API (POST /responses): those requests are relayed
+    platform: str = "direct"
+    options: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def available(self) -> bool:
@@ -86,6 +101,30 @@ def load_yaml(path: str, setting: str) -> dict[str, Any]:
     return data
 
 
+def _cloud_provider(name: str, platform: str, spec: dict[str, Any], where: str) -> Provider:
+    """A provider on a cloud platform: its options checked here; credentials come from the cloud's own
+    chain when the first request needs them (``app.providers.platforms``), never from this file."""
+    wire, required, optional = CLOUD_PLATFORMS[platform]
+    unknown = sorted(set(spec) - {"type", "base_url", *required, *optional})
+    if unknown:
+        raise ConfigError(f"{where}: {', '.join(unknown)} not known for type {platform} "
+                          f"(it takes base_url, {', '.join((*required, *optional))})")
+    options: dict[str, str] = {}
+    for key in (*required, *optional):
+        value = spec.get(key)
+        if value is None:
+            if key in required:
+                raise ConfigError(f"{where}.{key} is required for type {platform}")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}.{key} must be a non-empty string")
+        options[key] = value.strip()
+    base_url = spec.get("base_url", "")  # empty: the platform's public endpoint for the region
+    if base_url and (not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))):
+        raise ConfigError(f"{where}.base_url must be an http(s) URL")
+    return Provider(name, wire, base_url.rstrip("/"), None, None, False, platform=platform, options=options)
+
+
 class Router:
     """Resolves model names to an ordered list of targets (primary, then fallbacks)."""
 
@@ -108,8 +147,12 @@ class Router:
             if not isinstance(spec, dict):
                 raise ConfigError(f"{where} must be a mapping")
             ptype = spec.get("type", "openai")
+            if ptype in CLOUD_PLATFORMS:
+                providers[name] = _cloud_provider(name, ptype, spec, where)
+                continue
             if ptype not in ("openai", "anthropic"):
-                raise ConfigError(f"{where}.type must be openai or anthropic, got {ptype!r}")
+                raise ConfigError(f"{where}.type must be openai, anthropic, {' or '.join(CLOUD_PLATFORMS)}, "
+                                  f"got {ptype!r}")
             base_url = spec.get("base_url")
             if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}.base_url must be an http(s) URL")

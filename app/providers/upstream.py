@@ -25,6 +25,7 @@ from app.formats.canonical import ChatRequest, ChatResponse, StreamEvent
 from app.formats.relay import CallerBody, ProviderErrorEvent, RelayedEvent
 from app.formats.stream import decode_sse
 from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamAbort, UpstreamHTTP
+from app.providers.platforms import adapter_for, current_secrets
 from app.providers.routing import Target
 from app.providers.wire import WIRE_FORMATS
 from app.resilience.disconnects import ClientGone
@@ -49,7 +50,7 @@ def register_keys(keys: Iterable[str | None]) -> None:
 
 def redact(text: str, target: Target) -> str:
     """``text`` with the target's key and every registered provider key masked (any case, base64 forms)."""
-    for key in {target.provider.api_key, *_KEYS} - {None, ""}:
+    for key in {target.provider.api_key, *_KEYS, *current_secrets()} - {None, ""}:
         text = key_pattern(key).sub("[redacted]", text)  # type: ignore[arg-type]
     return text
 
@@ -197,14 +198,21 @@ class UpstreamCaller:
         if req.stream:
             all_headers["accept"] = "text/event-stream"
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
-        resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
+        url = wire.url(target.provider)
+        cloud = adapter_for(target.provider)
+        if cloud is not None:  # the cloud's URL, body and auth (signed over the final headers)
+            url, payload = cloud.prepare(target, payload, all_headers, req.stream)
+        resp = self.http.post(target.provider.name, url, all_headers,
                               payload, read_timeout=read_timeout, deadline=deadline, limit=limit, abort=abort)
         if note is not None:
             note(resp.headers)
         if resp.status >= 300:
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
-            raise without_key(self._status_error(target, resp, wire.codec.error_message(resp.status, raw)), target)
+            err = None if cloud is None else cloud.status_error(target, resp.status, resp.headers, raw)
+            if err is None:
+                err = self._status_error(target, resp, wire.codec.error_message(resp.status, raw))
+            raise without_key(err, target)
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
@@ -256,6 +264,9 @@ class UpstreamCaller:
                                 abort=abort, note=note, dialect=relay_dialect)
         chunks = self.http.iter_body(target.provider.name, resp, first_byte_by=first_byte_by,
                                      idle_timeout=s.stream_idle_timeout, deadline=deadline)
+        cloud = adapter_for(target.provider)
+        if cloud is not None:
+            chunks = _closing(cloud.stream_chunks(target, chunks), chunks)
         return EventStream(target, resp, chunks, wire.codec.StreamDecoder(), relay_dialect)
 
     @staticmethod
@@ -270,6 +281,16 @@ class UpstreamCaller:
             return UpstreamRejected(f"Provider {name}: {message}", status=status, retry_after=_retry_after(resp))
         return UpstreamError(f"Provider {name} failed with HTTP {status}: {message}", upstream_status=status,
                              retry_after=_retry_after(resp))
+
+
+def _closing(outer: Iterator[bytes], inner: Iterator[bytes]) -> Iterator[bytes]:
+    """``outer``'s chunks (made from ``inner``'s); closing it mid-way closes ``inner`` too: the connection."""
+    try:
+        yield from outer
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
 
 
 def _bad_response(message: str) -> UpstreamError:

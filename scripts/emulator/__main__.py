@@ -7,7 +7,9 @@ benchmark read the port from that line).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -40,7 +42,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drip", type=float, default=0.0, help="seconds between SSE events of every stream")
     parser.add_argument("--models", default=None, help="comma-separated model ids for /v1/models")
     parser.add_argument("--log", action="store_true", help="log every request to stderr")
+    parser.add_argument("--clouds-dir", default=None,
+                        help="also play Bedrock and Vertex AI: make an AWS key and a service account, and write "
+                             "them (clouds.json, service-account.json) to this folder for the gateway")
     return parser.parse_args(argv)
+
+
+def demo_clouds(emu: Emulator, folder: str) -> None:
+    """Credentials the fakes accept, written where scripts/serve reads them (``clouds.json``)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key_id, secret = "AKIAEMULATOR" + secrets.token_hex(4).upper(), secrets.token_urlsafe(30)
+    emu.aws.add(key_id, secret)
+    email = "gateway@emulator-project.iam.gserviceaccount.com"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    emu.google.add(email, "emulator-key", key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    account = Path(folder) / "service-account.json"
+    account.write_text(json.dumps({
+        "type": "service_account", "project_id": "emulator-project", "private_key_id": "emulator-key",
+        "private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode(),
+        "client_email": email, "client_id": "1", "token_uri": emu.url + "/token"}))
+    account.chmod(0o600)
+    clouds = Path(folder) / "clouds.json"
+    clouds.write_text(json.dumps({"url": emu.url, "aws_access_key_id": key_id, "aws_secret_access_key": secret,
+                                  "aws_region": emu.aws.region, "credentials_file": str(account)}))
+    clouds.chmod(0o600)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     emu.start()
+    if args.clouds_dir:
+        demo_clouds(emu, args.clouds_dir)
     sys.stdout.write(f"EMULATOR LISTENING {emu.url}\n")
     sys.stdout.flush()
     while not done.wait(1.0):

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import anthropic, embeddings, openai, responses
+from . import anthropic, bedrock, embeddings, openai, responses, vertex
 from .faults import (
     HTML_PAGE,
     Fault,
@@ -214,15 +214,16 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
     def _send_stream(
-        self, events: list[bytes], extra: Sequence[tuple[str, str]], fault: Fault | None, error_event: bytes | None
+        self, events: list[bytes], extra: Sequence[tuple[str, str]], fault: Fault | None, error_event: bytes | None,
+        ctype: str = "text/event-stream; charset=utf-8",
     ) -> int:
-        """Write SSE events as HTTP chunks, applying drip / cut_after / error_after."""
+        """Write SSE events (or event-stream frames) as HTTP chunks, applying drip / cut_after / error_after."""
         drip = fault.drip if fault and fault.drip else self.server.emulator.drip
         cut = fault.cut_after if fault else None
         err_after = fault.error_after if fault else None
         if err_after is not None and error_event is not None:
             events = [*events[:err_after], error_event]
-        head = self._head(200, "text/event-stream; charset=utf-8", None, [("Cache-Control", "no-cache"), *extra])
+        head = self._head(200, ctype, None, [("Cache-Control", "no-cache"), *extra])
         if cut is not None:
             events = events[:cut]
         out = [head]
@@ -285,6 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0 and self._pause(delay):
             self._abort()
             return 0
+        if path.startswith("/model/") or path.startswith(vertex.PREDICT_PREFIX) or path == vertex.TOKEN_PATH:
+            return self._serve_cloud(path, headers, raw, fault)
         if fault is not None and fault.status is not None:
             return self._send(int(fault.status), status_payload(fault, api), extra=extra, fault=fault)
         if fault is not None and fault.garbage:
@@ -303,6 +306,32 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, list):
             ends = responses.stream_error if path == responses.PATH else api.stream_error
             return self._send_stream(reply, extra, fault, ends(fault.message if fault else None))
+        return self._send(200, dumps(reply), extra=extra, fault=fault)
+
+    def _serve_cloud(self, path: str, headers: dict[str, str], raw: bytes, fault: Fault | None) -> int:
+        """Bedrock's InvokeModel, Vertex AI's rawPredict and Google's token endpoint (their own auth and errors)."""
+        emu = self.server.emulator
+        extra = reply_headers(fault) if fault else []
+        if path.startswith("/model/"):
+            try:
+                reply = bedrock.handle(emu.aws, self.command, self.path, headers, raw, fault)
+            except ApiError as err:
+                status, more, payload = bedrock.render(err)
+                return self._send(status, payload, extra=[*more, *extra])
+            if reply.frames is not None:
+                return self._send_stream(reply.frames, [*reply.headers, *extra], fault, None, reply.ctype)
+            return self._send(reply.status, reply.body, reply.ctype, [*reply.headers, *extra], fault)
+        try:
+            if path == vertex.TOKEN_PATH:
+                return self._send(200, dumps(vertex.issue_token(emu.google, raw)))
+            body, stream = vertex.predict(emu.google, path, headers, raw)
+            if fault is not None and fault.status is not None:
+                raise vertex.google_error(int(fault.status), fault.message or f"Error {fault.status}")
+        except ApiError as err:
+            return self._send(err.status, vertex.render(err), extra=extra)
+        reply = anthropic.messages(body, stream)
+        if isinstance(reply, list):
+            return self._send_stream(reply, extra, fault, anthropic.stream_error(fault.message if fault else None))
         return self._send(200, dumps(reply), extra=extra, fault=fault)
 
     def _send_garbage(
@@ -452,6 +481,8 @@ class Emulator:
         self.drip = drip
         self.models = tuple(models) if models else DEFAULT_MODELS
         self.log = log
+        self.aws = bedrock.AwsAccounts()  # Bedrock: the access keys it accepts, its region
+        self.google = vertex.GoogleAccounts()  # Vertex AI: service accounts, issued tokens
         self.connections = 0  # connections accepted so far (keep-alive shows as fewer connections)
         self._lock = threading.Lock()
         self._recordings = Recordings()

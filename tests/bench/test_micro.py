@@ -1,4 +1,4 @@
-"""benchkit's in-process timings (cache, limiter, observability, resilience): each runs small and prints its table."""
+"""benchkit's in-process timings (cache, limiter, observability, resilience, clouds): each runs small."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ NEEDS_REDIS = pytest.mark.skipif(shutil.which("redis-server") is None,
                  marks=NEEDS_REDIS),
     ("observability", ["--calls", "20"], ["end of request", "accounting", "tracing off", "tracing on"]),
     ("resilience", ["--scale", "0.005"], ["breaker allow + record", "client address", "disconnect watch"]),
+    ("clouds", ["--scale", "0.01"],
+     ["Bedrock: SigV4 signature", "Bedrock: one streamed event", "Vertex: token refresh"]),
 ])
 def test_each_timing_prints_its_rows(module: str, args: list[str], rows: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", f"benchkit.{module}", *args], cwd=ROOT / "scripts", env=ENV,

@@ -37,6 +37,12 @@ def test_serve_without_keys_or_redis_answers_from_the_emulator():
                             body=json.dumps({"model": "claude-3-5-haiku-latest", "max_tokens": 20,
                                              "messages": [{"role": "user", "content": "hello"}]}))
         assert resp.status == 200 and json.loads(resp.data)["content"][0]["text"] == "Echo: hello"
+        for model in ("claude-bedrock", "claude-vertex"):  # the emulator plays both clouds, signed / with tokens
+            resp = http.request("POST", base + "/v1/messages", headers={"content-type": "application/json"},
+                                body=json.dumps({"model": model, "max_tokens": 20, "stream": True,
+                                                 "messages": [{"role": "user", "content": "cloud"}]}))
+            assert resp.status == 200 and b'"text":"Echo:"' in resp.data and b"message_stop" in resp.data, resp.data
+            assert resp.headers["x-llm-edge-provider"] == model.split("-")[1]
         for model, how in (("claude-3-5-haiku-latest", "exact"), ("gpt-4o-mini", "estimate")):
             body = {"model": model, "messages": [{"role": "user", "content": "hello"}]}
             resp = http.request("POST", base + "/v1/messages/count_tokens",

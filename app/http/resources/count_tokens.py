@@ -9,7 +9,8 @@ Each target in turn:
   breaker, retried and fallen back from as chat is (counting has no side
   effect). Its ``{"input_tokens": N}`` is answered as the provider sent it,
   with ``x-llm-edge-token-count: exact``;
-* an OpenAI-format target has no count endpoint: the gateway estimates
+* an OpenAI-format target, or an Anthropic-format one on a cloud (Bedrock,
+  Vertex AI: their count endpoints are not relayed), has no count endpoint here: the gateway estimates
   (``app/formats/token_estimate.py``) and says so with
   ``x-llm-edge-token-count: estimate``; ``x-llm-edge-provider`` is then
   ``gateway``, as no provider answered.
@@ -94,7 +95,7 @@ class CountTokensResource:
         deadline = deadline_from(self.request_timeout)
         failure: GatewayError | None = None
         for target in targets:
-            if target.provider.type != "anthropic":
+            if target.provider.type != "anthropic" or target.provider.platform != "direct":  # clouds: no relay yet
                 try:
                     tokens = estimate_input_tokens(_parsed(body))
                 except InvalidRequest as err:
