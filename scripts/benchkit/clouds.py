@@ -55,7 +55,8 @@ def bedrock_work() -> dict[str, Callable[[], None]]:
     os.environ.update(AWS_ACCESS_KEY_ID="AKIABENCHMARK", AWS_SECRET_ACCESS_KEY="bench/secret",
                       AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
     os.environ.pop("AWS_SESSION_TOKEN", None)
-    provider = Provider("bedrock", "anthropic", "", None, None, False, platform="bedrock", options={"region": "us-east-1"})
+    provider = Provider("bedrock", "anthropic", "", None, None, False,
+                        platform="bedrock", options={"region": "us-east-1"})
     adapter = BedrockAdapter(provider)
     target = Target(provider, "anthropic.claude-sonnet-4-5-20250929-v1:0")
     payload = rewrite_body(BODY, BEDROCK_VERSION, drop=("model", "stream"))

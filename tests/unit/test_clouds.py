@@ -53,7 +53,8 @@ def chunk_frame(event: dict) -> bytes:
 
 
 def bedrock_provider(**options: str) -> Provider:
-    return Provider("bedrock", "anthropic", "", None, None, False, platform="bedrock", options={"region": "us-west-2", **options})
+    return Provider("bedrock", "anthropic", "", None, None, False,
+                        platform="bedrock", options={"region": "us-west-2", **options})
 
 
 def test_fake_frames_round_trip_through_botocores_parser():
@@ -185,7 +186,8 @@ def test_vertex_url_and_headers():
 
 def test_vertex_credentials_that_cannot_load_are_an_auth_failure(tmp_path):
     provider = Provider("vertex", "anthropic", "", None, None, False, platform="vertex",
-                        options={"project": "p", "region": "us-east5", "credentials_file": str(tmp_path / "missing.json")})
+                        options={"project": "p", "region": "us-east5",
+                                 "credentials_file": str(tmp_path / "missing.json")})
     with pytest.raises(UpstreamError) as info:
         VertexAdapter(provider).token()
     assert info.value.code == "upstream_auth_failed" and classify(info.value).may_fall_back
