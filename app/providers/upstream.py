@@ -24,6 +24,7 @@ from app.formats import relay
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEvent
 from app.formats.relay import CallerBody, ProviderErrorEvent, RelayedEvent
 from app.formats.stream import decode_sse
+from app.providers import azure
 from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamAbort, UpstreamHTTP
 from app.providers.routing import Target
 from app.providers.wire import WIRE_FORMATS
@@ -193,18 +194,25 @@ class UpstreamCaller:
         if body is None:
             body = self.body(target, req)
         all_headers = wire.headers(target.provider, self.settings.anthropic_version)
+        url = wire.url(target.provider)
+        if target.provider.platform == "azure":
+            url = azure.url(target, self.settings.azure_api_version)
+            azure.authorize(target.provider, all_headers)
         all_headers.update(headers)
         if req.stream:
             all_headers["accept"] = "text/event-stream"
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
-        resp = self.http.post(target.provider.name, wire.url(target.provider), all_headers,
+        resp = self.http.post(target.provider.name, url, all_headers,
                               payload, read_timeout=read_timeout, deadline=deadline, limit=limit, abort=abort)
         if note is not None:
             note(resp.headers)
         if resp.status >= 300:
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
-            raise without_key(self._status_error(target, resp, wire.codec.error_message(resp.status, raw)), target)
+            err = self._status_error(target, resp, wire.codec.error_message(resp.status, raw))
+            if azure.filtered_prompt(resp.status, raw):
+                err.code = azure.CONTENT_FILTER  # OpenAI callers can tell a filtered prompt from other 400s
+            raise without_key(err, target)
         return wire, resp
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
