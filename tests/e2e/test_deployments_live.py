@@ -142,3 +142,53 @@ def test_no_request_fails_through_429s_on_one_deployment_and_another_killed_mid_
     assert 'llm_edge_deployment_cooldown_until_seconds{deployment="dep-a"}' in metrics
     for text in (json.dumps(health), metrics, gateway.logs()):
         assert KEY_ONE not in text and KEY_TWO not in text
+
+
+def test_retries_move_across_deployments_before_the_fallback_model(start_gateway, upstream, east, tmp_path):
+    """dep-x and dep-y both fail with 500: one attempt at the first in the order, the full retries at the last,
+    then the fallback answers; the next request skips both (cooling down) and goes straight to the fallback."""
+    models = tmp_path / "models.yaml"
+    models.write_text(f"""
+providers:
+  az:
+    type: azure
+    base_url: {east.url}
+    api_key_env: AZ_KEY_ONE
+models:
+  gpt-pair:
+    deployments:
+      - {{name: dep-x, provider: az, model: dep-x}}
+      - {{name: dep-y, provider: az, model: dep-y}}
+    fallbacks: [gpt-4o-mini]
+  gpt-alone:
+    deployments:
+      - {{name: dep-z, provider: az, model: dep-z}}
+""")
+    east.set_default_fault(Fault(status=500), path="/openai/deployments/")
+    gw = start_gateway({**UNCACHED, "MODELS_FILE": str(models), "AZ_KEY_ONE": KEY_ONE, "WEB_CONCURRENCY": "1",
+                        "RETRY_ATTEMPTS": "3", "RETRY_BACKOFF_BASE": "0.01", "DEPLOYMENT_COOLDOWN": "60"},
+                       workers=1)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client", max_retries=0, timeout=20)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-pair",
+                                                          messages=[{"role": "user", "content": "hi"}])
+    assert raw.parse().choices[0].message.content == "Echo: hi"
+    assert raw.headers["x-llm-edge-provider"] == "openai"  # the fallback model's provider
+    tried = [r.path.split("/")[3] for r in east.requests]
+    assert sorted(set(tried)) == ["dep-x", "dep-y"]
+    assert tried[0] != tried[1]  # the retry went to the other deployment, not the same one again
+    assert tried[1:] == [tried[1]] * 3  # the last in the order keeps the full RETRY_ATTEMPTS
+    assert upstream.count("/v1/chat/completions") == 1
+
+    raw = client.chat.completions.with_raw_response.create(model="gpt-pair",
+                                                          messages=[{"role": "user", "content": "again"}])
+    assert raw.headers["x-llm-edge-provider"] == "openai"
+    assert len(east.requests) == 4  # both deployments cooling down: not tried
+
+    # With no fallback, a model whose every deployment is cooling down is a 503 with the wait as retry-after.
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-alone", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="gpt-alone", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503 and info.value.code == "no_healthy_provider"
+    assert 50 <= int(info.value.response.headers["retry-after"]) <= 60
+    assert "dep-z" in info.value.message
