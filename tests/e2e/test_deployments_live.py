@@ -192,3 +192,35 @@ models:
     assert info.value.status_code == 503 and info.value.code == "no_healthy_provider"
     assert 50 <= int(info.value.response.headers["retry-after"]) <= 60
     assert "dep-z" in info.value.message
+
+
+def test_each_deployment_has_its_own_circuit_breaker(start_gateway, east, tmp_path):
+    """With millisecond cooldowns, dep-x's failures open dep-x's breaker alone; dep-y serves every request."""
+    models = tmp_path / "models.yaml"
+    models.write_text(f"""
+providers:
+  az:
+    type: azure
+    base_url: {east.url}
+    api_key_env: AZ_KEY_ONE
+models:
+  gpt-pair:
+    deployments:
+      - {{name: dep-x, provider: az, model: dep-x}}
+      - {{name: dep-y, provider: az, model: dep-y}}
+""")
+    east.set_default_fault(Fault(status=500), path="/openai/deployments/dep-x/")
+    gw = start_gateway({**UNCACHED, "MODELS_FILE": str(models), "AZ_KEY_ONE": KEY_ONE, "DEPLOYMENT_COOLDOWN": "0.001",
+                        "BREAKER_FAILURE_THRESHOLD": "2", "BREAKER_COOLDOWN": "60"}, workers=1)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="client", max_retries=0, timeout=20)
+    for i in range(30):
+        answer = client.chat.completions.create(model="gpt-pair", messages=[{"role": "user", "content": f"r{i}"}])
+        assert answer.choices[0].message.content == f"Echo: r{i}"
+    tried_x = sum(1 for r in east.requests if r.path.startswith("/openai/deployments/dep-x/"))
+    assert tried_x == 2  # then its breaker is open: skipped without a call
+    http = urllib3.PoolManager()
+    breakers = json.loads(http.request("GET", gw.url + "/health").data)["checks"]["circuit_breakers"]["detail"]
+    assert breakers["providers"]["dep-x"]["state"] == "open"
+    assert breakers["providers"]["dep-y"]["state"] == "closed" and breakers["providers"]["az"]["state"] == "closed"
+    metrics = http.request("GET", gw.metrics_url).data.decode()
+    assert 'llm_edge_circuit_breaker_state{provider="dep-x"} 2.0' in metrics
