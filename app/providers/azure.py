@@ -8,7 +8,7 @@ Two endpoints, chosen per provider by ``endpoint`` in ``config/models.yaml``:
   ``api-version``.
 
 Auth: the key in an ``api-key`` header, or a Microsoft Entra ID access token as ``Authorization: Bearer``
-read from ``token_file``. The file is re-read when it changes (one ``stat`` per request), so whatever
+read from ``token_file``. The file is re-read when it changes (looked at once a second at most), so whatever
 refreshes it (a sidecar, ``az account get-access-token`` on a timer, a workload-identity agent) needs no
 restart. The ``azure-identity`` package is not used: it would bring MSAL and its own HTTP stack into every
 worker for one header, and a token written to a file by the platform's own tooling serves the same end.
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 ENDPOINTS = ("deployments", "v1")
 CONTENT_FILTER = "content_filter"  # the error code of a prompt Azure's filter refused
+TOKEN_RECHECK = 1.0  # seconds between two looks at a token file (a token is refreshed minutes before it expires)
 
 
 def options_from(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -94,22 +96,30 @@ def filtered_prompt(status: int, raw: bytes) -> bool:
 class TokenFiles:
     """Bearer tokens read from files, re-read when a file's modification time or size changes.
 
-    A token read is registered as a key (``register_keys``), so no error or log ever carries it.
+    A file is looked at (``stat``) at most every ``recheck`` seconds; a token read is registered as a key
+    (``register_keys``), so no error or log ever carries it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, recheck: float = TOKEN_RECHECK, clock: Callable[[], float] = time.monotonic) -> None:
+        self.recheck = recheck
+        self._clock = clock
         self._lock = threading.Lock()
-        self._tokens: dict[str, tuple[tuple[int, int], str]] = {}
+        self._tokens: dict[str, tuple[tuple[int, int], str, float]] = {}
 
     def read(self, path: str) -> str:
+        known = self._tokens.get(path)
+        now = self._clock()
+        if known is not None and now < known[2]:
+            return known[1]
         try:
             st = os.stat(path)
         except OSError as exc:
             raise UpstreamError(f"Azure token file {path!r} cannot be read: {exc.strerror}",
                                 code="upstream_auth_failed") from None
         stamp = (st.st_mtime_ns, st.st_size)
-        known = self._tokens.get(path)
         if known is not None and known[0] == stamp:
+            with self._lock:
+                self._tokens[path] = (stamp, known[1], now + self.recheck)
             return known[1]
         try:
             with open(path, encoding="utf-8") as f:
@@ -123,7 +133,7 @@ class TokenFiles:
 
         register_keys([token])
         with self._lock:
-            self._tokens[path] = (stamp, token)
+            self._tokens[path] = (stamp, token, now + self.recheck)
         return token
 
 

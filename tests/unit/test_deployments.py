@@ -131,7 +131,8 @@ def test_azure_auth_is_the_api_key_header_not_a_bearer(tmp_path):
     assert headers == {"api-key": "east-key-2", "content-type": "application/json"}
 
 
-def test_an_entra_token_file_is_reread_when_it_changes(tmp_path):
+def test_an_entra_token_file_is_reread_when_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(azure.TOKENS, "recheck", 0.0)  # look at the file on every request
     token = tmp_path / "token"
     token.write_text("token-one\n")
     text = (f"providers:\n  az:\n    type: azure\n    base_url: https://x.openai.azure.com\n"
@@ -270,3 +271,15 @@ def test_peak_ewma_jumps_up_at_once_and_decays_down(tmp_path):
     assert answer(0.1) == 100.0
     assert answer(1.0) == 1000.0  # a slow answer counts in full at once
     assert 100.0 < answer(0.1) < 1000.0  # a fast one pulls it down only as time passes
+
+
+def test_a_token_file_is_looked_at_once_a_second_at_most(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("first")
+    clock = Clock()
+    files = azure.TokenFiles(recheck=1.0, clock=clock)
+    assert files.read(str(token)) == "first"
+    token.write_text("second-token")
+    assert files.read(str(token)) == "first"  # within the second: not looked at
+    clock.now += 1.0
+    assert files.read(str(token)) == "second-token"
