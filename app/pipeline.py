@@ -261,16 +261,11 @@ class Pipeline:
 
             def call(headers: dict[str, str], span: Any, permit: Permit, target: Target = target,
                      body: bytes = body, breaker: CircuitBreaker = breaker, relay: str | None = relay) -> Outcome:
-                started = self.balancer.begin(target)
-                failed: BaseException | None = None
-                try:
+                def attempt() -> Outcome:
                     return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit,
                                          hold, abort, relay)
-                except BaseException as exc:
-                    failed = exc
-                    raise
-                finally:
-                    self.balancer.end(target, started, failed)
+
+                return attempt() if target.group is None else self.balancer.track(target, attempt)
 
             more_deployments = target.group is not None and n + 1 < len(targets) and \
                 targets[n + 1].group == target.group

@@ -28,12 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.errors import DEADLINE, GatewayError, UpstreamError, classify
 from app.health import Check
 from app.observability import metrics
 from app.providers.routing import DeploymentGroup, Target
 
+T = TypeVar("T")
 LATENCY_DECAY = 10.0  # seconds: how long a slow observation keeps weighing on the latency estimate
 
 
@@ -110,6 +112,18 @@ class Balancer:
                 rest = sorted((s for s in drawn if s is not first), key=lambda s: s.cost())
                 drawn = [first, *rest]
         return [s.target for s in drawn]
+
+    def track(self, target: Target, attempt: Callable[[], T]) -> T:
+        """``attempt()``, counted in flight while it runs, its latency or failure recorded when it ends."""
+        started = self.begin(target)
+        failed: BaseException | None = None
+        try:
+            return attempt()
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            self.end(target, started, failed)
 
     def begin(self, target: Target) -> float:
         """An attempt at ``target`` starts (its start time, for ``end``)."""
