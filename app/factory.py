@@ -43,6 +43,7 @@ from app.limits.budgets import BudgetReservations
 from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import BudgetHolds, Pipeline
+from app.providers.balancer import Balancer
 from app.providers.count_tokens import TokenCountRelay
 from app.providers.embeddings import EmbeddingsRelay
 from app.providers.http import UpstreamHTTP
@@ -108,7 +109,7 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     environ = load_environ() if environ is None else environ
     settings = Settings.from_env(environ) if settings is None else settings
     router = Router.from_settings(settings, environ)
-    register_keys(p.api_key for p in router.providers.values())  # scrubbed from every provider error
+    register_keys(router.keys())  # every provider's and deployment's key: scrubbed from every provider error
     http = UpstreamHTTP(connect_timeout=settings.upstream_connect_timeout,
                         pool_maxsize=max(10, settings.gunicorn_threads))
     redis_guard = RedisGuard(make_redis(settings))  # one per worker, shared by the cache, limiter and spend
@@ -116,21 +117,26 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
     if settings.cache_redis_url and settings.enable_l2_cache:
         cache_redis = RedisGuard(make_redis(settings, settings.cache_redis_url), serves="using the L1 cache")
     prices = PriceTable.load(settings.pricing_file)
+    deployments = [d.target for group in router.groups() for d in group.deployments]
     metrics.initialize(router.providers, [*router.models, *prices.model_names],
-                       [(entry.provider, entry.model or name) for name, entry in router.models.items()])
+                       [(entry.provider, entry.model or name) for name, entry in router.models.items()
+                        if entry.provider is not None] + [(t.provider.name, t.model) for t in deployments])
     spend = SpendLedger(redis_guard)
     access = build_access(settings, redis_guard, spend.spent)  # budgets read the spend ledger
     accounting = Accounting(prices, spend, tokens=access.middleware.count_tokens)
     # Here, after fork: its thread and channel are per worker.
     tracing = Tracing.from_settings(settings, default_endpoint=not is_configured(environ, "OTLP_ENDPOINT"))
     cache = make_cache(settings, cache_redis, accounting)
-    breakers = Breakers(router.providers, BreakerPolicy.from_settings(settings),
+    breakers = Breakers([*router.providers, *(t.breaker_name for t in deployments)],
+                        BreakerPolicy.from_settings(settings),
                         publish=lambda name, state: metrics.CIRCUIT_BREAKER_STATE.labels(name).set(state))
+    balancer = Balancer(router.groups(), settings.deployment_strategy, settings.deployment_cooldown)
     watcher = DisconnectWatcher()  # its thread starts with the first miss or stream, in this worker
     pipeline = Pipeline(router, UpstreamCaller(http, settings), settings.request_timeout, cache,
                         accounting=accounting, tracing=tracing, log_prompts=settings.log_prompts,
                         retry=RetryPolicy.from_settings(settings), breakers=breakers,
-                        holds=budget_holds(settings, redis_guard, spend, prices, access), watcher=watcher)
+                        holds=budget_holds(settings, redis_guard, spend, prices, access), watcher=watcher,
+                        balancer=balancer)
     draining = DrainState()
 
     app = GatewayApp(middleware=[RequestContextMiddleware(
@@ -159,6 +165,8 @@ def create_gateway(settings: Settings | None = None, environ: Mapping[str, str] 
               "circuit_breakers": breakers.health, "rate_limits": access.limiter.health}
     if cache_redis is not redis_guard:
         checks["cache_redis"] = cache_redis.health
+    if deployments:
+        checks["deployments"] = balancer.health
     health = HealthResource(checks, draining)
     app.add_route("/health", health)
     app.add_route("/health/live", health, suffix="live")

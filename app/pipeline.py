@@ -27,6 +27,7 @@ cuts the attempt in progress (``UpstreamAbort``) and the request ends with
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +57,7 @@ from app.limits.budgets import BudgetReservations, Reservation
 from app.observability import metrics
 from app.observability.access import prompt_text
 from app.observability.tracing import Tracing
+from app.providers.balancer import Balancer
 from app.providers.http import UpstreamAbort
 from app.providers.routing import Router, Target
 from app.providers.upstream import UpstreamCaller, deadline_from
@@ -173,7 +175,8 @@ class Pipeline:
                  cache: CacheStage | None = None, *, accounting: Accounting,
                  tracing: Tracing | None = None, log_prompts: bool = False, retry: RetryPolicy | None = None,
                  breakers: Breakers | None = None, sleep: Callable[[float], None] = time.sleep,
-                 holds: BudgetHolds | None = None, watcher: DisconnectWatcher | None = None) -> None:
+                 holds: BudgetHolds | None = None, watcher: DisconnectWatcher | None = None,
+                 balancer: Balancer | None = None) -> None:
         self.router = router
         self.caller = caller
         self.request_timeout = request_timeout
@@ -186,6 +189,9 @@ class Pipeline:
         self.sleep = sleep
         self.holds = holds
         self.watcher = watcher or DisconnectWatcher()
+        self.balancer = balancer or Balancer(router.groups())
+        # A deployment that is not its group's last gets one attempt: a retry goes to the next deployment.
+        self._one_try = dataclasses.replace(self.retry, attempts=1)
 
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT,
             client: Any = None, source: CallerBody | None = None) -> Outcome:
@@ -218,7 +224,8 @@ class Pipeline:
             try:
                 if self.holds is not None:
                     hold = self.holds.reserve(ctx, req, targets, first_body)
-                outcome = self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold, abort, source)
+                outcome = self._call_upstream(ctx, req, self.balancer.order(targets), deadline, ticket, first_body,
+                                              hold, abort, source, targets)
             finally:
                 stop_watching()
                 gone = abort.finish()
@@ -234,33 +241,43 @@ class Pipeline:
 
     def _call_upstream(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...], deadline: float,
                        ticket: Ticket, first_body: bytes, hold: Reservation | None = None,
-                       abort: UpstreamAbort | None = None, source: CallerBody | None = None) -> Outcome:
+                       abort: UpstreamAbort | None = None, source: CallerBody | None = None,
+                       configured: tuple[Target, ...] = ()) -> Outcome:
+        """``targets``: in the order tried (deployments ordered, cooled-down ones left out); ``configured``: as
+        resolved (``first_body`` is the first of these's; the answer's cache entry and the metrics' primary)."""
+        configured = configured or targets
         failure: GatewayError | None = None
-        for target in targets:
+        for n, target in enumerate(targets):
             try:  # each target relays or translates by its own wire format
-                body = first_body if target is targets[0] else self.caller.payload(target, req, source)
+                body = first_body if target is configured[0] else self.caller.payload(target, req, source)
             except InvalidRequest as err:  # a fallback that cannot express the request is skipped
                 failure = failure or err
                 continue
             relay = source.dialect if source is not None and target.provider.speaks(source.dialect) else None
-            breaker = self.breakers[target.provider.name]
+            breaker = self.breakers[target.breaker_name]
             headers = {"x-request-id": ctx.request_id}
             if ctx.forward is not None:
                 headers.update(ctx.forward.get(target.provider.type, ()))
 
             def call(headers: dict[str, str], span: Any, permit: Permit, target: Target = target,
                      body: bytes = body, breaker: CircuitBreaker = breaker, relay: str | None = relay) -> Outcome:
-                return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit, hold,
-                                     abort, relay)
+                def attempt() -> Outcome:
+                    return self._attempt(ctx, target, req, body, headers, deadline, ticket, span, breaker, permit,
+                                         hold, abort, relay)
 
-            answered, err = attempt_target(ctx, target, breaker, deadline, self.retry, self.sleep, self.tracing,
+                return attempt() if target.group is None else self.balancer.track(target, attempt)
+
+            more_deployments = target.group is not None and n + 1 < len(targets) and \
+                targets[n + 1].group == target.group
+            retry = self._one_try if more_deployments else self.retry
+            answered, err = attempt_target(ctx, target, breaker, deadline, retry, self.sleep, self.tracing,
                                            req, headers, call, abort)
             failure = err or failure
             if answered is None:
                 continue
             outcome: Outcome = answered.result
-            if target is not targets[0]:
-                metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
+            if target.group != configured[0].group or (target.group is None and target is not configured[0]):
+                metrics.FALLBACKS.labels(configured[0].provider.name, target.provider.name).inc()
             ctx.provider, ctx.model = target.provider.name, target.model
             if outcome.response is not None:
                 observe_attempt(target, answered.started)
@@ -273,10 +290,13 @@ class Pipeline:
             raise failure
         if time.monotonic() >= deadline:
             raise UpstreamTimeout(f"No provider answered for model '{req.model}' within REQUEST_TIMEOUT")
-        wait = min(self.breakers[t.provider.name].retry_after() for t in targets)
-        providers = ", ".join(dict.fromkeys(t.provider.name for t in targets))
+        waits = [self.breakers[t.breaker_name].retry_after() for t in targets]
+        if len(targets) < len(configured):  # deployments cooling down were left out
+            waits.append(self.balancer.retry_after(t for t in configured if t not in targets))
+        wait = min(waits)
+        providers = ", ".join(dict.fromkeys(t.breaker_name for t in configured))
         raise NoHealthyProvider(f"Every provider for model '{req.model}' is failing and paused by its circuit "
-                                f"breaker ({providers}); try again in {max(1, round(wait))}s",
+                                f"breaker or cooldown ({providers}); try again in {max(1, round(wait))}s",
                                 retry_after=max(1.0, wait))
 
     def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: bytes,

@@ -284,6 +284,10 @@ class Settings:
         "FORWARD_OPENAI_ORG_HEADERS", False, _boolean(),
         "pass a caller's `openai-organization` / `openai-project` headers on to OpenAI-format providers "
         "(off: the gateway's key decides the organization and project)", group=PROVIDERS)
+    azure_api_version: str = setting(
+        "AZURE_OPENAI_API_VERSION", "2024-10-21", _text(),
+        "`api-version` sent to Azure OpenAI providers on the deployments endpoint (a provider's `api_version` in "
+        "MODELS_FILE overrides it; the `v1` endpoint takes none)", group=PROVIDERS)
 
     # Server (gunicorn)
     host: str = setting("HOST", "0.0.0.0", _text(), "address the API and the metrics listen on", group=SERVER)
@@ -435,6 +439,14 @@ class Settings:
     breaker_cooldown: float = setting(
         "BREAKER_COOLDOWN", 30.0, _seconds(0, 86400), "seconds an open breaker waits before a trial request",
         group=RESILIENCE)
+    deployment_strategy: str = setting(
+        "DEPLOYMENT_STRATEGY", "weighted", _one_of("weighted", "least-busy", "latency"),
+        "how a model's deployments are chosen, unless its `strategy` in MODELS_FILE says otherwise "
+        "([providers](providers.md#deployments))", group=RESILIENCE)
+    deployment_cooldown: float = setting(
+        "DEPLOYMENT_COOLDOWN", 10.0, _seconds(0, 3600),
+        "seconds a deployment that answered 429 or 5xx (or could not be reached) is skipped, when it sent no "
+        "`retry-after`", group=RESILIENCE)
 
     # Configuration files (YAML, described in docs/api.md, docs/access.md and docs/observability.md)
     models_file: str = setting(

@@ -61,6 +61,15 @@ PROMPT_CACHE_SAVINGS_CENTS = Gauge("llm_edge_prompt_cache_savings_cents",
 CIRCUIT_BREAKER_STATE = Gauge("llm_edge_circuit_breaker_state",
                               "Provider breaker: 0 closed, 1 half-open, 2 open (worst worker)", ["provider"],
                               multiprocess_mode="livemax")
+# Deployments of a model (config/models.yaml `deployments`): labelled by the configured deployment names only.
+# Their breakers are in llm_edge_circuit_breaker_state under the deployment's name.
+DEPLOYMENT_ATTEMPTS = Counter("llm_edge_deployment_attempts_total", "Upstream attempts per deployment, by outcome",
+                              ["deployment", "outcome"])
+DEPLOYMENT_IN_FLIGHT = Gauge("llm_edge_deployment_in_flight", "Attempts awaiting a deployment's answer now",
+                             ["deployment"], multiprocess_mode="livesum")
+DEPLOYMENT_COOLDOWN_UNTIL = Gauge("llm_edge_deployment_cooldown_until_seconds",
+                                  "Unix time until which a deployment is skipped after a 429/5xx (in the past: "
+                                  "ready; latest worker)", ["deployment"], multiprocess_mode="livemax")
 RATE_LIMITED = Counter("llm_edge_rate_limited_total", "Requests refused by a limit", ["tier", "limit"])
 IN_FLIGHT = Gauge("llm_edge_in_flight_requests", "Requests being served now", multiprocess_mode="livesum")
 REDIS_ERRORS = Counter("llm_edge_redis_errors_total",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from app.errors import GatewayError, InvalidRequest, UpstreamError
-from app.providers.routing import Provider, Target
+from app.providers.routing import CLOUD_PLATFORMS, Provider, Target
 
 
 class CloudAdapter(Protocol):
@@ -39,8 +39,9 @@ _LOCK = threading.Lock()
 
 
 def adapter_for(provider: Provider) -> CloudAdapter | None:
-    """The provider's adapter (made once per process), or None for a provider reached directly."""
-    if provider.platform == "direct":
+    """The provider's adapter (made once per process), or None for a provider reached directly or on
+    Azure (an OpenAI-format URL and header: ``app.providers.azure``, no credentials to refresh)."""
+    if provider.platform not in CLOUD_PLATFORMS:
         return None
     key = (provider.name, provider.base_url, tuple(sorted(provider.options.items())))
     found = _ADAPTERS.get(key)

@@ -24,6 +24,7 @@ from app.formats import relay
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEvent
 from app.formats.relay import CallerBody, ProviderErrorEvent, RelayedEvent
 from app.formats.stream import decode_sse
+from app.providers import azure
 from app.providers.http import FIRST_BYTE_LIMIT, READ_LIMIT, UpstreamAbort, UpstreamHTTP
 from app.providers.platforms import adapter_for, current_secrets
 from app.providers.routing import Target
@@ -194,11 +195,14 @@ class UpstreamCaller:
         if body is None:
             body = self.body(target, req)
         all_headers = wire.headers(target.provider, self.settings.anthropic_version)
+        url = wire.url(target.provider)
+        if target.provider.platform == "azure":
+            url = azure.url(target, self.settings.azure_api_version)
+            azure.authorize(target.provider, all_headers)
         all_headers.update(headers)
         if req.stream:
             all_headers["accept"] = "text/event-stream"
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
-        url = wire.url(target.provider)
         cloud = adapter_for(target.provider)
         if cloud is not None:  # the cloud's URL, body and auth (signed over the final headers)
             url, payload = cloud.prepare(target, payload, all_headers, req.stream)
@@ -212,6 +216,8 @@ class UpstreamCaller:
             err = None if cloud is None else cloud.status_error(target, resp.status, resp.headers, raw)
             if err is None:
                 err = self._status_error(target, resp, wire.codec.error_message(resp.status, raw))
+                if azure.filtered_prompt(resp.status, raw):
+                    err.code = azure.CONTENT_FILTER  # OpenAI callers can tell a filtered prompt from other 400s
             raise without_key(err, target)
         return wire, resp
 

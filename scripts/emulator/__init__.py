@@ -19,6 +19,9 @@ Deterministic behaviour, so tests can assert on translation:
   call of the first (or forced) tool whose required properties are filled by type: string ``"test"``,
   number/integer ``1``, boolean ``true``, array ``[]``, object ``{}``.
 
+Azure OpenAI (``azure``): its deployment and v1 URLs, ``api-version``, ``api-key`` and the content filter on
+the trigger words ``FILTERME_PROMPT`` (a 400) and ``FILTERME_OUTPUT`` (``finish_reason: content_filter``).
+
 Modules: ``server`` (HTTP server, routing, :class:`Emulator`), ``faults`` (:class:`Fault`), ``openai`` and
 ``anthropic`` (one per API: validation table, answer, JSON and streamed replies), ``validation`` (the
 table-driven checker they share), ``answers`` (the provider-neutral answer), ``recording``, ``wire``.

@@ -37,6 +37,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get("EMULATOR_ANTHROPIC_KEY"),
         help="require this key on Anthropic endpoints (env EMULATOR_ANTHROPIC_KEY)",
     )
+    parser.add_argument(
+        "--azure-key",
+        default=os.environ.get("EMULATOR_AZURE_KEY"),
+        help="require this api-key (or bearer token) on Azure OpenAI paths (env EMULATOR_AZURE_KEY)",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not keep requests (for benchmarks)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every response's headers")
     parser.add_argument("--drip", type=float, default=0.0, help="seconds between SSE events of every stream")
@@ -85,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drip=args.drip,
         models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
         log=args.log,
+        azure_key=args.azure_key,
     )
     done = threading.Event()
 

@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import anthropic, bedrock, embeddings, openai, responses, vertex
+from . import anthropic, azure, bedrock, embeddings, openai, responses, vertex
 from .faults import (
     HTML_PAGE,
     Fault,
@@ -62,7 +62,10 @@ MODELS_PATH = "/v1/models"
 
 
 def api_of(path: str, headers: dict[str, str]) -> ModuleType:
-    """The API a request speaks: Anthropic's paths, or the model list asked with Anthropic's version header."""
+    """The API a request speaks: Azure's paths, Anthropic's, or the model list asked with Anthropic's version
+    header; OpenAI's otherwise."""
+    if path.startswith("/openai/"):
+        return azure
     anthropic_call = path.startswith("/v1/messages") or (
         path.startswith(MODELS_PATH) and "anthropic-version" in headers
     )
@@ -352,6 +355,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(responses.PATH + "/"):  # a stored response: retrieve, delete, input items
             api.check_request(headers, emu.openai_key)
             return responses.by_id(method, path, parse_qs(urlsplit(self.path).query))
+        if api is azure:
+            if method != "POST":
+                raise azure.not_found()
+            azure.check_request(headers, emu.azure_key)
+            if raw and body is None:
+                raise api.bad_json()
+            return azure.chat(path, urlsplit(self.path).query, body, stream, emu.azure_deployments)
         expected, endpoint = ENDPOINTS.get(path) or (
             ("GET", None) if path == MODELS_PATH or path.startswith(MODELS_PATH + "/") else (None, None)
         )
@@ -472,10 +482,14 @@ class Emulator:
         drip: float = 0.0,
         models: Sequence[str] | None = None,
         log: bool = False,
+        azure_key: str | None = None,
+        azure_deployments: Sequence[str] | None = None,
     ) -> None:
         self.host = host
         self.openai_key = openai_key
         self.anthropic_key = anthropic_key
+        self.azure_key = azure_key  # Azure paths need an api-key or bearer token always; this one when set
+        self.azure_deployments = tuple(azure_deployments) if azure_deployments is not None else None
         self.record = record
         self.latency = latency
         self.drip = drip

@@ -74,3 +74,44 @@ def test_serve_with_a_bad_setting_says_one_line_and_exits_2():
     lines = [line for line in (result.stdout + result.stderr).splitlines() if not line.startswith("bootstrap:")]
     assert result.returncode == 2, lines
     assert lines == ["llm-edge-agent: configuration error: PORT must be an integer from 0 to 65535, got 'eighty'"]
+
+
+def test_serve_demos_azure_deployments_from_the_example_file(tmp_path):
+    """config/examples/azure.yaml as documented: the emulator started by scripts/serve plays Azure."""
+    port, metrics_port, emulator_port = free_port(), free_port(), free_port()
+    models = tmp_path / "azure.yaml"
+    models.write_text((ROOT / "config" / "examples" / "azure.yaml").read_text()
+                      .replace("127.0.0.1:8099", f"127.0.0.1:{emulator_port}"))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.endswith("_BASE_URL")}
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": str(metrics_port), "WEB_CONCURRENCY": "1",
+                "EMULATOR_PORT": str(emulator_port), "MODELS_FILE": str(models), "ENABLE_TRACING": "false",
+                "REDIS_URL": f"redis://127.0.0.1:{free_port()}"})
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=10))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http.request("GET", base + "/health").status == 200, timeout=60, what="serve")
+        for model, stream in (("gpt-4o", False), ("gpt-4o", True), ("gpt-4o-mini", False)):
+            resp = http.request("POST", base + "/v1/chat/completions", headers={"content-type": "application/json"},
+                                body=json.dumps({"model": model, "stream": stream,
+                                                 "messages": [{"role": "user", "content": "hi azure"}]}))
+            assert resp.status == 200, resp.data
+            if stream:
+                chunks = [json.loads(line[6:]) for line in resp.data.decode().splitlines()
+                          if line.startswith("data: {")]
+                text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+            else:
+                text = json.loads(resp.data)["choices"][0]["message"]["content"]
+            assert text == "Echo: hi azure"
+            assert resp.headers["x-llm-edge-provider"].startswith("azure-")
+        health = json.loads(http.request("GET", base + "/health").data)
+        assert set(health["checks"]["deployments"]["detail"]["models"]["gpt-4o"]["deployments"]) == {
+            "east-1", "east-2", "west"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    assert proc.returncode == 0, output

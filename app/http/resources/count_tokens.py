@@ -119,7 +119,7 @@ class CountTokensResource:
         if time.monotonic() >= deadline:
             raise UpstreamTimeout(f"No provider counted tokens for model '{ctx.requested_model}' within "
                                   "REQUEST_TIMEOUT")
-        wait = max(1.0, min(self.breakers[t.provider.name].retry_after() for t in targets))
+        wait = max(1.0, min(self.breakers[t.breaker_name].retry_after() for t in targets))
         raise NoHealthyProvider(f"Every provider for model '{ctx.requested_model}' is paused by its circuit "
                                 f"breaker; try again in {round(wait)}s", retry_after=wait)
 
@@ -131,7 +131,7 @@ class CountTokensResource:
         def call(headers: dict[str, str], span: Any, permit: Permit) -> bytes:
             return self.relay.count(target, body, headers, deadline, query)
 
-        answered, failure = attempt_target(ctx, target, self.breakers[target.provider.name], deadline, self.retry,
+        answered, failure = attempt_target(ctx, target, self.breakers[target.breaker_name], deadline, self.retry,
                                            self.sleep, self.tracing, ChatRequest(model=target.model, messages=()),
                                            {**forwarded, "x-request-id": ctx.request_id}, call)
         if answered is None:
