@@ -52,6 +52,8 @@ def public_endpoint(region: str) -> str:
 class BedrockAdapter:
     """One Bedrock provider (one region, one credential chain) in one worker process."""
 
+    renews_token = False  # SigV4 signs each request; a refused signature is not cured by asking again
+
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
         self.region = provider.options["region"]

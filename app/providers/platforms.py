@@ -20,6 +20,8 @@ from app.providers.routing import CLOUD_PLATFORMS, Provider, Target
 
 
 class CloudAdapter(Protocol):
+    renews_token: bool  # a 401 means the access token was refused: drop it and ask once more with a new one
+
     def prepare(self, target: Target, body: bytes, headers: dict[str, str], stream: bool) -> tuple[str, bytes]:
         """The attempt's URL and body; ``headers`` (the request's, all set) are made the platform's, auth too."""
 

@@ -202,24 +202,31 @@ class UpstreamCaller:
         all_headers.update(headers)
         if req.stream:
             all_headers["accept"] = "text/event-stream"
-        payload = body if isinstance(body, bytes) else orjson.dumps(body)
+        body_bytes = body if isinstance(body, bytes) else orjson.dumps(body)
         cloud = adapter_for(target.provider)
-        if cloud is not None:  # the cloud's URL, body and auth (signed over the final headers)
-            url, payload = cloud.prepare(target, payload, all_headers, req.stream)
-        resp = self.http.post(target.provider.name, url, all_headers,
-                              payload, read_timeout=read_timeout, deadline=deadline, limit=limit, abort=abort)
-        if note is not None:
-            note(resp.headers)
-        if resp.status >= 300:
+        # A cloud that refuses its access token (401: revoked, or expired early) is asked once more with a
+        # fresh one, inside this attempt: a rotated credential must not fail a caller's request.
+        for renewed in (False, True):
+            url_now, payload = url, body_bytes
+            if cloud is not None:  # the cloud's URL, body and auth (signed over the final headers)
+                url_now, payload = cloud.prepare(target, body_bytes, all_headers, req.stream)
+            resp = self.http.post(target.provider.name, url_now, all_headers,
+                                  payload, read_timeout=read_timeout, deadline=deadline, limit=limit, abort=abort)
+            if note is not None:
+                note(resp.headers)
+            if resp.status < 300:
+                return wire, resp
             raw = self.http.read_all(target.provider.name, resp, read_timeout=read_timeout,
                                      deadline=deadline, limit=1024 * 1024)
             err = None if cloud is None else cloud.status_error(target, resp.status, resp.headers, raw)
+            if err is not None and resp.status == 401 and cloud is not None and cloud.renews_token and not renewed:
+                continue  # status_error has dropped the refused token
             if err is None:
                 err = self._status_error(target, resp, wire.codec.error_message(resp.status, raw))
                 if azure.filtered_prompt(resp.status, raw):
                     err.code = azure.CONTENT_FILTER  # OpenAI callers can tell a filtered prompt from other 400s
             raise without_key(err, target)
-        return wire, resp
+        raise AssertionError("unreachable: the second pass returns or raises")
 
     def complete(self, target: Target, req: ChatRequest, headers: dict[str, str],
                  deadline: float, body: bytes | dict[str, Any] | None = None,

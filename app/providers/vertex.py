@@ -8,7 +8,7 @@ Access tokens come from google-auth: the service-account key file named by ``cre
 else Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``,
 workload identity, the metadata server). A token is refreshed when it is no longer fresh (google-auth
 counts one as stale 3m45s before it expires), by one thread under a lock while the others wait; a
-token Vertex refuses (401) is dropped, so the next attempt fetches a new one.
+token Vertex refuses (401) is dropped and the request sent once more with a new one.
 
 References: https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude,
 https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.publishers.models/rawPredict,
@@ -94,6 +94,8 @@ class VertexAdapter:
             raise credentials_error(self.provider, f"cannot load Google credentials {where}: "
                                                    f"{type(exc).__name__}") from None
         return creds
+
+    renews_token = True  # a revoked or early-expired token: the attempt is sent once more with a fresh one
 
     def forget_token(self) -> None:
         """Vertex refused the token: the next attempt fetches another."""

@@ -221,7 +221,7 @@ models:
     ("{type: bedrock, region: r, api_key_env: K}", "api_key_env not known for type bedrock"),
     ("{type: vertex, project: p, region: 5}", "providers.x.region must be a non-empty string"),
     ("{type: bedrock, region: r, base_url: ftp://x}", "base_url must be an http(s) URL"),
-    ("{type: gemini}", "type must be openai, anthropic, bedrock or vertex"),
+    ("{type: gemini}", "type must be openai, anthropic, azure, bedrock or vertex"),
 ])
 def test_config_errors_for_cloud_providers(tmp_path, spec, message):
     env = write_models(tmp_path, f"providers:\n  x: {spec}\n")
