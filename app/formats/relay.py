@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -128,14 +128,14 @@ def upstream_body(source: CallerBody, model: str) -> bytes:
 # --- Streams -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RelayedEvent:
+class RelayedEvent(NamedTuple):
     """SSE events as the provider sent them (``raw``: whole events, blank lines included; all the events one
     read brought, so they go out in one write), and what the observer read in them.
 
     ``events`` holds only what accounting, tracing and the cache need: the stream's start (id, model,
     input usage) and its end (stop reason, usage). ``first_token``: the first text or tool call is in
     ``raw`` (time to first token). The text itself is not read: the caller and the cache get the bytes.
+    A named tuple: one is made per read of every relayed stream, and a tuple is the cheapest to make.
     """
 
     dialect: str
@@ -233,8 +233,8 @@ class _Observer:
         self.dialect = dialect
         self._parser = SSEParser()
         self._decoder = CODECS[dialect].StreamDecoder()
-        self._needs_reading = _NEEDS_READING[dialect]
-        self._token_seen = False
+        self.needs_reading = _NEEDS_READING[dialect]
+        self.token_seen = False
 
     def read(self, raws: list[bytes]) -> Iterator[RelayedEvent]:
         """The events of one read as one ``RelayedEvent``; an error event ends it (``ProviderErrorEvent``),
@@ -242,7 +242,7 @@ class _Observer:
         kept: list[StreamEvent] = []
         first_token = False
         for i, raw in enumerate(raws):
-            if self._token_seen and not self._needs_reading(raw):
+            if self.token_seen and not self.needs_reading(raw):
                 continue
             try:
                 events = [ev for sse in self._parser.feed(raw) for ev in self._decoder.feed(sse)]
@@ -255,8 +255,8 @@ class _Observer:
             for ev in events:
                 if isinstance(ev, _KEPT):
                     kept.append(ev)
-                elif not self._token_seen and isinstance(ev, _FIRST_TOKEN):
-                    self._token_seen = first_token = True
+                elif not self.token_seen and isinstance(ev, _FIRST_TOKEN):
+                    self.token_seen = first_token = True
         yield RelayedEvent(self.dialect, raws[0] if len(raws) == 1 else b"".join(raws), tuple(kept), first_token)
 
     def finish(self) -> tuple[StreamEvent, ...]:
@@ -275,9 +275,12 @@ def observe_stream(chunks: Iterable[bytes], dialect: str) -> Iterator[RelayedEve
     """
     splitter = EventSplitter()
     observer = _Observer(dialect)
+    needs_reading = observer.needs_reading
     for chunk in chunks:
         raws = splitter.feed(chunk)
-        if raws:
+        if len(raws) == 1 and observer.token_seen and not needs_reading(raws[0]):
+            yield RelayedEvent(dialect, raws[0])  # the usual event of a long answer: passed on unread
+        elif raws:
             yield from observer.read(raws)
     rest = splitter.flush()
     if rest:
