@@ -18,7 +18,8 @@ real provider. The paths:
 * ``translated``: an OpenAI caller of an Anthropic model, every event decoded
   and encoded again;
 * ``floor``: a minimal WSGI app that relays the upstream's chunks as it reads
-  them (urllib3, the gateway's library patches): the least an event can cost.
+  them (urllib3 with the gateway's library patches, read as the gateway reads
+  a stream: ``app.patches.urllib3.stream_reader``): the least an event can cost.
 
 The gateway's own per event is a path's figure minus the floor's.
 Run: ``.venv/bin/python -m benchkit.event_instructions [--paths ...]`` from
@@ -120,9 +121,10 @@ def app(environ, start_response):
     start_response("200 OK", [("content-type", "text/event-stream")])
 
     def relay():
+        read = urllib3_patches.stream_reader(up)  # as the gateway reads a stream
         try:
             while True:
-                chunk = up.read1(65536)
+                chunk = read(65536)
                 if not chunk:
                     return
                 yield chunk
@@ -133,7 +135,8 @@ def app(environ, start_response):
 
 
 def floor_app(openai_url: str):  # type: ignore[no-untyped-def]
-    """The floor: relays the upstream's chunks as it reads them, with the gateway's library patches."""
+    """The floor: relays the upstream's chunks as it reads them, with the gateway's library patches and its
+    way of reading a stream."""
     from app import patches
 
     patches.install(True)
