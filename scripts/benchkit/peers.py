@@ -148,18 +148,18 @@ def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL, slow
     """The proxy's config.yaml: the OpenAI-compatible model (and its SSE alias) at the upstream, the slow
     model at the drip upstream when given, nothing else on."""
     entries = ""
-    if slow_base_url:
-        entries += (f"  - model_name: {answers.SLOW_MODEL}\n"
-                    "    litellm_params:\n"
-                    f"      model: openai/{answers.SLOW_MODEL}\n"
-                    f"      api_base: {slow_base_url}\n"
-                    "      api_key: sk-bench-upstream\n")
     for name, extra in ((model, ""), (STREAM_MODEL, "      extra_headers: {accept: text/event-stream}\n")):
         entries += (f"  - model_name: {name}\n"
                     "    litellm_params:\n"
                     f"      model: openai/{model}\n"
                     f"      api_base: {openai_base_url}\n"
                     "      api_key: sk-bench-upstream\n" + extra)
+    if slow_base_url:
+        entries += (f"  - model_name: {answers.SLOW_MODEL}\n"
+                    "    litellm_params:\n"
+                    f"      model: openai/{answers.SLOW_MODEL}\n"
+                    f"      api_base: {slow_base_url}\n"
+                    "      api_key: sk-bench-upstream\n")
     return (
         "model_list:\n" + entries +
         "litellm_settings:\n"
