@@ -209,8 +209,8 @@ class Bench:
                 r = run_streams("sustain", cfg, timeout=2 * drip.stream_seconds + self.plan.scale_duration + 90)
             cpu = CpuSample.take(root_pid).micros_since(before)
             kinds = "; ".join(f"{k} x{v}" for k, v in r["failures"].items())
-            note = (f"{r['streams']} streams counted in {self.plan.scale_duration:g} s; req/s is streams/s, "
-                    f"p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s)"
+            note = (f"{r['streams']} streams started in {self.plan.scale_duration:g} s; req/s is streams ended per "
+                    f"second, p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s)"
                     + (f"; {kinds}" if kinds else ""))
             row = Row(f"{name}, {level} open streams", r["streams_per_s"], r["stretch_p50"], None, r["stretch_p99"],
                       cpu / r["streams"] if r["streams"] else None, rss.peak, r["failed"], note)
@@ -530,7 +530,7 @@ def scale_summary(report: Report, name: str) -> tuple[float | None, float | None
     if not rows:
         return None, None
     clean = [int(row.name.rsplit(", ", 1)[1].split()[0]) for row in rows
-             if row.errors == 0 and row.p99 is not None and row.p99 <= 100]
+             if row.errors == 0 and row.rps and row.p99 is not None and row.p99 <= 100]
     return float(max(clean, default=0)), max((row.rps or 0.0 for row in rows), default=None)
 
 
