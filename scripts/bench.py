@@ -32,6 +32,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ from tests.support.processes import GatewayProcess, RedisServer  # noqa: E402
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=15), maxsize=64)
 
 ANTHROPIC_PATH = "/v1/messages"
+DRIP_WORDS = 11  # text events per slow answer: 15 events in all
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,20 @@ class Plan:
     first_byte_limit: float
     ramp_budget: float
     rounds: int = 1
+    scale_levels: tuple[int, ...] = ()  # open streams of the streams-at-scale rows
+    scale_duration: float = 0.0  # seconds counted per level
 
     @classmethod
     def make(cls, args: argparse.Namespace) -> Plan:
         cap = args.stream_cap
+        scale = tuple(int(n) for n in args.scale_levels.split(",") if n)
         if args.quick:
             levels = tuple(n for n in (10, 20) if n <= cap) or (cap,)
-            return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5, args.rounds)
+            return cls(1, 0, args.connections, 4, levels, 0.05, 0.3, 2.0, 5, args.rounds, (20,), 2.0)
         levels = (*(n for n in (100, 250, 500, 750, 1000) if n < cap), cap)
-        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.5, 2.0, 2.0, 90,
-                   args.rounds)
+        # The drip: 15 events 0.2 s apart, a 2.8 s answer, like a model writing ~50 tokens a second.
+        return cls(args.duration, 2, args.connections, args.stream_concurrency, levels, 0.2, 2.0, 2.0, 90,
+                   args.rounds, scale, max(10.0, args.duration))
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -183,9 +189,40 @@ class Bench:
         self.report.rows.append(row)
         return row
 
+    def scale_rows(self, name: str, port: int, root_pid: int, headers: dict[str, str], drip: DripServer, *,
+                   path: str = OPENAI_PATH, build: Callable[..., bytes] = answers.openai_request,
+                   model: str = answers.SLOW_MODEL) -> list[Row]:
+        """Streams at scale: at each level, that many clients asking for slow streams back to back.
+
+        req/s is streams finished per second; p50/p99 are the *stretch* (a stream's total time minus the
+        upstream's own); RSS is the largest worker's, sampled while the level runs. A level with more than
+        a tenth of its streams failed ends the rows: the next would only fail more.
+        """
+        head, tail = answers.template(build, model=model, stream=True)
+        rows = []
+        for level in self.plan.scale_levels:
+            cfg = {"host": "127.0.0.1", "port": port, "path": path, "head": head, "tail": tail, "headers": headers,
+                   "level": level, "duration": self.plan.scale_duration, "stream_seconds": drip.stream_seconds,
+                   "stream_timeout": drip.stream_seconds + 30}
+            before = CpuSample.take(root_pid)
+            with RssSampler(root_pid) as rss:
+                r = run_streams("sustain", cfg, timeout=2 * drip.stream_seconds + self.plan.scale_duration + 90)
+            cpu = CpuSample.take(root_pid).micros_since(before)
+            kinds = "; ".join(f"{k} x{v}" for k, v in r["failures"].items())
+            note = (f"{r['streams']} streams started in {self.plan.scale_duration:g} s; req/s is streams ended per "
+                    f"second, p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s)"
+                    + (f"; {kinds}" if kinds else ""))
+            row = Row(f"{name}, {level} open streams", r["streams_per_s"], r["stretch_p50"], None, r["stretch_p99"],
+                      cpu / r["streams"] if r["streams"] else None, rss.peak, r["failed"], note)
+            self.report.rows.append(row)
+            rows.append(row)
+            if r["failed"] > max(1, r["streams"] // 10):
+                break
+        return rows
+
     def ramp_row(self, gateway: GatewayProcess, drip: DripServer) -> tuple[Row, int]:
         plan = self.plan
-        stream_seconds = plan.drip_interval * len(answers.openai_sse_events())
+        stream_seconds = drip.stream_seconds
         head, tail = answers.template(answers.openai_request, model=answers.SLOW_MODEL, stream=True)
         cfg = {"host": "127.0.0.1", "port": gateway.port, "path": OPENAI_PATH, "head": head, "tail": tail,
                "headers": gw.auth_headers(), "levels": list(plan.ramp_levels), "spread": plan.spread,
@@ -205,6 +242,34 @@ class Bench:
                   rss_mib=worker_rss(gateway.proc.pid), note=note)
         self.report.rows.append(row)
         return row, r["held"]
+
+
+class RssSampler:
+    """The largest worker RSS seen while a block runs (sampled every half second)."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+        self.peak: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._take()
+
+    def _take(self) -> None:
+        rss = worker_rss(self.root_pid)
+        if rss is not None and (self.peak is None or rss > self.peak):
+            self.peak = rss
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._take()
 
 
 def run_streams(mode: str, cfg: dict, timeout: float | None = None) -> dict:
@@ -253,8 +318,9 @@ GATEWAY_STREAM = "gateway streaming (unique bodies)"
 MISS_ROW, L1_ROW = "gateway miss (unique bodies)", "gateway L1 hit (same body)"
 PASSTHROUGH_ROW, CONSTANT_ROW = "floor: Falcon + urllib3 passthrough", "floor: Falcon constant"
 EMBED_MISS_ROW, EMBED_L1_ROW = "gateway embeddings miss (unique inputs)", "gateway embeddings L1 hit (same input)"
+SCALE_RELAYED, SCALE_TRANSLATED = "gateway streams at scale, relayed", "gateway streams at scale, translated"
 ROW_KEYS = ("direct", "constant", "passthrough", "miss", "translated", "l1", "l2", "embeddings", "stream", "c1",
-            "slow", "peer")
+            "scale", "slow", "peer")
 
 
 def run(args: argparse.Namespace) -> Bench:
@@ -265,7 +331,7 @@ def run(args: argparse.Namespace) -> Bench:
     peer_versions = {name: install(name, args.peer_venv) for name in args.peers} if "peer" in wanted else {}
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
-    drip = DripServer(plan.drip_interval)
+    drip = DripServer(plan.drip_interval, words=DRIP_WORDS)
     to_stop: list[Callable[[], None]] = []
     try:
         started_in_parallel([upstream.start, redis.start, drip.start])
@@ -291,7 +357,8 @@ def run(args: argparse.Namespace) -> Bench:
             starts.append(lambda f=floor: f.start().wait())
             to_stop.append(floor.stop)
         peers = [make_peer(name, version, upstream.openai_base_url, workers=bench.workers,
-                           litellm_venv=args.peer_venv) for name, version in peer_versions.items()]
+                           litellm_venv=args.peer_venv, slow_base_url=drip.url + "/v1")
+                 for name, version in peer_versions.items()]
         for peer in peers:
             starts.append(lambda p=peer: p.start().wait(plan.connections))
             to_stop.append(peer.stop)
@@ -316,10 +383,17 @@ def run(args: argparse.Namespace) -> Bench:
         if "stream" in wanted:
             bench.stream_row(GATEWAY_STREAM, main.port, main.proc.pid, auth, plan.stream_concurrency,
                              profile_as="stream")
+        if "scale" in wanted:
+            bench.scale_rows(SCALE_RELAYED, main.port, main.proc.pid, auth, drip)
+            bench.scale_rows(SCALE_TRANSLATED, main.port, main.proc.pid, auth, drip, path=ANTHROPIC_PATH,
+                             build=answers.anthropic_request)
         for peer in peers:
             if not peer.not_streamed:
                 bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.request_headers(),
                                  plan.stream_concurrency, model=peer.stream_model)
+                if "scale" in wanted:
+                    bench.scale_rows(f"peer streams at scale: {peer.label}", peer.port, peer.pid,
+                                     peer.request_headers(), drip)
             peer.stop()  # its last row: frees its memory (~1 GB for LiteLLM) before the slow-stream ramp
         held = bench.ramp_row(main, drip)[1] if "slow" in wanted else None
         for floor in floors.values():
@@ -432,6 +506,13 @@ def add_targets(bench: Bench, held: int | None, peers: list[Peer] | None = None)
                            f"{ttft:.2f} ms, {peer.label} {peer_ttft:.2f} ms")
         elif peer.not_streamed:
             r.lines.append(f"{peer.label}: streams not measured: {peer.not_streamed}")
+    scale = scale_summary(r, SCALE_RELAYED)
+    for peer in peers or []:
+        theirs = scale_summary(r, f"peer streams at scale: {peer.label}")
+        if scale[1] and theirs[1]:
+            r.lines.append(f"streams at scale side by side with {peer.label} (same drip upstream, same clients): "
+                           f"the gateway's best {scale[1]:,.0f} streams/s, the peer's {theirs[1]:,.0f} "
+                           f"({scale[1] / theirs[1]:.1f}x)")
     miss_ratio, miss_rounds = r.paired_ratio(MISS_ROW, PASSTHROUGH_ROW)
     hit_ratio, hit_rounds = r.paired_ratio(L1_ROW, CONSTANT_ROW)
     if miss_rounds or hit_rounds:
@@ -448,7 +529,21 @@ def add_targets(bench: Bench, held: int | None, peers: list[Peer] | None = None)
         Target("RSS per gateway worker after load (max)", max(gateway_rss, default=None), 100, "MiB", False),
         Target(f"concurrent slow streams per {bench.workers}-worker node", None if held is None else float(held),
                1000, "", True),
+        Target(f"open streams per {bench.workers}-worker node, relayed, 0 failures, stretch p99 <= 100 ms",
+               scale[0], 3000, "", True),
+        Target("streams/s at saturation, relayed", scale[1], 800, "", True),
     ]
+
+
+def scale_summary(report: Report, name: str) -> tuple[float | None, float | None]:
+    """The rows of one streams-at-scale set: the highest level held clean (no failure, stretch p99 <= 100 ms)
+    and the most streams/s of any level; ``None`` when not measured."""
+    rows = [row for row in report.rows if row.name.startswith(name + ", ")]
+    if not rows:
+        return None, None
+    clean = [int(row.name.rsplit(", ", 1)[1].split()[0]) for row in rows
+             if row.errors == 0 and row.rps and row.p99 is not None and row.p99 <= 100]
+    return float(max(clean, default=0)), max((row.rps or 0.0 for row in rows), default=None)
 
 
 def _percents(values: list[float]) -> str:
@@ -469,6 +564,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default 1; the README's figures use 3)")
     parser.add_argument("--stream-concurrency", type=int, default=16, help="streaming clients (default 16)")
     parser.add_argument("--stream-cap", type=int, default=1200, help="slow-stream ramp stops here (default 1200)")
+    parser.add_argument("--scale-levels", default="500,1000,2000,3000",
+                        help="open streams of the streams-at-scale rows, comma-separated (default %(default)s; "
+                             "--quick: 20)")
     parser.add_argument("--workers", type=int, help="WEB_CONCURRENCY (default: the shipped default)")
     parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: the shipped default)")
     parser.add_argument("--upstream", choices=["auto", "nginx", "emulator"], default="auto",

@@ -35,13 +35,14 @@ _RUNNING, _DONE, _FAILED = 0, 1, 2
 class Flight:
     """One in-progress answer for a key: its stream events so far, then the answer or a failure."""
 
-    __slots__ = ("_cond", "_events", "_on_end", "_state", "answer", "origin", "tier")
+    __slots__ = ("_cond", "_events", "_on_end", "_state", "_waiting", "answer", "origin", "tier")
 
     def __init__(self, on_end: Callable[[Flight], None]) -> None:
         # Its own RLock: given a plain Lock, Condition() probes it for three RLock methods and catches
         # an AttributeError for each, on every miss.
         self._cond = threading.Condition(threading.RLock())
         self._events: list[StreamEvent] = []
+        self._waiting = 0  # followers inside _wait: only they need a wake-up
         self._state = _RUNNING
         self._on_end = on_end
         self.answer: CachedAnswer | None = None
@@ -51,9 +52,15 @@ class Flight:
     # --- the leader's side ---------------------------------------------------
 
     def publish(self, event: StreamEvent) -> None:
-        with self._cond:
-            self._events.append(event)
-            self._cond.notify_all()
+        """One more event; the condition is taken only when a follower waits (most streams have none).
+
+        No wake-up is lost: a follower counts itself in ``_waiting`` before it looks at the events, and
+        holds the condition until it waits; the event is appended before the count is read.
+        """
+        self._events.append(event)
+        if self._waiting:
+            with self._cond:
+                self._cond.notify_all()
 
     def finish(self, answer: CachedAnswer, tier: str = "miss") -> None:
         self._end(_DONE, answer, tier)
@@ -73,11 +80,15 @@ class Flight:
 
     def _wait(self, ready: Callable[[], bool], deadline: float) -> None:
         """Wait (holding the condition) until ``ready()``; the request's deadline bounds it."""
-        while not ready():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UpstreamTimeout("Timed out waiting for an identical request in progress")
-            self._cond.wait(remaining)
+        self._waiting += 1
+        try:
+            while not ready():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise UpstreamTimeout("Timed out waiting for an identical request in progress")
+                self._cond.wait(remaining)
+        finally:
+            self._waiting -= 1
 
     def wait_answer(self, deadline: float) -> CachedAnswer | None:
         """The leader's complete answer, or ``None`` if it failed."""

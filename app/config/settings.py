@@ -301,12 +301,12 @@ class Settings:
         "([performance](performance.md#choosing-web_concurrency-and-gunicorn_threads))",
         group=SERVER, shown="the CPU count")
     # Measured (docs/performance.md#choosing-web_concurrency-and-gunicorn_threads): a stream holds a thread for
-    # its whole life, and gthread spreads connections unevenly over workers, so 2 workers x 512 threads held
-    # 1000 slow streams but not 1200, while x 768 held 1200 at 82.9 MiB RSS per worker. Idle threads cost
+    # its whole life, so a 2-worker node holds 3,000 open streams only above 1,500 threads per worker: with 768,
+    # 1,840 of a 3,000-stream level failed; with 2,048, none, at 139 MiB RSS per worker. Idle threads cost
     # nothing (created on demand) and requests/s did not change from 32 to 1024 threads.
     gunicorn_threads: int = setting(
-        "GUNICORN_THREADS", 768, _integer(1, 4096),
-        "threads per worker: each open stream holds one; measured 82.9 MiB RSS per worker holding 1,200 "
+        "GUNICORN_THREADS", 2048, _integer(1, 4096),
+        "threads per worker: each open stream holds one; measured 139 MiB RSS per worker holding 1,500 "
         "streams ([performance](performance.md#choosing-web_concurrency-and-gunicorn_threads))", group=SERVER)
     # Keep-alive above common load balancer idle timeouts (AWS ALB 60 s, GCP 600 s is configurable),
     # so the balancer, not the gateway, closes idle connections and never hits a half-closed one.

@@ -9,8 +9,10 @@ Anthropic-format provider) nothing is translated:
   tokens are counted. When neither changes anything the caller's bytes go
   upstream untouched (``upstream_body``);
 * **answer**: the provider's JSON bytes, and each SSE event's bytes as they
-  arrive (``RelayedEvent``), while the codec's own reader observes them
-  (usage, stop reason, text, errors) for accounting, tracing and the cache;
+  arrive (``RelayedEvent``: the events of one read together), while the codec's
+  own reader observes them for accounting, tracing and the cache: the start and
+  the end (usage, stop reason), tool input, errors and the first token; the text
+  deltas are recognised by their bytes and not read (``_NEEDS_READING``);
 * **OpenAI streams** whose caller did not ask for usage lose exactly what the
   gateway added: the usage-only chunk and the ``"usage":null`` of the other
   chunks (``strip_added_usage``), so the caller sees what the provider would
@@ -28,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -36,7 +38,7 @@ from app.errors import InvalidRequest, UpstreamError
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
 from app.formats import responses as responses_codec
-from app.formats.canonical import StreamEvent
+from app.formats.canonical import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolUseStart
 from app.formats.common import (
     INT32_MAX,
     as_int,
@@ -130,13 +132,20 @@ def upstream_body(source: CallerBody, model: str) -> bytes:
 # --- Streams -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RelayedEvent:
-    """One SSE event as the provider sent it (``raw``, blank line included), and what the observer read in it."""
+class RelayedEvent(NamedTuple):
+    """SSE events as the provider sent them (``raw``: whole events, blank lines included; all the events one
+    read brought, so they go out in one write), and what the observer read in them.
+
+    ``events`` holds only what accounting, tracing and the cache need: the stream's start (id, model,
+    input usage) and its end (stop reason, usage). ``first_token``: the first text or tool call is in
+    ``raw`` (time to first token). The text itself is not read: the caller and the cache get the bytes.
+    A named tuple: one is made per read of every relayed stream, and a tuple is the cheapest to make.
+    """
 
     dialect: str
     raw: bytes
     events: tuple[StreamEvent, ...] = ()
+    first_token: bool = False
 
 
 # An event ends at a blank line: two line ends in a row (\r\n, \n or \r).
@@ -151,6 +160,8 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buf = self._buf
+        if not buf and b"\r" not in chunk:
+            return self._feed_lf(chunk)
         scan_from = max(0, len(buf) - 3)  # a line end may straddle the chunk boundary
         buf += chunk
         # A trailing \r may be the first half of \r\n: not a line end until the next byte says so.
@@ -165,6 +176,18 @@ class EventSplitter:
         del buf[:pos]
         return out
 
+    def _feed_lf(self, chunk: bytes) -> list[bytes]:
+        """The usual case, nothing held and \n line ends only: events found by a plain search (a chunk
+        that is one whole event is that event, not a copy)."""
+        out: list[bytes] = []
+        pos = 0
+        while (end := chunk.find(b"\n\n", pos)) >= 0:
+            out.append(chunk if end + 2 == len(chunk) and not pos else chunk[pos:end + 2])
+            pos = end + 2
+        if pos < len(chunk):
+            self._buf += chunk[pos:]
+        return out
+
     def flush(self) -> bytes:
         """What is left at EOF: an event whose blank line never came (or nothing)."""
         rest = bytes(self._buf)
@@ -172,40 +195,115 @@ class EventSplitter:
         return rest
 
 
+# --- What the observer must read, found without reading the JSON --------------------------------------
+
+_EVENT_NAME = re.compile(rb"event:[ \t]*([^\r\n]*)")
+# An OpenAI chunk that may carry more than text: a tool call, a finish or refusal (non-null), a usage
+# object, an error. Inside a JSON string a quote is escaped, so text never matches; a false match only
+# costs a reading.
+_OPENAI_MORE_THAN_TEXT = re.compile(
+    rb'"(?:tool_calls|error)"|"(?:finish_reason|refusal)"\s*:\s*"|"usage"\s*:\s*\{')
+
+
+def _anthropic_needs_reading(raw: bytes) -> bool:
+    """All but ``ping`` and the text, thinking and signature deltas (tool input is read: the end checks it
+    is JSON); an event without an ``event:`` line, or one whose data says error, is read."""
+    found = _EVENT_NAME.match(raw)
+    if found is None:
+        return True
+    name = found.group(1).rstrip()
+    if name == b"ping":
+        return False
+    if name != b"content_block_delta":
+        return True
+    return b"input_json_delta" in raw or is_error_event(raw)
+
+
+def _openai_needs_reading(raw: bytes) -> bool:
+    """Chunks that may carry a tool call, a finish, a refusal, usage, an error, and the ``[DONE]`` end."""
+    return b"[DONE]" in raw or _OPENAI_MORE_THAN_TEXT.search(raw) is not None
+
+
+_RESPONSES_UNREAD = frozenset({b"response.output_text.delta", b"response.reasoning_text.delta",
+                               b"response.reasoning_summary_text.delta"})
+
+
+def _responses_needs_reading(raw: bytes) -> bool:
+    """All but the text and reasoning deltas (found by their ``event:`` line; an event without one is read):
+    the usage and the end come in ``response.completed``, failures in their own events."""
+    found = _EVENT_NAME.match(raw)
+    return found is None or found.group(1).rstrip() not in _RESPONSES_UNREAD
+
+
+_NEEDS_READING = {"openai": _openai_needs_reading, "anthropic": _anthropic_needs_reading,
+                  "responses": _responses_needs_reading}
+_KEPT = (StreamStart, StreamEnd)
+_FIRST_TOKEN = (TextDelta, ToolUseStart)
+
+
+class _Observer:
+    """The codec's ``StreamDecoder`` over the events it needs: every event until the first token, then
+    only those that can carry usage, a stop reason, tool input or an error (``_NEEDS_READING``)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self._parser = SSEParser()
+        self._decoder = CODECS[dialect].StreamDecoder()
+        self.needs_reading = _NEEDS_READING[dialect]
+        self.token_seen = False
+
+    def read(self, raws: list[bytes]) -> Iterator[RelayedEvent]:
+        """The events of one read as one ``RelayedEvent``; an error event ends it (``ProviderErrorEvent``),
+        after the events before it, which are yielded on their own."""
+        kept: list[StreamEvent] = []
+        first_token = False
+        for i, raw in enumerate(raws):
+            if self.token_seen and not self.needs_reading(raw):
+                continue
+            try:
+                events = [ev for sse in self._parser.feed(raw) for ev in self._decoder.feed(sse)]
+            except UpstreamError as err:
+                if not is_error_event(raw):
+                    raise  # garbage: not passed on; the stream ends with the gateway's error event
+                if i:
+                    yield RelayedEvent(self.dialect, b"".join(raws[:i]), tuple(kept), first_token)
+                raise ProviderErrorEvent(RelayedEvent(self.dialect, raw), err) from None
+            for ev in events:
+                if isinstance(ev, _KEPT):
+                    kept.append(ev)
+                elif not self.token_seen and isinstance(ev, _FIRST_TOKEN):
+                    self.token_seen = first_token = True
+        yield RelayedEvent(self.dialect, raws[0] if len(raws) == 1 else b"".join(raws), tuple(kept), first_token)
+
+    def finish(self) -> tuple[StreamEvent, ...]:
+        """At EOF: the end the decoder still holds (it raises for a stream cut before its end)."""
+        tail = [ev for sse in self._parser.flush() for ev in self._decoder.feed(sse)]
+        tail.extend(self._decoder.finish())
+        return tuple(ev for ev in tail if isinstance(ev, _KEPT))
+
+
 def observe_stream(chunks: Iterable[bytes], dialect: str) -> Iterator[RelayedEvent]:
-    """A provider's SSE bytes as ``RelayedEvent``s, each carrying the canonical events the codec read in it.
+    """A provider's SSE bytes as ``RelayedEvent``s (one per read), with the start and end the codec read.
 
     The codec's ``StreamDecoder`` is the observer: it raises ``UpstreamError`` for a provider's
     error event (``ProviderErrorEvent``: the event itself still goes to the caller first) and for a
     stream cut before its end.
     """
     splitter = EventSplitter()
-    parser = SSEParser()
-    decoder = CODECS[dialect].StreamDecoder()
-
-    def read(raw: bytes) -> RelayedEvent:
-        events: list[StreamEvent] = []
-        try:
-            for sse in parser.feed(raw):
-                events.extend(decoder.feed(sse))
-        except UpstreamError as err:
-            if not is_error_event(raw):
-                raise  # garbage: not passed on; the stream ends with the gateway's error event
-            raise ProviderErrorEvent(RelayedEvent(dialect, raw, tuple(events)), err) from None
-        return RelayedEvent(dialect, raw, tuple(events))
-
+    observer = _Observer(dialect)
+    needs_reading = observer.needs_reading
     for chunk in chunks:
-        for raw in splitter.feed(chunk):
-            yield read(raw)
+        raws = splitter.feed(chunk)
+        if len(raws) == 1 and observer.token_seen and not needs_reading(raws[0]):
+            yield RelayedEvent(dialect, raws[0])  # the usual event of a long answer: passed on unread
+        elif raws:
+            yield from observer.read(raws)
     rest = splitter.flush()
     if rest:
-        yield read(rest)
-    tail: list[StreamEvent] = []
-    for sse in parser.flush():
-        tail.extend(decoder.feed(sse))
-    tail.extend(decoder.finish())
+        yield from observer.read([rest])
+    tail = observer.finish()
     if tail:
-        yield RelayedEvent(dialect, b"", tuple(tail))
+        yield RelayedEvent(dialect, b"", tail)
 
 
 class ProviderErrorEvent(Exception):
@@ -243,17 +341,23 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 def strip_added_usage(raw: bytes) -> bytes:
-    """An OpenAI stream event without the usage the gateway asked for and its caller did not.
+    """OpenAI stream events (one or several whole ones) without the usage the gateway asked for and its
+    caller did not.
 
     The usage-only chunk (``"choices": []``) goes entirely; other chunks lose their
     ``"usage":null`` (cut out of the bytes, nothing else re-encoded). A server that puts usage on a chunk
     that also has choices gets that chunk re-encoded without it.
     """
-    if _USAGE_OBJECT.search(raw) is not None:
-        return _without_usage_object(raw)
     if b'"usage"' not in raw:
         return raw
-    return _NULL_USAGE.sub(b"", raw)
+    if _USAGE_OBJECT.search(raw) is not None:
+        events = split_events(raw)
+        if len(events) > 1:
+            return b"".join(strip_added_usage(event) for event in events)
+        return _without_usage_object(raw)
+    # As OpenAI writes it, in one plain replace (a quote inside a JSON string is escaped: text never matches).
+    compact = raw.replace(b',"usage":null', b"")
+    return compact if b'"usage"' not in compact else _NULL_USAGE.sub(b"", compact)
 
 
 def _without_usage_object(raw: bytes) -> bytes:
@@ -272,5 +376,5 @@ def _without_usage_object(raw: bytes) -> bytes:
 
 
 def replay_stream(raw: bytes, dialect: str) -> Iterator[RelayedEvent]:
-    """A stored relayed stream, event by event as it was received, observed as a live one is."""
+    """A stored relayed stream, as it was received, observed as a live one is (all of it one read: one write)."""
     return observe_stream((raw,), dialect)

@@ -28,6 +28,8 @@ records the writes.
 
 from __future__ import annotations
 
+import http.client
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -96,6 +98,24 @@ def prepare_pool(pool: urllib3.PoolManager) -> urllib3.PoolManager:
         pool.pool_classes_by_scheme = POOL_CLASSES
         http_client.install()
     return pool
+
+
+def stream_reader(resp: urllib3.BaseHTTPResponse) -> Callable[[int], bytes]:
+    """A streamed body's ``read1``: http.client's own, under urllib3's response, when the body needs no
+    decoding (no ``content-encoding``); else urllib3's (also when patches are off).
+
+    Why: a provider's stream arrives one event per read, and urllib3's ``read1`` wraps each read in its
+    error catcher (a context manager), its decoder checks and its decoded-bytes buffer: about a third of
+    what a relayed event cost (``benchkit.event_instructions``). Without them a failed read raises
+    http.client's and the socket's own errors (``HTTPException``, ``OSError``, ``TimeoutError``), which
+    the caller must translate as it does urllib3's. Relies on ``HTTPResponse._fp`` being the
+    ``http.client.HTTPResponse`` (urllib3 2.x); anything else falls back to urllib3's ``read1``.
+    """
+    raw = getattr(resp, "_fp", None)
+    encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+    if not _state["enabled"] or encoding != "identity" or not isinstance(raw, http.client.HTTPResponse):
+        return resp.read1
+    return raw.read1
 
 
 def install() -> bool:

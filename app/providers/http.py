@@ -19,6 +19,7 @@ from before its request is sent until the connection goes back to the pool.
 from __future__ import annotations
 
 import functools
+import http.client
 import socket
 import threading
 import time
@@ -258,6 +259,8 @@ class UpstreamHTTP:
         """
         finished = False
         first = True
+        read = urllib3_patches.stream_reader(resp)
+        timeout_set = None
         try:
             while True:
                 if first:
@@ -267,9 +270,11 @@ class UpstreamHTTP:
                     wait, which = _bounded(provider, wait, which, deadline)
                 else:
                     wait, which = _bounded(provider, idle_timeout, IDLE_LIMIT, deadline)
-                _set_read_timeout(resp, wait)
+                if wait != timeout_set:  # between events of a stream far from its deadline: unchanged
+                    _set_read_timeout(resp, wait)
+                    timeout_set = wait
                 try:
-                    chunk = resp.read1(READ_SIZE)
+                    chunk = read(READ_SIZE)
                 except BaseException as exc:
                     raise _translate(provider, exc, which) from exc
                 if not chunk:
@@ -324,6 +329,6 @@ def _translate(provider: str, exc: BaseException, limit: str = READ_LIMIT) -> Ba
         return _timed_out(provider, limit)
     if isinstance(exc, SSLError):
         return UpstreamError(f"TLS handshake with provider {provider} failed", failure=CONNECT_FAILURE)
-    if isinstance(exc, (ProtocolError, HTTPError, OSError)):
+    if isinstance(exc, (ProtocolError, HTTPError, OSError, http.client.HTTPException)):
         return UpstreamError(f"The connection to provider {provider} failed mid-answer", failure=RESET)
     return exc

@@ -132,7 +132,8 @@ class EventStream:
             if not started:
                 raise without_key(signal.error, self.target) from None
             ev = signal.event
-            yield RelayedEvent(ev.dialect, redact(ev.raw.decode("utf-8", "replace"), self.target).encode(), ev.events)
+            yield RelayedEvent(ev.dialect, redact(ev.raw.decode("utf-8", "replace"), self.target).encode(), ev.events,
+                               ev.first_token)
             err = without_key(signal.error, self.target)
             err.event_sent = True  # the caller has the provider's own error event: nothing more to send
             raise err from None

@@ -21,6 +21,11 @@ USAGE_IN, USAGE_OUT = 14, len(WORDS)
 CREATED = 1_700_000_000
 
 
+def repeated_words(n: int) -> tuple[str, ...]:
+    """``n`` words of the fixed answer, repeated as needed (a stream of a chosen length)."""
+    return tuple(WORDS[i % len(WORDS)] for i in range(n))
+
+
 def _j(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
@@ -44,13 +49,13 @@ def _openai_chunk(model: str, delta: dict, finish: str | None = None, usage: dic
     return b"data: " + _j(chunk).encode() + b"\n\n"
 
 
-def openai_sse_events(model: str = OPENAI_MODEL) -> list[bytes]:
-    """The OpenAI stream as separate SSE events (the drip server sends them one by one)."""
+def openai_sse_events(model: str = OPENAI_MODEL, words: tuple[str, ...] = WORDS) -> list[bytes]:
+    """The OpenAI stream as separate SSE events (the drip server sends them one by one), one per word."""
     events = [_openai_chunk(model, {"role": "assistant", "content": ""})]
-    events += [_openai_chunk(model, {"content": w}) for w in WORDS]
+    events += [_openai_chunk(model, {"content": w}) for w in words]
     events.append(_openai_chunk(model, {}, "stop"))
-    events.append(_openai_chunk(model, {}, usage={"prompt_tokens": USAGE_IN, "completion_tokens": USAGE_OUT,
-                                                  "total_tokens": USAGE_IN + USAGE_OUT}))
+    events.append(_openai_chunk(model, {}, usage={"prompt_tokens": USAGE_IN, "completion_tokens": len(words),
+                                                  "total_tokens": USAGE_IN + len(words)}))
     events.append(b"data: [DONE]\n\n")
     return events
 
@@ -67,7 +72,7 @@ def _anthropic_event(name: str, data: dict) -> bytes:
     return f"event: {name}\ndata: {_j(data)}\n\n".encode()
 
 
-def anthropic_sse_events(model: str = ANTHROPIC_MODEL) -> list[bytes]:
+def anthropic_sse_events(model: str = ANTHROPIC_MODEL, words: tuple[str, ...] = WORDS) -> list[bytes]:
     events = [_anthropic_event("message_start", {"type": "message_start", "message": {
         "id": "msg_bench", "type": "message", "role": "assistant", "model": model, "content": [],
         "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": USAGE_IN, "output_tokens": 1}}}),
@@ -75,12 +80,12 @@ def anthropic_sse_events(model: str = ANTHROPIC_MODEL) -> list[bytes]:
                                                  "content_block": {"type": "text", "text": ""}})]
     events += [_anthropic_event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                         "delta": {"type": "text_delta", "text": w}})
-               for w in WORDS]
+               for w in words]
     events += [
         _anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
         _anthropic_event("message_delta", {"type": "message_delta",
                                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                           "usage": {"output_tokens": USAGE_OUT}}),
+                                           "usage": {"output_tokens": len(words)}}),
         _anthropic_event("message_stop", {"type": "message_stop"}),
     ]
     return events

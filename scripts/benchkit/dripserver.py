@@ -1,6 +1,6 @@
 """A slow OpenAI-format SSE upstream for the concurrent-streams test (asyncio, one thread).
 
-Each POST gets the benchmark's fixed stream, one event every ``--interval``
+Each POST gets the benchmark's fixed stream (``--words`` text events), one event every ``--interval``
 seconds, like a model generating slowly. ``GET /stats`` reports how many
 streams are open now and the peak since the last ``GET /stats?reset=1``: the
 proof that the gateway really held that many streams at once upstream.
@@ -17,9 +17,9 @@ from benchkit import answers
 
 
 class Drip:
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, words: int = len(answers.WORDS)) -> None:
         self.interval = interval
-        self.events = answers.openai_sse_events()
+        self.events = answers.openai_sse_events(words=answers.repeated_words(words))
         self.open = 0
         self.peak = 0
         self.served = 0
@@ -65,8 +65,8 @@ class Drip:
             self.open -= 1
 
 
-async def main(port: int, interval: float) -> None:
-    drip = Drip(interval)
+async def main(port: int, interval: float, words: int) -> None:
+    drip = Drip(interval, words)
     server = await asyncio.start_server(drip.handle, "127.0.0.1", port, backlog=4096)
     print(f"DRIP LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -77,5 +77,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--interval", type=float, default=0.5)
+    parser.add_argument("--words", type=int, default=len(answers.WORDS), help="text events per answer")
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.interval))
+    asyncio.run(main(args.port, args.interval, args.words))

@@ -23,8 +23,8 @@ from benchkit import answers, nginx
 from benchkit.procs import RedisServer
 
 
-def environ(body: bytes, headers: dict[str, str]) -> dict:
-    env = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/chat/completions", "QUERY_STRING": "",
+def environ(body: bytes, headers: dict[str, str], path: str = "/v1/chat/completions") -> dict:
+    env = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "",
            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1"}
@@ -56,14 +56,14 @@ def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = 
     return create_gateway(settings, env).app
 
 
-def measure(app, bodies, headers: dict[str, str]) -> float:
+def measure(app, bodies, headers: dict[str, str], path: str = "/v1/chat/completions") -> float:
     def start_response(status, hdrs, exc_info=None):
         if not status.startswith("200"):
             raise RuntimeError(f"gateway answered {status}")
     started = time.process_time()
     n = 0
     for body in bodies:
-        answer = app(environ(body, headers), start_response)
+        answer = app(environ(body, headers, path), start_response)
         for _chunk in answer:
             pass
         if hasattr(answer, "close"):

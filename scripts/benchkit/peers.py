@@ -144,8 +144,9 @@ def ensure_litellm(venv: Path = DEFAULT_VENV) -> str:
 STREAM_MODEL = answers.OPENAI_MODEL + "-sse"
 
 
-def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL) -> str:
-    """The proxy's config.yaml: the OpenAI-compatible model (and its SSE alias) at the upstream, nothing else on."""
+def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL, slow_base_url: str | None = None) -> str:
+    """The proxy's config.yaml: the OpenAI-compatible model (and its SSE alias) at the upstream, the slow
+    model at the drip upstream when given, nothing else on."""
     entries = ""
     for name, extra in ((model, ""), (STREAM_MODEL, "      extra_headers: {accept: text/event-stream}\n")):
         entries += (f"  - model_name: {name}\n"
@@ -153,6 +154,12 @@ def litellm_config(openai_base_url: str, model: str = answers.OPENAI_MODEL) -> s
                     f"      model: openai/{model}\n"
                     f"      api_base: {openai_base_url}\n"
                     "      api_key: sk-bench-upstream\n" + extra)
+    if slow_base_url:
+        entries += (f"  - model_name: {answers.SLOW_MODEL}\n"
+                    "    litellm_params:\n"
+                    f"      model: openai/{answers.SLOW_MODEL}\n"
+                    f"      api_base: {slow_base_url}\n"
+                    "      api_key: sk-bench-upstream\n")
     return (
         "model_list:\n" + entries +
         "litellm_settings:\n"
@@ -174,10 +181,11 @@ class LiteLLMPeer(Peer):
     ready_timeout = 120.0
     stream_model = STREAM_MODEL
 
-    def __init__(self, openai_base_url: str, *, workers: int, version: str, venv: Path = DEFAULT_VENV) -> None:
+    def __init__(self, openai_base_url: str, *, workers: int, version: str, venv: Path = DEFAULT_VENV,
+                 slow_base_url: str | None = None) -> None:
         super().__init__("litellm", version=version, workers=workers)
         self.key = "sk-bench-" + secrets.token_hex(16)
-        (self.dir / "config.yaml").write_text(litellm_config(openai_base_url))
+        (self.dir / "config.yaml").write_text(litellm_config(openai_base_url, slow_base_url=slow_base_url))
         env = {
             "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": os.environ.get("HOME", str(self.dir)),
@@ -278,7 +286,9 @@ def install(name: str, litellm_venv: Path = DEFAULT_VENV) -> str:
 
 
 def make_peer(name: str, version: str, openai_base_url: str, *, workers: int,
-              litellm_venv: Path = DEFAULT_VENV) -> Peer:
+              litellm_venv: Path = DEFAULT_VENV, slow_base_url: str | None = None) -> Peer:
+    """``slow_base_url``: the slow drip upstream, served as ``answers.SLOW_MODEL`` (the streams-at-scale rows)."""
     if name == "litellm":
-        return LiteLLMPeer(openai_base_url, workers=workers, version=version, venv=litellm_venv)
+        return LiteLLMPeer(openai_base_url, workers=workers, version=version, venv=litellm_venv,
+                           slow_base_url=slow_base_url)
     return PortkeyPeer(openai_base_url, workers=workers, version=version)

@@ -12,9 +12,17 @@ than one stream lasts, so all N are open together (the drip upstream's peak
 shows it) without turning the test into a connection-burst test. Stops at
 the first level with a failure or at the cap.
 
-Both print one JSON line starting with ``STREAMS_RESULT`` and end by
+``sustain``: ``level`` connections, each sending slow streamed requests back
+to back for a fixed time (real LLM traffic: many long streams at once, each
+client asking again as soon as its answer ends). Reports the streams finished
+per second and the *stretch* of each, its total time minus the time the
+upstream itself takes to send it: what the gateway added to a stream. The
+connections start spread over one stream's time, so they do not all ask at
+the same instant; only streams started after that are counted.
+
+All print one JSON line starting with ``STREAMS_RESULT`` and end by
 themselves within their time limits.
-Run: ``python -m benchkit.streamclients latency|ramp ...`` (see ``--help``).
+Run: ``python -m benchkit.streamclients latency|ramp|sustain ...`` (see ``--help``).
 """
 
 from __future__ import annotations
@@ -210,14 +218,92 @@ async def ramp(cfg: RampConfig) -> dict:
     return {"held": held, "stopped": stopped, "levels": cfg.results}
 
 
+@dataclass
+class SustainConfig:
+    host: str
+    port: int
+    path: str
+    head: str
+    tail: str
+    headers: dict[str, str]
+    level: int  # open streams: connections asking back to back
+    duration: float  # seconds counted, after the spread
+    stream_seconds: float  # what the upstream takes to send one answer
+    stream_timeout: float
+
+
+def _failure(exc: BaseException) -> str:
+    return type(exc).__name__ + (f": {exc}" if isinstance(exc, StreamFailed) else "")
+
+
+async def sustain(cfg: SustainConfig) -> dict:
+    """``level`` clients asking back to back. The stretch is of the streams started in the counted window
+    (each waited for to its end, however late); streams/s counts those that ended in the window."""
+    nonce = uuid.uuid4().hex[:12]
+    spread = cfg.stream_seconds
+    counted_from = time.monotonic() + spread
+    counted_to = counted_from + cfg.duration
+    stretch: list[float] = []
+    ended_in_window = 0
+    failures: dict[str, int] = {}
+
+    async def client(n: int) -> None:
+        nonlocal ended_in_window
+        await asyncio.sleep(spread * n / cfg.level)
+        reader = writer = None
+        asked = 0
+        while (started := time.monotonic()) < counted_to:
+            asked += 1
+            counted = started >= counted_from
+            body = f"{cfg.head}sustained {nonce}-{n}-{asked}{cfg.tail}".encode()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
+                timing = await asyncio.wait_for(
+                    one_stream(reader, writer, http_request(cfg.host, cfg.port, cfg.path, body, cfg.headers)),
+                    cfg.stream_timeout)
+            except (TimeoutError, StreamFailed, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                if counted:
+                    kind = _failure(exc)
+                    failures[kind] = failures.get(kind, 0) + 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                await asyncio.sleep(0.1)  # a refused connection is not retried in a tight loop
+                continue
+            if counted:
+                stretch.append((timing.total - cfg.stream_seconds) * 1000)
+            if counted_from <= started + timing.total <= counted_to:
+                ended_in_window += 1
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(client(n) for n in range(cfg.level)))
+    return {"level": cfg.level, "streams": len(stretch), "streams_per_s": ended_in_window / cfg.duration,
+            "stretch_p50": _percentile(stretch, 50), "stretch_p99": _percentile(stretch, 99),
+            "failed": sum(failures.values()), "failures": failures}
+
+
+def _raise_open_files() -> None:
+    """Thousands of connections need more descriptors than a default soft limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["latency", "ramp"])
-    parser.add_argument("--config", required=True, help="JSON of LatencyConfig or RampConfig fields")
+    parser.add_argument("mode", choices=["latency", "ramp", "sustain"])
+    parser.add_argument("--config", required=True, help="JSON of LatencyConfig, RampConfig or SustainConfig fields")
     args = parser.parse_args()
     raw = json.loads(args.config)
+    _raise_open_files()
     if args.mode == "latency":
         result = asyncio.run(latency(LatencyConfig(**raw)))
+    elif args.mode == "sustain":
+        result = asyncio.run(sustain(SustainConfig(**raw)))
     else:
         result = asyncio.run(ramp(RampConfig(**raw)))
     print("STREAMS_RESULT " + json.dumps(result), flush=True)

@@ -7,6 +7,7 @@ import sys
 
 import urllib3
 
+from benchkit import answers
 from benchkit.procs import ROOT, Managed, child_env, pinned
 
 _http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=15))
@@ -57,9 +58,11 @@ def choose_upstream(choice: str) -> LocalUpstream:
 class DripServer:
     """The slow SSE upstream of the concurrent-streams test (benchkit/dripserver.py)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, words: int = len(answers.WORDS)) -> None:
+        self.events = len(answers.openai_sse_events(words=answers.repeated_words(words)))
+        self.stream_seconds = interval * (self.events - 1)  # the first event comes at once
         self.proc = Managed("drip", pinned([sys.executable, "-m", "benchkit.dripserver", "--port", "0",
-                                            "--interval", str(interval)]), env=child_env())
+                                            "--interval", str(interval), "--words", str(words)]), env=child_env())
         self.url = ""
 
     def start(self) -> DripServer:

@@ -41,7 +41,11 @@ TARGETS = [
     "added p50 at c=1, L1 hit",
     "RSS per gateway worker after load (max)",
     "concurrent slow streams per",
+    "open streams per 2-worker node, relayed",
+    "streams/s at saturation, relayed",
 ]
+SCALE_ROWS = ["gateway streams at scale, relayed, 20 open streams",
+              "gateway streams at scale, translated, 20 open streams"]
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +135,12 @@ def test_the_gateways_own_share_at_c1_is_its_p50_minus_its_floors(output: str) -
     miss = p50["c=1 gateway miss"] - p50["c=1 floor: Falcon + urllib3 passthrough"]
     hit = p50["c=1 gateway L1 hit"] - p50["c=1 floor: Falcon constant"]
     assert abs(float(found.group(1)) - miss) <= 0.011 and abs(float(found.group(2)) - hit) <= 0.011
+
+
+@pytest.mark.parametrize("name", SCALE_ROWS)
+def test_streams_at_scale_rows_are_measured_without_failures(output: str, name: str) -> None:
+    row = cells(output, name)
+    streams_per_s, p50, _p90, p99, cpu, rss, errors = row[1:8]
+    assert "-" not in (streams_per_s, p50, p99, cpu, rss), row
+    assert float(streams_per_s.replace(",", "")) > 0, row
+    assert errors == "0", row

@@ -113,3 +113,13 @@ def test_a_quick_run_measures_litellm_beside_the_gateway():
     assert f"peer: {label}, uvicorn" in out
     peer_rows(out, label, streamed=True)
     assert re.search(rf"time to first token p50: the gateway [0-9.]+ ms, {re.escape(label)} [0-9.]+ ms", out)
+
+
+def test_the_peer_serves_the_slow_model_from_the_drip_upstream_when_given():
+    """The streams-at-scale rows send the peer the same slow streams as the gateway."""
+    config = yaml.safe_load(litellm_config("http://127.0.0.1:8099/v1", slow_base_url="http://127.0.0.1:8100/v1"))
+    slow = config["model_list"][-1]
+    assert slow["model_name"] == answers.SLOW_MODEL
+    assert slow["litellm_params"]["model"] == f"openai/{answers.SLOW_MODEL}"
+    assert slow["litellm_params"]["api_base"] == "http://127.0.0.1:8100/v1"
+    assert [m["model_name"] for m in config["model_list"][:-1]] == [answers.OPENAI_MODEL, STREAM_MODEL]

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import UNCACHED, Fault
 
-SHIPPED_THREADS = 768  # Settings.gunicorn_threads: the probe that found these defects used it
+SHIPPED_THREADS = 768  # the thread count of the probe that found these defects (the default then)
 # Normal requests are a few ms on an idle node; before the fixes they took 2-10 s. The machine running the
 # tests is shared and small (2 cores), so the bound leaves room for its noise, not for a regression.
 P99_BOUND = 0.05

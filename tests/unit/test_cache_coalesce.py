@@ -100,3 +100,40 @@ def test_a_leader_that_answered_without_a_stream_is_done_not_live():
     flight, _ = Coalescer().join("k")
     flight.finish(ANSWER)
     assert flight.wait_started(later(1)) == "done" and flight.wait_answer(later(1)) == ANSWER
+
+
+def test_followers_lose_no_event_when_the_leader_publishes_without_pausing():
+    """The leader takes the condition only when a follower waits: no follower may miss a wake-up. At
+    checkpoints the leader waits for every follower to have seen all it published: a lost wake-up leaves
+    one behind until the next event, and the checkpoint fails."""
+    co = Coalescer()
+    flight, _ = co.join("k")
+    events = [TextDelta(0, str(i)) for i in range(1000)]
+    seen = [0] * 4
+    behind: list[int] = []
+
+    def lead() -> None:
+        for ev in events:
+            flight.publish(ev)
+            if int(ev.text) % 50 == 49:
+                until = later(2)
+                while min(seen) < int(ev.text) + 1 and time.monotonic() < until:
+                    time.sleep(0.0005)
+                if min(seen) < int(ev.text) + 1:
+                    behind.append(int(ev.text))
+        flight.finish(ANSWER)
+
+    def follow(n: int) -> list:
+        assert flight.wait_started(later(30)) == "live"
+        got = []
+        for ev in flight.follow(later(30)):
+            got.append(ev)
+            seen[n] = len(got)
+        return got
+    with ThreadPoolExecutor(4) as pool:
+        followers = [pool.submit(follow, n) for n in range(4)]
+        time.sleep(0.05)  # the followers wait for the first event
+        lead()
+        assert not behind
+        for f in followers:
+            assert f.result() == events

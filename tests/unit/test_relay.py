@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from app.cache.entry import CachedAnswer, Relayed, decode, encode
 from app.cache.keys import relay_key
 from app.errors import UpstreamError
-from app.formats.canonical import ChatResponse, StreamEnd, TextBlock, TextDelta, Usage
+from app.formats.canonical import ChatResponse, StreamEnd, StreamStart, TextBlock, Usage
 from app.formats.relay import (
     CallerBody,
     EventSplitter,
@@ -46,15 +46,75 @@ def test_events_split_anywhere_come_out_whole_and_byte_exact(cuts, newline):
 
 
 @given(st.lists(st.integers(0, 10_000), max_size=20))
-def test_the_observer_reads_text_and_usage_and_passes_every_byte(cuts):
+def test_the_observer_reads_the_start_end_and_first_token_and_passes_every_byte(cuts):
     relayed = list(observe_stream(chunked(pp.ANTHROPIC_STREAM, cuts), "anthropic"))
     assert b"".join(r.raw for r in relayed) == pp.ANTHROPIC_STREAM
     canonical = [ev for r in relayed for ev in r.events]
-    assert "".join(ev.text for ev in canonical if isinstance(ev, TextDelta)) == pp.ANTHROPIC_STREAM_TEXT
-    end = canonical[-1]
-    assert isinstance(end, StreamEnd) and end.stop_reason == "end_turn"
+    assert [type(ev) for ev in canonical] == [StreamStart, StreamEnd]  # the text goes on unread
+    start, end = canonical
+    assert start.id == "msg_01ThinkAndSearch" and end.stop_reason == "end_turn"
     assert (end.usage.input_tokens, end.usage.output_tokens) == (pp.ANTHROPIC_STREAM_INPUT,
                                                                 pp.ANTHROPIC_STREAM_OUTPUT)
+    first = [r for r in relayed if r.first_token]
+    assert len(first) == 1  # the read that brought the first text delta, not the thinking before it
+    assert b'"text_delta"' in first[0].raw
+    assert b'"text_delta"' not in b"".join(r.raw for r in relayed[:relayed.index(first[0])])
+
+
+def test_the_events_of_one_read_go_on_together():
+    relayed = list(observe_stream([pp.ANTHROPIC_STREAM], "anthropic"))
+    assert relayed[0].raw == pp.ANTHROPIC_STREAM and relayed[0].first_token
+    assert [type(ev) for ev in relayed[0].events] == [StreamStart, StreamEnd]
+
+
+def _anthropic_text_stream(*deltas: bytes) -> bytes:
+    """message_start, a text block holding ``deltas`` (raw content_block_delta events), the end."""
+    head, *_ = split_events(pp.ANTHROPIC_ERROR_STREAM)
+    return b"".join([head, pp.sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                                          "content_block": {"type": "text", "text": ""}}),
+                     *deltas,
+                     pp.sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                     pp.sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
+                                              "usage": {"output_tokens": 7}}),
+                     pp.sse("message_stop", {"type": "message_stop"})])
+
+
+def _text_delta(text: str) -> bytes:
+    return pp.sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": text}})
+
+
+def test_text_after_the_first_token_is_not_read_but_tool_input_and_the_end_are():
+    """Proof by what is not read: an unreadable text delta passes once the first token was seen, and
+    only then; unreadable tool input is still read (and refused)."""
+    garbage = b"event: content_block_delta\ndata: {not json\n\n"
+    events = split_events(_anthropic_text_stream(_text_delta("Hi"), garbage))
+    relayed = list(observe_stream(events, "anthropic"))  # each event its own read
+    assert b"".join(r.raw for r in relayed) == b"".join(events)
+    assert relayed[-1].events[-1].stop_reason == "max_tokens"
+    with pytest.raises(UpstreamError, match="not JSON"):
+        list(observe_stream(split_events(_anthropic_text_stream(garbage, _text_delta("Hi"))), "anthropic"))
+    tool_garbage = b'event: content_block_delta\ndata: {"delta": "input_json_delta", \n\n'
+    with pytest.raises(UpstreamError, match="not JSON"):
+        list(observe_stream(split_events(_anthropic_text_stream(_text_delta("Hi"), tool_garbage)), "anthropic"))
+
+
+@pytest.mark.parametrize("finish", [b'"finish_reason":"length"', b'"finish_reason" : "length"'])
+def test_an_openai_finish_and_usage_are_read_whatever_their_spacing(finish):
+    stream = pp.openai_stream(True).replace(b'"finish_reason":"stop"', finish)
+    relayed = list(observe_stream(split_events(stream), "openai"))
+    assert b"".join(r.raw for r in relayed) == stream
+    end = [ev for r in relayed for ev in r.events][-1]
+    assert isinstance(end, StreamEnd) and end.stop_reason == "max_tokens"
+    assert (end.usage.input_tokens, end.usage.output_tokens) == (9, 2)
+    assert [r.first_token for r in relayed].count(True) == 1
+
+
+def test_an_error_event_after_others_of_the_same_read_comes_after_them():
+    with pytest.raises(ProviderErrorEvent) as caught:
+        for relayed in observe_stream([pp.ANTHROPIC_ERROR_STREAM], "anthropic"):
+            assert b"event: error" not in relayed.raw and relayed.raw.endswith(b"Partial\"}}\n\n")
+    assert caught.value.event.raw.startswith(b"event: error\n")
 
 
 def test_a_provider_error_event_is_handed_over_with_its_bytes():
@@ -73,6 +133,7 @@ def test_a_cut_stream_is_an_upstream_error():
 def test_only_what_the_gateway_added_is_taken_out_of_an_openai_stream():
     kept = b"".join(strip_added_usage(e) for e in split_events(pp.openai_stream(True)))
     assert kept == pp.openai_stream(False)
+    assert strip_added_usage(pp.openai_stream(True)) == kept  # the events of one read, together
     spaced = b'data: {"id": "x", "choices": [{"index": 0, "delta": {}}], "usage": null}\n\n'
     assert strip_added_usage(spaced) == b'data: {"id": "x", "choices": [{"index": 0, "delta": {}}]}\n\n'
     inline = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}\n\n'

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import urllib3
 
@@ -42,3 +45,53 @@ def test_the_passthrough_floor_gets_the_same_trims(monkeypatch) -> None:
     namespace: dict = {}
     exec(floors.PASSTHROUGH_APP.format(upstream="http://127.0.0.1:1", threads=4), namespace)
     assert trimmed(namespace["pool"])
+
+
+class _Events(BaseHTTPRequestHandler):
+    """Three SSE events, each its own HTTP chunk; gzip-encoded when the path says so."""
+
+    protocol_version = "HTTP/1.1"
+    events = [b"data: {\"n\": %d}\n\n" % i for i in range(3)]
+
+    def do_GET(self) -> None:
+        gzipped = self.path == "/gzip"
+        chunks = [gzip.compress(b"".join(self.events))] if gzipped else self.events
+        head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+        out = (head + ("content-encoding: gzip\r\n" if gzipped else "") + "\r\n").encode()
+        out += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+        self.wfile.write(out)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _read_all(read) -> list[bytes]:  # type: ignore[no-untyped-def]
+    out = []
+    while chunk := read(65536):
+        out.append(chunk)
+    return out
+
+
+def test_a_stream_is_read_one_event_per_read_below_urllib3_unless_it_must_be_decoded() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Events)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pool = urllib3.PoolManager(retries=False)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        plain = pool.request("GET", base + "/plain", preload_content=False)
+        read = urllib3_patches.stream_reader(plain)
+        assert read != plain.read1  # http.client's own: urllib3's per-read wrapping skipped
+        assert _read_all(read) == _Events.events  # each chunk as it came, the stream's end seen
+        plain.release_conn()
+        zipped = pool.request("GET", base + "/gzip", preload_content=False)
+        read = urllib3_patches.stream_reader(zipped)
+        assert read == zipped.read1  # decoded by urllib3
+        assert b"".join(_read_all(read)) == b"".join(_Events.events)
+        urllib3_patches.uninstall()
+        off = pool.request("GET", base + "/plain", preload_content=False)
+        assert urllib3_patches.stream_reader(off) == off.read1
+        off.drain_conn()
+    finally:
+        urllib3_patches.install()
+        server.shutdown()
+        server.server_close()

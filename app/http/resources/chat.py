@@ -195,14 +195,13 @@ class ChatResource:
                                 strip_usage=self.dialect == "openai" and not creq.include_usage)
         ctx.streaming = True  # until the generator hands out the stream's end; the request's finish reads it
 
-    def _relayed(self, ctx: RequestContext, item: RelayedEvent, encoder: Any, strip_usage: bool) -> bytes:
-        """A relayed event: its bytes for a caller of its dialect (less the usage the gateway added),
-        else its canonical events in the caller's format."""
-        if ctx.first_token_at is None and any(isinstance(ev, (TextDelta, ToolUseStart)) for ev in item.events):
+    @staticmethod
+    def _relayed(ctx: RequestContext, item: RelayedEvent, strip_usage: bool) -> bytes:
+        """A relayed event's bytes, less the usage the gateway added. Only a caller of the events' own
+        dialect gets them: the cache and coalescing keys of a relayed request carry its dialect."""
+        if item.first_token and ctx.first_token_at is None:
             ctx.first_token_at = time.monotonic()
-        if item.dialect == self.dialect:
-            return relay.strip_added_usage(item.raw) if strip_usage and item.raw else item.raw
-        return b"".join(encoder.encode(ev) for ev in item.events)
+        return relay.strip_added_usage(item.raw) if strip_usage and item.raw else item.raw
 
     def _sse(self, ctx: RequestContext, outcome: Outcome, encoder: Any, client: Any,
              strip_usage: bool = False) -> Iterator[bytes]:
@@ -230,7 +229,7 @@ class ChatResource:
                 if cut.is_set():  # a stream abort() cannot stop (a replay, a coalesced follower)
                     raise ClientGone()
                 if isinstance(ev, RelayedEvent):
-                    chunk = self._relayed(ctx, ev, encoder, strip_usage)
+                    chunk = self._relayed(ctx, ev, strip_usage)
                     if chunk:
                         yield chunk
                     continue
