@@ -182,11 +182,12 @@ class ResponsesResource(ChatResource):
         if keep and response_id and ctx.provider not in (None, "cache"):
             self.store.save_relayed(ctx.client_id, response_id, ctx.provider)
 
-    def _relayed(self, ctx: RequestContext, item: RelayedEvent, encoder: Any, strip_usage: bool) -> bytes:
+    def _relayed(self, ctx: RequestContext, item: RelayedEvent, strip_usage: bool) -> bytes:  # type: ignore[override]
+        """A relayed event; its ``response.created`` says who holds the response."""
         for ev in item.events:
             if isinstance(ev, StreamStart):
                 self._own(ctx, ev.id, True)
-        return super()._relayed(ctx, item, encoder, strip_usage)
+        return ChatResource._relayed(ctx, item, strip_usage)
 
 
 class StoredResponseResource:
