@@ -190,21 +190,27 @@ class Pipeline:
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT,
             client: Any = None, source: CallerBody | None = None) -> Outcome:
         """The answer, or its stream; ``client``: the caller's socket, watched while upstream is awaited;
-        ``source``: the caller's body as it came, relayed to the targets that speak its dialect.
+        ``source``: the caller's body as it came, relayed to the targets that speak its dialect (``req`` is
+        then its summary, and its canonical request is parsed only if a target translates).
 
         Raises ``ClientGone`` when the client hung up before the answer was in.
         """
         ctx.requested_model = req.model
         if self.log_prompts:
-            ctx.prompt = prompt_text(req)
+            ctx.prompt = prompt_text(req if source is None else source.parsed_if_possible())
         targets = self.router.resolve(req.model)
-        # Translated before the cache and the attempts: a request the primary's format cannot
-        # express is the caller's 400, never a cache miss, an attempt or a provider error.
-        first_body = self.caller.payload(targets[0], req, source)
+        relayed = source if source is not None and source.relays_to(targets[0].provider.type) else None
+        first_body: bytes | None = None
+        if relayed is None:
+            if source is not None:
+                req = source.canonical()  # parsed now, and only now: the primary translates
+            # Translated before the cache and the attempts: a request the primary's format cannot
+            # express is the caller's 400, never a cache miss, an attempt or a provider error.
+            # (A relayed body was checked when it was read; its bytes are made for its first attempt.)
+            first_body = self.caller.payload(targets[0], req, source)
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
         if self.cache is not None:
-            relayed = source if source is not None and source.relays_to(targets[0].provider.type) else None
             with self.tracing.cache_lookup(ctx) as span:
                 served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline, relayed)
                 if span is not None:
@@ -216,6 +222,8 @@ class Pipeline:
         stop_watching = self.watcher.watch(client, abort.abort)
         try:
             try:
+                if first_body is None:
+                    first_body = self.caller.payload(targets[0], req, source)
                 if self.holds is not None:
                     hold = self.holds.reserve(ctx, req, targets, first_body)
                 outcome = self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold, abort, source)
