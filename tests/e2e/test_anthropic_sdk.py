@@ -113,3 +113,23 @@ def test_multi_turn_tool_use_with_extended_thinking(client, upstream):
     with pytest.raises(anthropic.BadRequestError, match="Expected `thinking` or `redacted_thinking`"):
         client.messages.create(model="claude-opus-4-1", max_tokens=2048, thinking=thinking, tools=[WEATHER_TOOL],
                                messages=broken)
+
+
+@pytest.mark.parametrize("model,provider", MODELS)
+@pytest.mark.parametrize("header", ["anthropic-beta", "anthropic-version"])
+def test_a_malformed_anthropic_header_is_a_400_in_anthropics_shape_before_any_attempt(client, upstream, model,
+                                                                                      provider, header):
+    """``anthropic-beta`` / ``anthropic-version`` are checked as count_tokens checks them (1-1024 printable
+    ASCII), whichever provider serves the model (https://docs.anthropic.com/en/api/beta-headers,
+    https://docs.anthropic.com/en/api/errors for the error shape)."""
+    before = upstream.count()
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                               extra_headers={header: "x" * 1025})
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert header in caught.value.body["error"]["message"]
+    assert upstream.count() == before
+    fine = client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                                  extra_headers={header: "x" * 1024 if header == "anthropic-beta" else "2023-06-01"})
+    assert fine.content[0].text == "Echo: hi"

@@ -39,6 +39,7 @@ from app.errors import (
 from app.formats import relay
 from app.formats.canonical import TextDelta, ToolUseStart
 from app.formats.relay import CallerBody, RelayedEvent
+from app.http.caller_headers import forwarded_headers
 from app.http.draining import DrainState
 from app.http.resources.parse_memo import ParsedBody, ParseMemo
 from app.pipeline import Outcome, Pipeline
@@ -108,26 +109,6 @@ def _discard(stream: Any, length: int) -> None:
             left -= len(data)
     except Exception:  # a malformed chunk or a client gone: nothing more to drop
         return
-
-
-# The caller's headers that go on to providers of each wire format (WSGI environ name, header name);
-# ANTHROPIC_HEADERS serves /v1/messages/count_tokens too.
-ANTHROPIC_HEADERS = (("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_ANTHROPIC_VERSION", "anthropic-version"))
-_OPENAI_ORG_HEADERS = (("HTTP_OPENAI_ORGANIZATION", "openai-organization"), ("HTTP_OPENAI_PROJECT", "openai-project"))
-
-
-def forwarded_headers(env: dict[str, Any], openai_org: bool) -> dict[str, dict[str, str]] | None:
-    """The caller's headers each wire format gets: ``anthropic-beta`` and ``anthropic-version`` to
-    Anthropic-format targets; ``openai-organization`` / ``openai-project`` to OpenAI-format ones only when
-    ``FORWARD_OPENAI_ORG_HEADERS`` allows. Never a key, never a hop-by-hop header."""
-    if "HTTP_ANTHROPIC_BETA" not in env and "HTTP_ANTHROPIC_VERSION" not in env and not openai_org:
-        return None  # most requests: nothing to look for
-    out: dict[str, dict[str, str]] = {}
-    for wire, names in (("anthropic", ANTHROPIC_HEADERS), ("openai", _OPENAI_ORG_HEADERS if openai_org else ())):
-        found = {name: env[key] for key, name in names if env.get(key)}
-        if found:
-            out[wire] = found
-    return out or None
 
 
 class ChatResource:
