@@ -50,6 +50,7 @@ from app.errors import (
     classify,
 )
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
+from app.formats.reasoning import billable_max_tokens
 from app.formats.relay import CallerBody, RelayedEvent
 from app.formats.stream import StreamAccumulator
 from app.limits.budgets import BudgetReservations, Reservation
@@ -132,8 +133,10 @@ def attempt_target(ctx: RequestContext, target: Target, breaker: CircuitBreaker,
 class BudgetHolds:
     """Before a request goes upstream, hold its worst-case cost against its client's spend budgets.
 
-    Worst case: the output allowance (``max_tokens``, else ``DEFAULT_MAX_TOKENS``) plus the input
-    estimated from the upstream body's size (``PriceTable.worst_case_cents``), at the dearest target.
+    Worst case: the output allowance plus the input estimated from the upstream body's size
+    (``PriceTable.worst_case_cents``), at the dearest target. The allowance is what each target
+    may really bill: ``max_tokens`` (else ``DEFAULT_MAX_TOKENS``), raised for a Claude target by the
+    thinking budget an OpenAI caller's ``reasoning_effort`` becomes (``billable_max_tokens``).
     """
 
     def __init__(self, reservations: BudgetReservations, prices: PriceTable,
@@ -144,13 +147,19 @@ class BudgetHolds:
         self.default_max_tokens = default_max_tokens
 
     def reserve(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...],
-                body: bytes) -> Reservation | None:
+                body: bytes, source: CallerBody | None = None) -> Reservation | None:
         """The hold (None for a client without budgets); 429 ``insufficient_quota`` when a budget is used up."""
         budgets = self.budgets_of(ctx.client_id)
         if not budgets:
             return None
-        cents = self.prices.worst_case_cents([(t.provider.name, t.model) for t in targets],
-                                             req.max_tokens or self.default_max_tokens, len(body))
+        limit = req.max_tokens or self.default_max_tokens
+        effort = None
+        if req.source_format == "openai":  # read from the body: a relayed request's summary has no extra
+            effort = source.body.get("reasoning_effort") if source is not None else req.extra.get("reasoning_effort")
+        cents = max((self.prices.worst_case_cents(
+            [(t.provider.name, t.model)],
+            billable_max_tokens(effort, limit) if effort is not None and t.provider.type == "anthropic" else limit,
+            len(body)) for t in targets), default=0.0)
         return self.reservations.reserve(ctx.client_id, budgets, cents)
 
 
@@ -225,7 +234,7 @@ class Pipeline:
                 if first_body is None:
                     first_body = self.caller.payload(targets[0], req, source)
                 if self.holds is not None:
-                    hold = self.holds.reserve(ctx, req, targets, first_body)
+                    hold = self.holds.reserve(ctx, req, targets, first_body, source)
                 outcome = self._call_upstream(ctx, req, targets, deadline, ticket, first_body, hold, abort, source)
             finally:
                 stop_watching()

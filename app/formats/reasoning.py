@@ -86,3 +86,12 @@ def effort_to_thinking(effort: Any, max_tokens: int) -> tuple[dict[str, Any] | N
     if max_tokens <= budget:
         max_tokens = budget + max_tokens
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+def billable_max_tokens(effort: Any, max_tokens: int) -> int:
+    """The ``max_tokens`` a Claude model is sent for an OpenAI caller's ``reasoning_effort`` and limit: thinking
+    is billed as output within it, so it is what a budget must hold for (``max_tokens`` for no or a bad effort,
+    which sends no thinking or is refused before an attempt)."""
+    if effort not in EFFORTS:
+        return max_tokens
+    return effort_to_thinking(effort, max_tokens)[1]
