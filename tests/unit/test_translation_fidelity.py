@@ -400,3 +400,59 @@ def test_answer_without_thinking_has_no_reasoning_content() -> None:
     out = openai.render_response(ChatResponse("m", "claude", (TextBlock("4"),), "end_turn", usage=Usage(5, 1)))
     message = out["choices"][0]["message"]
     assert "reasoning_content" not in message and "completion_tokens_details" not in out["usage"]
+
+
+# --- docs/api.md's per-direction tables: what is dropped, what is refused ----------------------------------
+
+_OA_MESSAGES = [{"role": "user", "content": "hi"}]
+_AN_MESSAGES = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": "yo",
+                                                   "citations": [{"type": "char_location", "cited_text": "x"}]}]},
+                {"role": "user", "content": "more"}]
+
+
+def _to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
+    return anthropic.build_request(openai.parse_request(body), "claude-sonnet-4-5", default_max_tokens=100)
+
+
+def _to_openai(body: dict[str, Any]) -> dict[str, Any]:
+    return openai.build_request(anthropic.parse_request(body), "gpt-4o", default_max_tokens=100)
+
+
+def test_what_the_openai_to_anthropic_table_lists_as_dropped_is_dropped_and_nothing_else_is_lost():
+    quiet = {"store": True, "metadata": {"k": "v"}, "service_tier": "flex", "prompt_cache_key": "k",
+             "safety_identifier": "s", "frequency_penalty": 0, "logprobs": False, "top_logprobs": 0,
+             "logit_bias": {}, "response_format": {"type": "text"}, "modalities": ["text"], "reasoning_effort": "none"}
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}}
+    messages = [{"role": "user", "name": "bob", "content": [{"type": "text", "text": "hi"}, image]}]
+    sent = _to_anthropic({"model": "x", "messages": messages, "user": "u", **quiet})
+    assert sent == {"model": "claude-sonnet-4-5", "max_tokens": 100, "metadata": {"user_id": "u"},
+                    "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "hi"},
+                        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("verbosity", "low"), ("modalities", ["text", "audio"]), ("prediction", {"type": "content", "content": "x"}),
+    ("web_search_options", {}), ("top_logprobs", 2), ("audio", {"voice": "alloy", "format": "mp3"}),
+    ("seed", 1), ("logit_bias", {"50256": -100}), ("presence_penalty", 0.5)])
+def test_what_the_openai_to_anthropic_table_lists_as_refused_is_a_400_naming_it(field, value):
+    with pytest.raises(InvalidRequest) as caught:
+        _to_anthropic({"model": "x", "messages": _OA_MESSAGES, field: value})
+    assert caught.value.param == field
+
+
+def test_what_the_anthropic_to_openai_table_lists_as_dropped_is_dropped_and_nothing_else_is_lost():
+    sent = _to_openai({"model": "x", "max_tokens": 5, "messages": _AN_MESSAGES, "service_tier": "auto",
+                       "metadata": {"user_id": "u"}, "thinking": {"type": "disabled"}})
+    assert sent == {"model": "gpt-4o", "max_tokens": 5, "user": "u", "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "more"}]}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("container", "container_1"), ("mcp_servers", [{"type": "url", "url": "https://example.com", "name": "m"}]),
+    ("context_management", {"edits": []}), ("top_k", 5)])
+def test_what_the_anthropic_to_openai_table_lists_as_refused_is_a_400_naming_it(field, value):
+    with pytest.raises(InvalidRequest) as caught:
+        _to_openai({"model": "x", "max_tokens": 5, "messages": _AN_MESSAGES, field: value})
+    assert caught.value.param == field
