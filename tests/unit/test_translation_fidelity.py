@@ -456,3 +456,60 @@ def test_what_the_anthropic_to_openai_table_lists_as_refused_is_a_400_naming_it(
     with pytest.raises(InvalidRequest) as caught:
         _to_openai({"model": "x", "max_tokens": 5, "messages": _AN_MESSAGES, field: value})
     assert caught.value.param == field
+
+
+# --- reasoning_content from OpenAI-compatible providers (vLLM, DeepSeek) to Anthropic callers ---------------
+# https://docs.vllm.ai/en/latest/features/reasoning_outputs.html and
+# https://api-docs.deepseek.com/guides/reasoning_model: the reasoning text is ``message.reasoning_content``
+# in an answer and ``delta.reasoning_content`` in stream chunks, before the answer's content.
+
+VLLM_ANSWER = {
+    "id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "deepseek-reasoner",
+    "choices": [{"index": 0, "message": {"role": "assistant", "reasoning_content": "2 and 2 make 4.",
+                                         "content": "4"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22,
+              "completion_tokens_details": {"reasoning_tokens": 7}},
+}
+_VLLM_HEAD = {"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-reasoner"}
+VLLM_STREAM = b"".join([
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None,
+                                                             "reasoning_content": "2 and 2"}}]}),
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {"reasoning_content": " make 4."}}]}),
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {"content": "4", "reasoning_content": None}}]}),
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    data({**_VLLM_HEAD, "choices": [], "usage": VLLM_ANSWER["usage"]}),
+    data("[DONE]"),
+])
+
+
+def test_a_providers_reasoning_content_is_a_thinking_block_without_signature_for_anthropic_callers() -> None:
+    resp = openai.parse_response(VLLM_ANSWER)
+    assert resp.content == (ThinkingBlock("2 and 2 make 4.", None), TextBlock("4"))
+    rendered = anthropic.render_response(resp)
+    assert rendered["content"] == [{"type": "thinking", "thinking": "2 and 2 make 4.", "signature": ""},
+                                   {"type": "text", "text": "4"}]
+    assert rendered["usage"]["output_tokens_details"] == {"thinking_tokens": 7}
+    import anthropic as sdk
+
+    message = sdk.types.Message.model_validate(rendered)
+    assert message.content[0].type == "thinking" and message.content[0].thinking == "2 and 2 make 4."
+
+
+def test_a_providers_streamed_reasoning_content_is_a_thinking_block_before_the_text() -> None:
+    out, acc = relay(VLLM_STREAM, openai.StreamDecoder(), anthropic.StreamEncoder())
+    starts = [(p["index"], p["content_block"]) for name, p in sse(out) if name == "content_block_start"]
+    assert starts == [(0, {"type": "thinking", "thinking": "", "signature": ""}), (1, {"type": "text", "text": ""})]
+    deltas = [p["delta"] for name, p in sse(out) if name == "content_block_delta"]
+    assert deltas == [{"type": "thinking_delta", "thinking": "2 and 2"},
+                      {"type": "thinking_delta", "thinking": " make 4."}, {"type": "text_delta", "text": "4"}]
+    assert [name for name, _ in sse(out)].count("content_block_stop") == 2
+    assert acc.response().content == (ThinkingBlock("2 and 2 make 4.", None), TextBlock("4"))
+
+
+def test_openai_callers_of_such_a_provider_get_it_back_as_reasoning_content() -> None:
+    assert openai.render_response(openai.parse_response(VLLM_ANSWER))["choices"][0]["message"][
+        "reasoning_content"] == "2 and 2 make 4."
+    out, _ = relay(VLLM_STREAM, openai.StreamDecoder(), openai.StreamEncoder(include_usage=False))
+    texts = [p["choices"][0]["delta"].get("reasoning_content") for name, p in sse(out)
+             if p != "[DONE]" and p.get("choices")]
+    assert "".join(t for t in texts if t) == "2 and 2 make 4."
