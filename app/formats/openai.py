@@ -21,8 +21,8 @@ Decisions a caller should know:
   OpenAI field and are not rendered. Thinking in a history is not sent.
   A provider's own ``reasoning_content`` (vLLM, DeepSeek) is read as a
   thinking block without a signature, in JSON and in streams.
-* Anthropic ``thinking`` becomes ``reasoning_effort`` for reasoning models
-  (``app/formats/reasoning.py``), and is a 400 for others; server tools are a
+* Anthropic ``thinking`` and ``output_config.effort`` become ``reasoning_effort``
+  for reasoning models (``app/formats/reasoning.py``), and are a 400 for others; server tools are a
   400; a base64 PDF ``document`` becomes a ``file`` part.
 """
 
@@ -89,7 +89,7 @@ from app.formats.common import (
     str_list,
     unreadable,
 )
-from app.formats.reasoning import is_reasoning_model, thinking_to_effort
+from app.formats.reasoning import is_reasoning_model, output_config_effort, thinking_to_effort
 from app.formats.sse import SSEEvent, encode_event
 
 FORMAT = "openai"
@@ -451,6 +451,11 @@ def build_request(req: ChatRequest, upstream_model: str, *, default_max_tokens: 
             effort = thinking_to_effort(thinking, upstream_model)
             if effort is not None:
                 body["reasoning_effort"] = effort
+        output_config = extra.pop("output_config", None)
+        if output_config is not None:
+            effort = output_config_effort(output_config, upstream_model)
+            if effort is not None:
+                body["reasoning_effort"] = effort  # the caller's own word wins over a budget's range
         for i, tool in enumerate(req.tools):
             if tool.server is not None:
                 raise InvalidRequest(

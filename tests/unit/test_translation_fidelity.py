@@ -513,3 +513,40 @@ def test_openai_callers_of_such_a_provider_get_it_back_as_reasoning_content() ->
     texts = [p["choices"][0]["delta"].get("reasoning_content") for name, p in sse(out)
              if p != "[DONE]" and p.get("choices")]
     assert "".join(t for t in texts if t) == "2 and 2 make 4."
+
+
+# --- Anthropic output_config.effort to OpenAI reasoning models ------------------------------------------------
+# https://docs.claude.com/en/docs/build-with-claude/effort (low, medium, high, xhigh, max) and
+# https://platform.openai.com/docs/api-reference/chat/create (reasoning_effort: none ... xhigh).
+
+@pytest.mark.parametrize(("effort", "sent"), [("low", "low"), ("medium", "medium"), ("high", "high"),
+                                              ("xhigh", "xhigh"), ("max", "xhigh")])
+def test_output_config_effort_becomes_reasoning_effort(effort: str, sent: str) -> None:
+    body = openai.build_request(anthropic_request(output_config={"effort": effort}), "o3", default_max_tokens=1)
+    assert body["reasoning_effort"] == sent and "output_config" not in body
+
+
+def test_output_config_effort_wins_over_a_thinking_budgets_range() -> None:
+    req = anthropic_request(thinking={"type": "enabled", "budget_tokens": 20000}, output_config={"effort": "low"})
+    assert openai.build_request(req, "gpt-5", default_max_tokens=1)["reasoning_effort"] == "low"
+    adaptive = anthropic_request(thinking={"type": "adaptive"}, output_config={"effort": "medium"})
+    assert openai.build_request(adaptive, "o4-mini", default_max_tokens=1)["reasoning_effort"] == "medium"
+    assert "reasoning_effort" not in openai.build_request(anthropic_request(output_config={}), "o3",
+                                                          default_max_tokens=1)
+
+
+@pytest.mark.parametrize(("config", "model", "param"), [
+    ({"effort": "low"}, "gpt-4o", "output_config.effort"),       # a model that does not reason
+    ({"effort": "extreme"}, "o3", "output_config.effort"),
+    ({"format": {"type": "json_schema", "schema": {}}}, "o3", "output_config.format"),
+    ("low", "o3", "output_config"),
+])
+def test_what_output_config_cannot_say_to_openai_is_a_400_naming_it(config: Any, model: str, param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        openai.build_request(anthropic_request(output_config=config), model, default_max_tokens=1)
+    assert caught.value.param == param
+
+
+def test_output_config_is_relayed_to_anthropic_as_it_came() -> None:
+    req = anthropic_request(output_config={"effort": "max"})
+    assert anthropic.build_request(req, "claude-opus-4-5", default_max_tokens=1)["output_config"] == {"effort": "max"}
