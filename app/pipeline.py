@@ -51,6 +51,7 @@ from app.errors import (
     classify,
 )
 from app.formats.canonical import ChatRequest, ChatResponse, StreamEnd, StreamEvent
+from app.formats.reasoning import billable_max_tokens
 from app.formats.relay import CallerBody, RelayedEvent
 from app.formats.stream import StreamAccumulator
 from app.limits.budgets import BudgetReservations, Reservation
@@ -134,8 +135,10 @@ def attempt_target(ctx: RequestContext, target: Target, breaker: CircuitBreaker,
 class BudgetHolds:
     """Before a request goes upstream, hold its worst-case cost against its client's spend budgets.
 
-    Worst case: the output allowance (``max_tokens``, else ``DEFAULT_MAX_TOKENS``) plus the input
-    estimated from the upstream body's size (``PriceTable.worst_case_cents``), at the dearest target.
+    Worst case: the output allowance plus the input estimated from the upstream body's size
+    (``PriceTable.worst_case_cents``), at the dearest target. The allowance is what each target
+    may really bill: ``max_tokens`` (else ``DEFAULT_MAX_TOKENS``), raised for a Claude target by the
+    thinking budget an OpenAI caller's ``reasoning_effort`` becomes (``billable_max_tokens``).
     """
 
     def __init__(self, reservations: BudgetReservations, prices: PriceTable,
@@ -146,13 +149,19 @@ class BudgetHolds:
         self.default_max_tokens = default_max_tokens
 
     def reserve(self, ctx: RequestContext, req: ChatRequest, targets: tuple[Target, ...],
-                body: bytes) -> Reservation | None:
+                body: bytes, source: CallerBody | None = None) -> Reservation | None:
         """The hold (None for a client without budgets); 429 ``insufficient_quota`` when a budget is used up."""
         budgets = self.budgets_of(ctx.client_id)
         if not budgets:
             return None
-        cents = self.prices.worst_case_cents([(t.provider.name, t.model) for t in targets],
-                                             req.max_tokens or self.default_max_tokens, len(body))
+        limit = req.max_tokens or self.default_max_tokens
+        effort = None
+        if req.source_format == "openai":  # read from the body: a relayed request's summary has no extra
+            effort = source.body.get("reasoning_effort") if source is not None else req.extra.get("reasoning_effort")
+        cents = max((self.prices.worst_case_cents(
+            [(t.provider.name, t.model)],
+            billable_max_tokens(effort, limit) if effort is not None and t.provider.type == "anthropic" else limit,
+            len(body)) for t in targets), default=0.0)
         return self.reservations.reserve(ctx.client_id, budgets, cents)
 
 
@@ -196,21 +205,27 @@ class Pipeline:
     def run(self, ctx: RequestContext, req: ChatRequest, cache_control: CacheControl = CACHE_DEFAULT,
             client: Any = None, source: CallerBody | None = None) -> Outcome:
         """The answer, or its stream; ``client``: the caller's socket, watched while upstream is awaited;
-        ``source``: the caller's body as it came, relayed to the targets that speak its dialect.
+        ``source``: the caller's body as it came, relayed to the targets that speak its dialect (``req`` is
+        then its summary, and its canonical request is parsed only if a target translates).
 
         Raises ``ClientGone`` when the client hung up before the answer was in.
         """
         ctx.requested_model = req.model
         if self.log_prompts:
-            ctx.prompt = prompt_text(req)
+            ctx.prompt = prompt_text(req if source is None else source.parsed_if_possible())
         targets = self.router.resolve(req.model)
-        # Translated before the cache and the attempts: a request the primary's format cannot
-        # express is the caller's 400, never a cache miss, an attempt or a provider error.
-        first_body = self.caller.payload(targets[0], req, source)
+        relayed = source if source is not None and targets[0].provider.speaks(source.dialect) else None
+        first_body: bytes | None = None
+        if relayed is None:
+            if source is not None:
+                req = source.canonical()  # parsed now, and only now: the primary translates
+            # Translated before the cache and the attempts: a request the primary's format cannot
+            # express is the caller's 400, never a cache miss, an attempt or a provider error.
+            # (A relayed body was checked when it was read; its bytes are made for its first attempt.)
+            first_body = self.caller.payload(targets[0], req, source)
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
         if self.cache is not None:
-            relayed = source if source is not None and targets[0].provider.speaks(source.dialect) else None
             with self.tracing.cache_lookup(ctx) as span:
                 served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline, relayed)
                 if span is not None:
@@ -222,8 +237,10 @@ class Pipeline:
         stop_watching = self.watcher.watch(client, abort.abort)
         try:
             try:
+                if first_body is None:
+                    first_body = self.caller.payload(targets[0], req, source)
                 if self.holds is not None:
-                    hold = self.holds.reserve(ctx, req, targets, first_body)
+                    hold = self.holds.reserve(ctx, req, targets, first_body, source)
                 outcome = self._call_upstream(ctx, req, self.balancer.order(targets), deadline, ticket, first_body,
                                               hold, abort, source, targets)
             finally:

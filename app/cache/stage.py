@@ -145,7 +145,7 @@ class CacheStage:
             def derive() -> str:
                 return cache_key(req, target, scope)
         parsed = ctx.parsed
-        if parsed is None or parsed.request is not req:
+        if parsed is None or not parsed.owns(req):
             return derive()
         return parsed.cache_key(scope, target.provider.name, target.model, derive)
 

@@ -19,8 +19,10 @@ Decisions a caller should know:
 * Thinking in answers is rendered as ``reasoning_content`` (the extension
   field vLLM/DeepSeek clients read); redacted thinking and signatures have no
   OpenAI field and are not rendered. Thinking in a history is not sent.
-* Anthropic ``thinking`` becomes ``reasoning_effort`` for reasoning models
-  (``app/formats/reasoning.py``), and is a 400 for others; server tools are a
+  A provider's own ``reasoning_content`` (vLLM, DeepSeek) is read as a
+  thinking block without a signature, in JSON and in streams.
+* Anthropic ``thinking`` and ``output_config.effort`` become ``reasoning_effort``
+  for reasoning models (``app/formats/reasoning.py``), and are a 400 for others; server tools are a
   400; a base64 PDF ``document`` becomes a ``file`` part.
 """
 
@@ -87,7 +89,7 @@ from app.formats.common import (
     str_list,
     unreadable,
 )
-from app.formats.reasoning import is_reasoning_model, thinking_to_effort
+from app.formats.reasoning import is_reasoning_model, output_config_effort, thinking_to_effort
 from app.formats.sse import SSEEvent, encode_event
 
 FORMAT = "openai"
@@ -449,6 +451,11 @@ def build_request(req: ChatRequest, upstream_model: str, *, default_max_tokens: 
             effort = thinking_to_effort(thinking, upstream_model)
             if effort is not None:
                 body["reasoning_effort"] = effort
+        output_config = extra.pop("output_config", None)
+        if output_config is not None:
+            effort = output_config_effort(output_config, upstream_model)
+            if effort is not None:
+                body["reasoning_effort"] = effort  # the caller's own word wins over a budget's range
         for i, tool in enumerate(req.tools):
             if tool.server is not None:
                 raise InvalidRequest(
@@ -620,7 +627,10 @@ def _parse_response(body: Any) -> ChatResponse:
     choice = as_obj(choices[0], "choices[0]")
     message = as_obj(required(choice, "message", "choices[0].message"), "choices[0].message")
     finish = _map_finish(opt_str(choice, "finish_reason", "choices[0].finish_reason"))
-    blocks: list[TextBlock | ToolUseBlock] = []
+    blocks: list[TextBlock | ToolUseBlock | ThinkingBlock] = []
+    reasoning = opt_str(message, "reasoning_content", "choices[0].message.reasoning_content")
+    if reasoning:  # vLLM's and DeepSeek's reasoning text: a thinking block without a signature
+        blocks.append(ThinkingBlock(reasoning))
     content = message.get("content")
     if isinstance(content, list):  # some compatible servers answer with text parts
         content = "".join(
@@ -737,7 +747,7 @@ class StreamDecoder:
         self._done = False
         self._next_index = 0
         self._open: int | None = None
-        self._open_is_text = False
+        self._open_kind: str | None = None  # "text", "thinking" or "tool"
         self._tools: dict[int, _ToolCall] = {}  # by OpenAI tool index
         self._current_tool: int | None = None
         self._finish: StopReason | None = None
@@ -785,6 +795,9 @@ class StreamDecoder:
             if opt_int(choice, "index", f"{p}.index") not in (None, 0):
                 continue  # the gateway asks for one choice
             delta = opt_obj(choice, "delta", f"{p}.delta") or {}
+            reasoning = delta.get("reasoning_content")
+            if reasoning:
+                out.extend(self._text(as_str(reasoning, f"{p}.delta.reasoning_content"), "thinking"))
             text = opt_str(delta, "content", f"{p}.delta.content")
             if text:
                 out.extend(self._text(text))
@@ -807,13 +820,14 @@ class StreamDecoder:
         index, self._open, self._current_tool = self._open, None, None
         return [BlockStop(index)]
 
-    def _text(self, text: str) -> list[StreamEvent]:
+    def _text(self, text: str, kind: str = "text") -> list[StreamEvent]:
+        """Answer text, or (``kind`` "thinking") a vLLM/DeepSeek ``reasoning_content`` fragment."""
         out: list[StreamEvent] = []
-        if self._open is None or not self._open_is_text:
+        if self._open is None or self._open_kind != kind:
             out.extend(self._close())
-            self._open, self._open_is_text = self._next_index, True
+            self._open, self._open_kind = self._next_index, kind
             self._next_index += 1
-        out.append(TextDelta(self._open, text))
+        out.append(TextDelta(self._open, text) if kind == "text" else ThinkingDelta(self._open, text))
         return out
 
     def _tool_fragment(self, frag: dict[str, Any], p: str) -> list[StreamEvent]:
@@ -833,7 +847,7 @@ class StreamDecoder:
             out.extend(self._close())
             call = self._tools[key] = _ToolCall(self._next_index, call_id or new_id("call_"))
             self._next_index += 1
-            self._open, self._open_is_text, self._current_tool = call.index, False, key
+            self._open, self._open_kind, self._current_tool = call.index, "tool", key
             out.append(ToolUseStart(call.index, call.id, name))
         elif self._current_tool != key:
             raise UpstreamError(f"{_WHO} interleaved the deltas of two tool calls")

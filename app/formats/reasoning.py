@@ -8,6 +8,11 @@ OpenAI ``reasoning_effort`` to a Claude model becomes ``thinking: {"type": "enab
 ``max_tokens`` is not above the budget, ``max_tokens`` becomes budget + the caller's limit, so the
 answer keeps the room the caller gave it and the budget is the reasoning on top.
 
+Anthropic ``output_config.effort`` (https://docs.claude.com/en/docs/build-with-claude/effort) to an OpenAI
+reasoning model is ``reasoning_effort`` word for word (``low``, ``medium``, ``high``, ``xhigh``), ``max``
+becoming ``xhigh``, OpenAI's highest; it wins over an effort read from a thinking budget: it is the
+caller's own word for how hard to work.
+
 Anthropic ``thinking`` to an OpenAI reasoning model becomes ``reasoning_effort`` by budget range
 (``low`` below 4096, ``medium`` below 12288, ``high`` from there; ``minimal`` is never chosen,
 the o-series does not take it). ``adaptive`` thinking sends no ``reasoning_effort``: the model's
@@ -86,3 +91,43 @@ def effort_to_thinking(effort: Any, max_tokens: int) -> tuple[dict[str, Any] | N
     if max_tokens <= budget:
         max_tokens = budget + max_tokens
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
+
+
+def billable_max_tokens(effort: Any, max_tokens: int) -> int:
+    """The ``max_tokens`` a Claude model is sent for an OpenAI caller's ``reasoning_effort`` and limit: thinking
+    is billed as output within it, so it is what a budget must hold for (``max_tokens`` for no or a bad effort,
+    which sends no thinking or is refused before an attempt)."""
+    if effort not in EFFORTS:
+        return max_tokens
+    return effort_to_thinking(effort, max_tokens)[1]
+
+
+# Anthropic output_config.effort -> OpenAI reasoning_effort.
+OUTPUT_EFFORTS: dict[str, str] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
+
+
+def output_config_effort(config: Any, upstream_model: str) -> str | None:
+    """Anthropic ``output_config`` as the ``reasoning_effort`` for an OpenAI-format model (``None``: no effort).
+
+    Only ``effort`` has an OpenAI counterpart: any other key is a 400 naming it, and so is an effort for a
+    model that does not reason (the answer would silently come without it).
+    """
+    if not isinstance(config, dict):
+        raise InvalidRequest("Invalid value for 'output_config': expected an object", param="output_config")
+    for key in config:
+        if key != "effort":
+            raise InvalidRequest(f"'output_config.{key}' is not supported when the model is served by an "
+                                 "OpenAI-format provider; remove it or choose another model",
+                                 param=f"output_config.{key}")
+    effort = config.get("effort")
+    if effort is None:
+        return None
+    if effort not in OUTPUT_EFFORTS:
+        raise InvalidRequest(f"Invalid value for 'output_config.effort': expected one of {', '.join(OUTPUT_EFFORTS)}",
+                             param="output_config.effort")
+    if not is_reasoning_model(upstream_model):
+        raise InvalidRequest(
+            "'output_config.effort' is not supported when the model is served by an OpenAI-format provider and is "
+            "not a reasoning model (o-series, gpt-5); remove it or choose a reasoning model",
+            param="output_config.effort")
+    return OUTPUT_EFFORTS[effort]

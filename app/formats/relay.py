@@ -28,8 +28,7 @@ the provider's to refuse (its 4xx comes back in the caller's shape).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import orjson
@@ -38,7 +37,7 @@ from app.errors import InvalidRequest, UpstreamError
 from app.formats import anthropic as anthropic_codec
 from app.formats import openai as openai_codec
 from app.formats import responses as responses_codec
-from app.formats.canonical import StreamEnd, StreamEvent, StreamStart, TextDelta, ToolUseStart
+from app.formats.canonical import ChatRequest, StreamEnd, StreamEvent, StreamStart, TextDelta, ToolUseStart
 from app.formats.common import (
     INT32_MAX,
     as_int,
@@ -55,27 +54,73 @@ from app.formats.sse import SSEParser
 CODECS = {"openai": openai_codec, "anthropic": anthropic_codec, "responses": responses_codec}
 
 
-@dataclass(frozen=True, slots=True)
+# Translations remembered per body (one per target of another dialect: a primary and its fallbacks).
+_MAX_TRANSLATIONS = 4
+
+
 class CallerBody:
     """A caller's body as it came, for the targets that speak its dialect.
 
-    ``untranslatable`` is the 400 the caller's codec raised when the body uses
-    something the canonical model cannot hold (a document block, a server tool,
-    ``n: 2``...): a relay carries it, a translated target cannot, and gets this error.
+    ``request`` is what the pipeline reads before it knows whether a target translates:
+    model, delivery, output allowance, sampling (``summary``), or the whole parse when one was
+    made. The canonical request (``canonical()``) is parsed only when a translated target
+    needs it; a relay never does. When the body holds something the canonical model cannot
+    (a document block, a server tool, ``n: 2``...) a relay still carries it, and a translated
+    target gets the caller's codec's 400 (the ``untranslatable`` rule).
     """
 
-    dialect: str
-    body: dict[str, Any]
-    raw: bytes
-    untranslatable: InvalidRequest | None = None
+    __slots__ = ("_parsed", "_translations", "body", "dialect", "raw", "request")
 
-    def relays_to(self, wire_type: str) -> bool:
-        return wire_type == self.dialect
+    def __init__(self, dialect: str, body: dict[str, Any], raw: bytes,
+                 parsed: ChatRequest | InvalidRequest | None = None, request: ChatRequest | None = None) -> None:
+        """``parsed``: the canonical request when already made, or the 400 a translated target gets;
+        ``request``: what the pipeline reads, when the caller made it (else the parse, else ``summary``)."""
+        self.dialect = dialect
+        self.body = body
+        self.raw = raw
+        if request is None:
+            request = parsed if isinstance(parsed, ChatRequest) else summary(body, dialect)
+        self.request: ChatRequest = request
+        self._parsed: ChatRequest | InvalidRequest | None = parsed
+        self._translations: dict[tuple[str, str], bytes] = {}
 
-    def translation_error(self) -> InvalidRequest | None:
-        """A fresh copy of the stored 400 (one raised many times would keep growing its traceback)."""
-        err = self.untranslatable
-        return None if err is None else InvalidRequest(err.message, param=err.param)
+    def canonical(self) -> ChatRequest:
+        """The canonical request, parsed by the caller's codec on first use; its 400 when it cannot be.
+
+        Shared by the threads of a worker (a remembered body): two may parse at once, to equal results.
+        """
+        parsed = self._parsed
+        if parsed is None:
+            try:
+                parsed = CODECS[self.dialect].parse_request(self.body)
+            except InvalidRequest as err:
+                parsed = err
+            self._parsed = parsed
+        if isinstance(parsed, InvalidRequest):  # a fresh copy: one raised many times would keep its tracebacks
+            raise InvalidRequest(parsed.message, param=parsed.param)
+        return parsed
+
+    def translation(self, wire_type: str, model: str, build: Callable[[ChatRequest], bytes]) -> bytes:
+        """The body a translated target gets, built by ``build`` from ``canonical()`` once per wire format
+        and model, then remembered with the body: a remembered body's cache hits translate nothing."""
+        key = (wire_type, model)
+        sent = self._translations.get(key)
+        if sent is None:
+            sent = build(self.canonical())
+            if len(self._translations) < _MAX_TRANSLATIONS:
+                self._translations[key] = sent
+        return sent
+
+    def owns(self, req: ChatRequest) -> bool:
+        """``req`` is this body's: its ``request`` or its canonical parse."""
+        return req is self.request or req is self._parsed
+
+    def parsed_if_possible(self) -> ChatRequest:
+        """The canonical request when the body has one, else ``request`` (for what only reads it)."""
+        try:
+            return self.canonical()
+        except InvalidRequest:
+            return self.request
 
     @property
     def wants_usage(self) -> bool:
@@ -110,6 +155,28 @@ def check_body(body: dict[str, Any], dialect: str) -> None:
     options = opt_obj(body, "stream_options", "stream_options") or {}
     opt_bool(options, "include_usage", "stream_options.include_usage")
     openai_codec._check_sampling(body)
+
+
+def summary(body: dict[str, Any], dialect: str) -> ChatRequest:
+    """What the pipeline reads of a body before (or without) parsing it: model, delivery, the output
+    allowance and the sampling fields a trace records; ``messages`` stay unparsed (empty here).
+
+    Only for a body ``check_body`` accepted: the fields it read are already known to be well formed.
+    """
+    stream = body.get("stream") is True
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    options = body.get("stream_options")
+    usage = dialect == "openai" and stream and isinstance(options, dict) and options.get("include_usage") is True
+    stop = body.get("stop_sequences" if dialect == "anthropic" else "stop")
+    if isinstance(stop, str):
+        stops: tuple[str, ...] = (stop,)
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        stops = tuple(stop)
+    else:
+        stops = ()
+    return ChatRequest(model=body["model"], messages=(), max_tokens=limit, temperature=body.get("temperature"),
+                       top_p=body.get("top_p"), stop=stops, stream=stream, include_usage=usage,
+                       source_format=dialect)  # type: ignore[arg-type]
 
 
 def upstream_body(source: CallerBody, model: str) -> bytes:

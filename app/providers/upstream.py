@@ -179,13 +179,13 @@ class UpstreamCaller:
 
     def payload(self, target: Target, req: ChatRequest, source: CallerBody | None = None) -> bytes:
         """The bytes an attempt at ``target`` sends: the caller's own (relayed) when ``target`` speaks its
-        dialect, else the translation (the 400 naming a field the target's format cannot express)."""
+        dialect, else the translation of its canonical request (the 400 naming a field the target's
+        format cannot express, or that the canonical model cannot hold)."""
         if source is not None:
             if target.provider.speaks(source.dialect):
                 return relay.upstream_body(source, target.model)
-            err = source.translation_error()
-            if err is not None:
-                raise err
+            return source.translation(target.provider.type, target.model,
+                                      lambda req: orjson.dumps(self.body(target, req)))
         return orjson.dumps(self.body(target, req))
 
     def _send(self, target: Target, req: ChatRequest, headers: dict[str, str], deadline: float,

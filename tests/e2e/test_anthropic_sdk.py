@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import anthropic
+import orjson
 import pytest
 
-from tests.conftest import OPENAI_KEY
+from tests.conftest import OPENAI_KEY, Fault
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -113,3 +114,60 @@ def test_multi_turn_tool_use_with_extended_thinking(client, upstream):
     with pytest.raises(anthropic.BadRequestError, match="Expected `thinking` or `redacted_thinking`"):
         client.messages.create(model="claude-opus-4-1", max_tokens=2048, thinking=thinking, tools=[WEATHER_TOOL],
                                messages=broken)
+
+
+@pytest.mark.parametrize("model,provider", MODELS)
+@pytest.mark.parametrize("header", ["anthropic-beta", "anthropic-version"])
+def test_a_malformed_anthropic_header_is_a_400_in_anthropics_shape_before_any_attempt(client, upstream, model,
+                                                                                      provider, header):
+    """``anthropic-beta`` / ``anthropic-version`` are checked as count_tokens checks them (1-1024 printable
+    ASCII), whichever provider serves the model (https://docs.anthropic.com/en/api/beta-headers,
+    https://docs.anthropic.com/en/api/errors for the error shape)."""
+    before = upstream.count()
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                               extra_headers={header: "x" * 1025})
+    assert caught.value.body["type"] == "error"
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert header in caught.value.body["error"]["message"]
+    assert upstream.count() == before
+    fine = client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                                  extra_headers={header: "x" * 1024 if header == "anthropic-beta" else "2023-06-01"})
+    assert fine.content[0].text == "Echo: hi"
+
+
+def _vllm_chunk(delta: dict, finish: str | None = None) -> bytes:
+    chunk = {"id": "chatcmpl-r1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def test_reasoning_content_of_an_openai_compatible_server_is_a_thinking_block(client, upstream):
+    """vLLM / DeepSeek answer with ``reasoning_content`` beside ``content``
+    (https://docs.vllm.ai/en/latest/features/reasoning_outputs.html,
+    https://api-docs.deepseek.com/guides/reasoning_model): the SDK gets a thinking block first, without a
+    signature, in a whole answer and in a stream; sent back, the block is not sent on to the OpenAI-format
+    model (Chat Completions takes no reasoning input)."""
+    answer = {"id": "chatcmpl-r1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "reasoning_content": "Think first.", "content": "42"}}],
+              "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+    upstream.push_faults(Fault(script=orjson.dumps(answer)))
+    messages: list = [{"role": "user", "content": "the answer, reasoned"}]
+    message = client.messages.create(model="gpt-4o-mini", max_tokens=50, messages=messages)
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == "Think first." and message.content[0].signature == ""
+    stream = b"".join([_vllm_chunk({"role": "assistant", "reasoning_content": "Think"}),
+                       _vllm_chunk({"reasoning_content": " twice."}), _vllm_chunk({"content": "43"}),
+                       _vllm_chunk({}, "stop"), b"data: [DONE]\n\n"])
+    upstream.push_faults(Fault(script=stream))
+    with client.messages.stream(model="gpt-4o-mini", max_tokens=50,
+                                messages=[{"role": "user", "content": "the answer, streamed"}]) as events:
+        final = events.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == "Think twice." and final.content[1].text == "43"
+    messages += [{"role": "assistant", "content": message.content}, {"role": "user", "content": "and again?"}]
+    again = client.messages.create(model="gpt-4o-mini", max_tokens=50, messages=messages)
+    assert again.content[-1].type == "text"
+    sent = upstream.requests[-1].body["messages"]
+    assert sent[1] == {"role": "assistant", "content": "42"}, sent

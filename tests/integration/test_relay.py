@@ -248,6 +248,30 @@ def test_each_attempt_relays_or_translates_by_its_own_target(uncached, upstream)
     assert first.path == "/v1/chat/completions" and second.path == "/v1/messages"
 
 
+def test_a_relayed_body_the_fallback_cannot_translate_skips_the_fallback(uncached, upstream):
+    """``n: 2`` relays to gpt-4o (its 500 is the answer); the Claude fallback is never called with a body it
+    could not express, and the caller is not told about a 400 it did not cause."""
+    upstream.reset()
+    upstream.push_faults(Fault(status=500), path="/v1/chat/completions")
+    r = uncached.simulate_post(CHAT, json={"model": "gpt-then-claude", "n": 2,
+                                           "messages": [{"role": "user", "content": "two answers"}]})
+    assert r.status_code == 502, r.text
+    assert [q.path for q in upstream.requests] == ["/v1/chat/completions"]
+    assert upstream.requests[0].body["n"] == 2
+
+
+def test_an_aliased_relayed_body_goes_upstream_on_its_miss_only_with_its_model_rewritten(cached, upstream):
+    """The relayed bytes are made for the attempt (after the cache lookup): the miss sends the caller's body
+    with the alias's model, the repeat is a hit that sends nothing."""
+    upstream.reset()
+    body = {"model": "aliased-gpt", "messages": [{"role": "user", "content": "once"}], "temperature": 0.1}
+    for tier in ("miss", "hit-l1"):
+        r = cached.simulate_post(CHAT, json=body)
+        assert r.status_code == 200 and r.headers["x-llm-edge-cache"] == tier, r.text
+    assert upstream.count() == 1
+    assert upstream.requests[0].body == {**body, "model": "gpt-4o-mini"}
+
+
 def test_openai_org_headers_go_upstream_only_when_allowed(upstream, tmp_path):
     headers = {"openai-organization": "org-123", "openai-project": "proj_456", "authorization": "Bearer client"}
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "org"}]}

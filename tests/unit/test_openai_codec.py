@@ -30,6 +30,7 @@ from app.formats.canonical import (
     StreamStart,
     TextBlock,
     TextDelta,
+    ThinkingDelta,
     Tool,
     ToolChoice,
     ToolInputDelta,
@@ -790,7 +791,8 @@ def test_decode_all_tools_in_one_chunk_and_missing_index() -> None:
 
 def test_decode_refusal_and_reasoning_fields() -> None:
     events = decode(sse(chunk({"reasoning_content": "hmm"}), chunk({"refusal": "No."}), chunk({}, "stop"), b"[DONE]"))
-    assert events[1:] == [TextDelta(0, "No."), BlockStop(0), StreamEnd("refusal")]
+    assert events[1:] == [ThinkingDelta(0, "hmm"), BlockStop(0), TextDelta(1, "No."), BlockStop(1),
+                          StreamEnd("refusal")]  # reasoning_content (vLLM, DeepSeek): a thinking block
 
 
 def test_decode_skips_azure_prefilter_chunk() -> None:

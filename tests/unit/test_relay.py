@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from app.cache.entry import CachedAnswer, Relayed, decode, encode
 from app.cache.keys import relay_key
-from app.errors import UpstreamError
+from app.errors import InvalidRequest, UpstreamError
 from app.formats.canonical import ChatResponse, StreamEnd, StreamStart, TextBlock, Usage
 from app.formats.relay import (
     CallerBody,
@@ -177,3 +177,57 @@ def test_a_relayed_entry_keeps_the_providers_bytes(raw):
     assert decoded == answer
     plain = CachedAnswer(response, "openai", "m")
     assert decode(encode(plain)[0])[0] == plain
+
+
+# --- The caller's body, read lazily --------------------------------------------------------------------------
+
+OPENAI_BODY = {"model": "gpt-4o-mini", "max_completion_tokens": 40, "temperature": 0.3, "top_p": 0.9,
+               "stop": ["END"], "stream": True, "stream_options": {"include_usage": True},
+               "messages": [{"role": "user", "content": "hi"}]}
+ANTHROPIC_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 64, "temperature": 0.5, "stop_sequences": ["Z"],
+                  "messages": [{"role": "user", "content": "hi"}]}
+_SUMMARY_FIELDS = ("model", "max_tokens", "temperature", "top_p", "stop", "stream", "include_usage", "source_format")
+
+
+@pytest.mark.parametrize(("dialect", "body"), [("openai", OPENAI_BODY), ("anthropic", ANTHROPIC_BODY),
+                                               ("openai", {**OPENAI_BODY, "stop": "END", "stream": False}),
+                                               ("anthropic", {**ANTHROPIC_BODY, "stream": True})])
+def test_the_summary_says_what_the_codecs_parse_says_on_every_field_it_carries(dialect, body):
+    """What the pipeline, the trace and the budget hold read of a relayed body, without parsing it
+    (https://platform.openai.com/docs/api-reference/chat/create,
+    https://docs.anthropic.com/en/api/messages)."""
+    source = CallerBody(dialect, body, orjson.dumps(body))
+    parsed = source.canonical()
+    assert source.request is not parsed and source.request.messages == ()
+    for name in _SUMMARY_FIELDS:
+        assert getattr(source.request, name) == getattr(parsed, name), name
+
+
+def test_the_canonical_request_is_parsed_once_on_first_use_and_a_refusal_is_fresh_each_time():
+    source = CallerBody("openai", OPENAI_BODY, orjson.dumps(OPENAI_BODY))
+    assert source.owns(source.request) and source._parsed is None  # nothing parsed yet
+    first = source.canonical()
+    assert source.canonical() is first and source.owns(first) and first.messages
+    two = {**OPENAI_BODY, "n": 2}  # relayable, not translatable
+    untranslatable = CallerBody("openai", two, orjson.dumps(two))
+    errors = []
+    for _ in range(2):
+        with pytest.raises(InvalidRequest) as caught:
+            untranslatable.canonical()
+        errors.append(caught.value)
+    assert errors[0] is not errors[1] and errors[1].param == "n"
+    assert untranslatable.parsed_if_possible() is untranslatable.request
+
+
+def test_a_translation_is_built_once_per_wire_format_and_model():
+    source = CallerBody("openai", OPENAI_BODY, orjson.dumps(OPENAI_BODY))
+    built = []
+
+    def build(req):
+        built.append(req)
+        return orjson.dumps({"n": len(built)})
+
+    assert source.translation("anthropic", "claude-a", build) == b'{"n":1}'
+    assert source.translation("anthropic", "claude-a", build) == b'{"n":1}'
+    assert source.translation("anthropic", "claude-b", build) == b'{"n":2}'
+    assert built == [source.canonical()] * 2

@@ -400,3 +400,153 @@ def test_answer_without_thinking_has_no_reasoning_content() -> None:
     out = openai.render_response(ChatResponse("m", "claude", (TextBlock("4"),), "end_turn", usage=Usage(5, 1)))
     message = out["choices"][0]["message"]
     assert "reasoning_content" not in message and "completion_tokens_details" not in out["usage"]
+
+
+# --- docs/api.md's per-direction tables: what is dropped, what is refused ----------------------------------
+
+_OA_MESSAGES = [{"role": "user", "content": "hi"}]
+_AN_MESSAGES = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": "yo",
+                                                   "citations": [{"type": "char_location", "cited_text": "x"}]}]},
+                {"role": "user", "content": "more"}]
+
+
+def _to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
+    return anthropic.build_request(openai.parse_request(body), "claude-sonnet-4-5", default_max_tokens=100)
+
+
+def _to_openai(body: dict[str, Any]) -> dict[str, Any]:
+    return openai.build_request(anthropic.parse_request(body), "gpt-4o", default_max_tokens=100)
+
+
+def test_what_the_openai_to_anthropic_table_lists_as_dropped_is_dropped_and_nothing_else_is_lost():
+    quiet = {"store": True, "metadata": {"k": "v"}, "service_tier": "flex", "prompt_cache_key": "k",
+             "safety_identifier": "s", "frequency_penalty": 0, "logprobs": False, "top_logprobs": 0,
+             "logit_bias": {}, "response_format": {"type": "text"}, "modalities": ["text"], "reasoning_effort": "none"}
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "high"}}
+    messages = [{"role": "user", "name": "bob", "content": [{"type": "text", "text": "hi"}, image]}]
+    sent = _to_anthropic({"model": "x", "messages": messages, "user": "u", **quiet})
+    assert sent == {"model": "claude-sonnet-4-5", "max_tokens": 100, "metadata": {"user_id": "u"},
+                    "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "hi"},
+                        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("verbosity", "low"), ("modalities", ["text", "audio"]), ("prediction", {"type": "content", "content": "x"}),
+    ("web_search_options", {}), ("top_logprobs", 2), ("audio", {"voice": "alloy", "format": "mp3"}),
+    ("seed", 1), ("logit_bias", {"50256": -100}), ("presence_penalty", 0.5)])
+def test_what_the_openai_to_anthropic_table_lists_as_refused_is_a_400_naming_it(field, value):
+    with pytest.raises(InvalidRequest) as caught:
+        _to_anthropic({"model": "x", "messages": _OA_MESSAGES, field: value})
+    assert caught.value.param == field
+
+
+def test_what_the_anthropic_to_openai_table_lists_as_dropped_is_dropped_and_nothing_else_is_lost():
+    sent = _to_openai({"model": "x", "max_tokens": 5, "messages": _AN_MESSAGES, "service_tier": "auto",
+                       "metadata": {"user_id": "u"}, "thinking": {"type": "disabled"}})
+    assert sent == {"model": "gpt-4o", "max_tokens": 5, "user": "u", "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "more"}]}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("container", "container_1"), ("mcp_servers", [{"type": "url", "url": "https://example.com", "name": "m"}]),
+    ("context_management", {"edits": []}), ("top_k", 5)])
+def test_what_the_anthropic_to_openai_table_lists_as_refused_is_a_400_naming_it(field, value):
+    with pytest.raises(InvalidRequest) as caught:
+        _to_openai({"model": "x", "max_tokens": 5, "messages": _AN_MESSAGES, field: value})
+    assert caught.value.param == field
+
+
+# --- reasoning_content from OpenAI-compatible providers (vLLM, DeepSeek) to Anthropic callers ---------------
+# https://docs.vllm.ai/en/latest/features/reasoning_outputs.html and
+# https://api-docs.deepseek.com/guides/reasoning_model: the reasoning text is ``message.reasoning_content``
+# in an answer and ``delta.reasoning_content`` in stream chunks, before the answer's content.
+
+VLLM_ANSWER = {
+    "id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "deepseek-reasoner",
+    "choices": [{"index": 0, "message": {"role": "assistant", "reasoning_content": "2 and 2 make 4.",
+                                         "content": "4"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 12, "total_tokens": 22,
+              "completion_tokens_details": {"reasoning_tokens": 7}},
+}
+_VLLM_HEAD = {"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-reasoner"}
+VLLM_STREAM = b"".join([
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None,
+                                                             "reasoning_content": "2 and 2"}}]}),
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {"reasoning_content": " make 4."}}]}),
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {"content": "4", "reasoning_content": None}}]}),
+    data({**_VLLM_HEAD, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    data({**_VLLM_HEAD, "choices": [], "usage": VLLM_ANSWER["usage"]}),
+    data("[DONE]"),
+])
+
+
+def test_a_providers_reasoning_content_is_a_thinking_block_without_signature_for_anthropic_callers() -> None:
+    resp = openai.parse_response(VLLM_ANSWER)
+    assert resp.content == (ThinkingBlock("2 and 2 make 4.", None), TextBlock("4"))
+    rendered = anthropic.render_response(resp)
+    assert rendered["content"] == [{"type": "thinking", "thinking": "2 and 2 make 4.", "signature": ""},
+                                   {"type": "text", "text": "4"}]
+    assert rendered["usage"]["output_tokens_details"] == {"thinking_tokens": 7}
+    import anthropic as sdk
+
+    message = sdk.types.Message.model_validate(rendered)
+    assert message.content[0].type == "thinking" and message.content[0].thinking == "2 and 2 make 4."
+
+
+def test_a_providers_streamed_reasoning_content_is_a_thinking_block_before_the_text() -> None:
+    out, acc = relay(VLLM_STREAM, openai.StreamDecoder(), anthropic.StreamEncoder())
+    starts = [(p["index"], p["content_block"]) for name, p in sse(out) if name == "content_block_start"]
+    assert starts == [(0, {"type": "thinking", "thinking": "", "signature": ""}), (1, {"type": "text", "text": ""})]
+    deltas = [p["delta"] for name, p in sse(out) if name == "content_block_delta"]
+    assert deltas == [{"type": "thinking_delta", "thinking": "2 and 2"},
+                      {"type": "thinking_delta", "thinking": " make 4."}, {"type": "text_delta", "text": "4"}]
+    assert [name for name, _ in sse(out)].count("content_block_stop") == 2
+    assert acc.response().content == (ThinkingBlock("2 and 2 make 4.", None), TextBlock("4"))
+
+
+def test_openai_callers_of_such_a_provider_get_it_back_as_reasoning_content() -> None:
+    assert openai.render_response(openai.parse_response(VLLM_ANSWER))["choices"][0]["message"][
+        "reasoning_content"] == "2 and 2 make 4."
+    out, _ = relay(VLLM_STREAM, openai.StreamDecoder(), openai.StreamEncoder(include_usage=False))
+    texts = [p["choices"][0]["delta"].get("reasoning_content") for name, p in sse(out)
+             if p != "[DONE]" and p.get("choices")]
+    assert "".join(t for t in texts if t) == "2 and 2 make 4."
+
+
+# --- Anthropic output_config.effort to OpenAI reasoning models ------------------------------------------------
+# https://docs.claude.com/en/docs/build-with-claude/effort (low, medium, high, xhigh, max) and
+# https://platform.openai.com/docs/api-reference/chat/create (reasoning_effort: none ... xhigh).
+
+@pytest.mark.parametrize(("effort", "sent"), [("low", "low"), ("medium", "medium"), ("high", "high"),
+                                              ("xhigh", "xhigh"), ("max", "xhigh")])
+def test_output_config_effort_becomes_reasoning_effort(effort: str, sent: str) -> None:
+    body = openai.build_request(anthropic_request(output_config={"effort": effort}), "o3", default_max_tokens=1)
+    assert body["reasoning_effort"] == sent and "output_config" not in body
+
+
+def test_output_config_effort_wins_over_a_thinking_budgets_range() -> None:
+    req = anthropic_request(thinking={"type": "enabled", "budget_tokens": 20000}, output_config={"effort": "low"})
+    assert openai.build_request(req, "gpt-5", default_max_tokens=1)["reasoning_effort"] == "low"
+    adaptive = anthropic_request(thinking={"type": "adaptive"}, output_config={"effort": "medium"})
+    assert openai.build_request(adaptive, "o4-mini", default_max_tokens=1)["reasoning_effort"] == "medium"
+    assert "reasoning_effort" not in openai.build_request(anthropic_request(output_config={}), "o3",
+                                                          default_max_tokens=1)
+
+
+@pytest.mark.parametrize(("config", "model", "param"), [
+    ({"effort": "low"}, "gpt-4o", "output_config.effort"),       # a model that does not reason
+    ({"effort": "extreme"}, "o3", "output_config.effort"),
+    ({"format": {"type": "json_schema", "schema": {}}}, "o3", "output_config.format"),
+    ("low", "o3", "output_config"),
+])
+def test_what_output_config_cannot_say_to_openai_is_a_400_naming_it(config: Any, model: str, param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        openai.build_request(anthropic_request(output_config=config), model, default_max_tokens=1)
+    assert caught.value.param == param
+
+
+def test_output_config_is_relayed_to_anthropic_as_it_came() -> None:
+    req = anthropic_request(output_config={"effort": "max"})
+    assert anthropic.build_request(req, "claude-opus-4-5", default_max_tokens=1)["output_config"] == {"effort": "max"}

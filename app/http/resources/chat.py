@@ -1,16 +1,17 @@
 """POST /v1/chat/completions and POST /v1/messages: one resource, two codecs.
 
-The resource reads and parses the body with the caller's codec (a body it
-has parsed before comes from its ``ParseMemo``), hands the
-canonical request to the pipeline, and renders what comes back in the
+The resource reads and checks the body (a body it has seen before comes from
+its ``ParseMemo``), hands it to the pipeline, and renders what comes back in the
 caller's dialect: JSON, or SSE through ``resp.stream`` (a generator).
 
-The body as it came goes along too (``CallerBody``): targets that speak the
+The body goes along as it came (``CallerBody``): targets that speak the
 caller's dialect get it relayed (``app/formats/relay.py``), and their answer
-comes back as the provider's bytes, written as they are. A body the canonical
-model cannot hold (a text-source document block, a ``search_result`` block,
-``n: 2``) is still relayed; only a translated target refuses it, with the
-codec's 400.
+comes back as the provider's bytes, written as they are. The resource checks
+only what the gateway itself needs (``relay.check_body``); the canonical
+request is parsed when a translated target needs it, so a relayed request
+never pays for it. A body the canonical model cannot hold (a text-source
+document block, a ``search_result`` block, ``n: 2``) is still relayed; only a
+translated target refuses it, with the codec's 400.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from app.errors import (
     UpstreamError,
 )
 from app.formats import relay
-from app.formats.canonical import ChatRequest, TextDelta, ToolUseStart
-from app.formats.common import opt_int
+from app.formats.canonical import TextDelta, ToolUseStart
 from app.formats.relay import CallerBody, RelayedEvent
+from app.http.caller_headers import forwarded_headers
 from app.http.draining import DrainState
 from app.http.resources.parse_memo import ParsedBody, ParseMemo
 from app.pipeline import Outcome, Pipeline
@@ -110,37 +111,6 @@ def _discard(stream: Any, length: int) -> None:
         return
 
 
-# The caller's headers that go on to providers of each wire format (WSGI environ name, header name);
-# ANTHROPIC_HEADERS serves /v1/messages/count_tokens too.
-ANTHROPIC_HEADERS = (("HTTP_ANTHROPIC_BETA", "anthropic-beta"), ("HTTP_ANTHROPIC_VERSION", "anthropic-version"))
-_OPENAI_ORG_HEADERS = (("HTTP_OPENAI_ORGANIZATION", "openai-organization"), ("HTTP_OPENAI_PROJECT", "openai-project"))
-
-
-def forwarded_headers(env: dict[str, Any], openai_org: bool) -> dict[str, dict[str, str]] | None:
-    """The caller's headers each wire format gets: ``anthropic-beta`` and ``anthropic-version`` to
-    Anthropic-format targets; ``openai-organization`` / ``openai-project`` to OpenAI-format ones only when
-    ``FORWARD_OPENAI_ORG_HEADERS`` allows. Never a key, never a hop-by-hop header."""
-    if "HTTP_ANTHROPIC_BETA" not in env and "HTTP_ANTHROPIC_VERSION" not in env and not openai_org:
-        return None  # most requests: nothing to look for
-    out: dict[str, dict[str, str]] = {}
-    for wire, names in (("anthropic", ANTHROPIC_HEADERS), ("openai", _OPENAI_ORG_HEADERS if openai_org else ())):
-        found = {name: env[key] for key, name in names if env.get(key)}
-        if found:
-            out[wire] = found
-    return out or None
-
-
-def stand_in(body: dict[str, Any], dialect: str) -> ChatRequest:
-    """What the pipeline reads of a body only a relay can carry: model, delivery, the output allowance."""
-    stream = body.get("stream") is True
-    limit = opt_int(body, "max_completion_tokens", "max_completion_tokens") or opt_int(body, "max_tokens",
-                                                                                        "max_tokens")
-    options = body.get("stream_options")
-    usage = dialect == "openai" and stream and isinstance(options, dict) and options.get("include_usage") is True
-    return ChatRequest(model=body["model"], messages=(), max_tokens=limit, stream=stream, include_usage=usage,
-                       source_format=dialect)  # type: ignore[arg-type]
-
-
 class ChatResource:
     def __init__(self, codec: ModuleType, pipeline: Pipeline, max_request_bytes: int,
                  watcher: DisconnectWatcher | None = None, draining: DrainState | None = None, *,
@@ -155,16 +125,18 @@ class ChatResource:
         self.memo = ParseMemo(self._parse)
 
     def _parse(self, raw: bytes) -> ParsedBody:
-        """The canonical request and the body as it came; a body only a relay can carry keeps the codec's 400."""
+        """The body as it came and what the pipeline reads of it; the canonical request is parsed later, and
+        only if a translated target needs it (``CallerBody.canonical``). A body that is wrong even for a
+        relay gets the codec's own 400."""
         body = json_object(raw)
         try:
-            return ParsedBody(self.codec.parse_request(body), source=CallerBody(self.dialect, body, raw))
-        except InvalidRequest as err:
-            try:
-                relay.check_body(body, self.dialect)
-            except InvalidRequest:
-                raise err from None  # wrong for a relay too: the codec's own words
-            return ParsedBody(stand_in(body, self.dialect), source=CallerBody(self.dialect, body, raw, err))
+            relay.check_body(body, self.dialect)
+        except InvalidRequest:
+            request = self.codec.parse_request(body)  # raises: the codec's words for what is wrong
+            source = CallerBody(self.dialect, body, raw, request)  # (the codec accepted what the check did not)
+            return ParsedBody(request, source=source)
+        source = CallerBody(self.dialect, body, raw)
+        return ParsedBody(source.request, source=source)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx: RequestContext = req.context.gw

@@ -46,7 +46,8 @@ from app.formats import anthropic as anthropic_codec
 from app.formats.canonical import ChatRequest
 from app.formats.common import as_list, as_model, required
 from app.formats.token_estimate import estimate_input_tokens
-from app.http.resources.chat import ANTHROPIC_HEADERS, json_object, read_body
+from app.http.caller_headers import anthropic_headers
+from app.http.resources.chat import json_object, read_body
 from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import attempt_target, observe_attempt
@@ -60,7 +61,6 @@ COUNT_HEADER = "x-llm-edge-token-count"
 EXACT, ESTIMATE = "exact", "estimate"
 ESTIMATED_BY = "gateway"  # x-llm-edge-provider (and the metrics' provider label) of an estimate
 
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,1024}")  # visible ASCII and spaces, as these headers hold
 _BETA_QUERY = re.compile(r"(?:^|&)beta=true(?:&|$)")  # the SDKs' beta calls add ?beta=true
 
 
@@ -82,7 +82,7 @@ class CountTokensResource:
         model = as_model(body.get("model"))
         as_list(required(body, "messages", "messages"), "messages", nonempty=True)
         ctx.requested_model = model
-        headers = _forwarded(req.env)
+        headers = anthropic_headers(req.env)
         query = "?beta=true" if _BETA_QUERY.search(req.env.get("QUERY_STRING", "")) else ""
         answer, how = self._count(ctx, self.router.resolve(model), raw, body, headers, query)
         resp.content_type = "application/json"
@@ -144,16 +144,3 @@ class CountTokensResource:
 def _parsed(body: dict[str, Any]) -> ChatRequest:
     """The body read by the Messages codec, ``max_tokens`` (which count_tokens does not take) aside."""
     return anthropic_codec.parse_request(body if "max_tokens" in body else {**body, "max_tokens": 1})
-
-
-def _forwarded(env: dict[str, Any]) -> dict[str, str]:
-    """The caller's ``anthropic-version`` and ``anthropic-beta``, checked (a 400 names a malformed one)."""
-    out = {}
-    for key, name in ANTHROPIC_HEADERS:
-        value = env.get(key)
-        if value is None:
-            continue
-        if not _HEADER_VALUE.fullmatch(value):
-            raise InvalidRequest(f"Header '{name}' must be 1 to 1024 printable ASCII characters", param=name)
-        out[name] = value
-    return out

@@ -1,18 +1,21 @@
-"""Exact repeats skip parsing: a body's canonical request, and its cache keys, remembered by its bytes.
+"""Exact repeats skip parsing: a body as read (``CallerBody``: its summary, and its canonical request and
+translations once made) and its cache keys, remembered by its bytes.
 
 Why: after the framework, the largest costs of a cache hit were parsing and
 validating a body this worker had already parsed, and hashing it into the
 same cache key again (about a fifth of an L1 hit's instructions). The same
 bytes on the same endpoint always parse to the same request, so each
 resource keeps the parsed form in a per-worker LRU bounded by entries and
-bytes (the L1 cache's class), shared read-only by the worker's threads:
-nothing changes a ``ChatRequest`` or the dicts it holds after parsing.
+bytes (the L1 cache's class), shared by the worker's threads: nothing changes
+a ``ChatRequest`` or the dicts it holds after parsing; what a body learns later
+(its canonical parse, its translations, ``CallerBody``) is only added, and two
+threads that add it at once add equal values.
 
 A body is kept the second time it is seen, not the first: most bodies are
 never repeated, and keeping each one cost a unique request about 2% more
 instructions (the insert, evictions and the garbage collector walking the
 kept objects); remembering that a body was seen is one small int in an LRU.
-Only successful parses are kept; a body that fails is parsed, and fails,
+Only bodies that were read without error are kept; a body that fails is read, and fails,
 again, so every error is exactly what it would be without the memo.
 """
 
@@ -42,6 +45,10 @@ class ParsedBody:
     request: ChatRequest
     cache_keys: dict[CacheKeyId, str] = field(default_factory=dict)
     source: CallerBody | None = None  # the body as it came, for targets that relay it
+
+    def owns(self, req: ChatRequest) -> bool:
+        """``req`` was read from this body (its summary or its canonical parse): its keys are this body's."""
+        return req is self.request or (self.source is not None and self.source.owns(req))
 
     def cache_key(self, scope: str, provider: str, model: str, derive: Callable[[], str]) -> str:
         """The cache key for this body's request in ``scope`` for a target, derived once."""

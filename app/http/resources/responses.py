@@ -130,7 +130,7 @@ class ResponsesResource(ChatResource):
                                max_tokens=opt_int(body, "max_output_tokens", "max_output_tokens"),
                                include_usage=True)
         source = CallerBody(codec.FORMAT, relay_body, raw if relay_body is body else orjson.dumps(relay_body),
-                            untranslatable)
+                            untranslatable or creq, request=creq)
         ctx.stream = creq.stream
         ctx.forward = forwarded_headers(req.env, self.forward_openai_org)
         control = CacheControl.from_headers(req.env.get("HTTP_CACHE_CONTROL"), req.env.get(TTL_ENVIRON))
