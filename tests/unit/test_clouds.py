@@ -21,7 +21,7 @@ from botocore.eventstream import EventStreamBuffer
 
 from app.config.settings import ConfigError, Settings
 from app.errors import InvalidRequest, UpstreamError, UpstreamRejected, UpstreamTimeout, classify
-from app.formats.relay import observe_stream
+from app.formats.relay import observe_stream, split_events
 from app.providers import eventstream
 from app.providers.bedrock import BedrockAdapter, error_type
 from app.providers.platforms import rewrite_body
@@ -74,10 +74,10 @@ def test_event_stream_split_anywhere_becomes_anthropic_sse():
     body = b"".join(chunk_frame(e) for e in EVENTS)
     pieces = [body[i:i + 7] for i in range(0, len(body), 7)]  # frames cut mid-prelude, mid-header, mid-payload
     sse = b"".join(eventstream.anthropic_sse(pieces, "bedrock"))
-    relayed = list(observe_stream([sse], "anthropic"))
-    assert [r.raw.split(b"\n", 1)[0] for r in relayed if r.raw] == [
-        f"event: {e['type']}".encode() for e in EVENTS]
-    assert orjson.loads(relayed[2].raw.split(b"data: ", 1)[1]) == EVENTS[2]
+    relayed = b"".join(r.raw for r in observe_stream([sse], "anthropic"))  # the observer accepts every event
+    events = split_events(relayed)
+    assert [e.split(b"\n", 1)[0] for e in events] == [f"event: {e['type']}".encode() for e in EVENTS]
+    assert orjson.loads(events[2].split(b"data: ", 1)[1]) == EVENTS[2]
 
 
 def test_stream_exception_is_an_anthropic_error_event():
