@@ -327,9 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == vertex.TOKEN_PATH:
                 return self._send(200, dumps(vertex.issue_token(emu.google, raw)))
-            body, stream = vertex.predict(emu.google, path, headers, raw)
-            if fault is not None and fault.status is not None:
+            if fault is not None and fault.status is not None:  # the injected answer replaces the real one
                 raise vertex.google_error(int(fault.status), fault.message or f"Error {fault.status}")
+            body, stream = vertex.predict(emu.google, path, headers, raw)
         except ApiError as err:
             return self._send(err.status, vertex.render(err), extra=extra)
         reply = anthropic.messages(body, stream)
