@@ -53,6 +53,7 @@ class RequestContext:
     # The caller's headers that go on to providers, by wire format (anthropic-beta, ...); None: none.
     forward: dict[str, dict[str, str]] | None = None
     upstream_headers: Mapping[str, str] | None = None  # the last provider response's headers
+    dropped: tuple[str, ...] = ()  # caller fields the answering target's translation left out (JSON paths)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -296,6 +296,8 @@ class Pipeline:
             if target.group != configured[0].group or (target.group is None and target is not configured[0]):
                 metrics.FALLBACKS.labels(configured[0].provider.name, target.provider.name).inc()
             ctx.provider, ctx.model = target.provider.name, target.model
+            if relay is None:  # translated: what it left out of the caller's body (a relay leaves out nothing)
+                ctx.dropped = (req if source is None else source.canonical()).dropped
             if outcome.response is not None:
                 observe_attempt(target, answered.started)
                 self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage, hold)

@@ -96,6 +96,7 @@ _MAPPED = frozenset({
 })
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _ID_ALPHABET = re.compile(r"[^A-Za-z0-9_-]")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
@@ -151,7 +152,29 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         metadata=metadata,
         extra={k: v for k, v in body.items() if k not in _MAPPED and v is not None},
         source_format="anthropic",
+        dropped=_dropped_for_openai(body),
     )
+
+
+def _dropped_for_openai(body: dict[str, Any]) -> tuple[str, ...]:
+    """The paths of a valid body that its translation for an OpenAI-format provider leaves out: ``citations``
+    on text blocks (Chat Completions takes none; the text stays), ``metadata`` keys other than ``user_id``
+    (Anthropic defines none) and ``service_tier`` (a capacity choice)."""
+    out: list[str] = []
+    for i, m in enumerate(body["messages"]):
+        content = m["content"]
+        if isinstance(content, list):
+            out.extend(f"messages[{i}].content[{j}].citations" for j, block in enumerate(content)
+                       if block["type"] == "text" and block.get("citations"))
+    metadata = body.get("metadata") or {}
+    others = [key for key in metadata if key != "user_id" and metadata[key] is not None]
+    # A key is the caller's text: named only when it is safe in a header, else the object is.
+    out.extend(f"metadata.{key}" for key in others if _PLAIN_KEY.fullmatch(key))
+    if any(not _PLAIN_KEY.fullmatch(key) for key in others):
+        out.append("metadata")
+    if body.get("service_tier") is not None:
+        out.append("service_tier")
+    return tuple(out)
 
 
 def _check_sampling(body: dict[str, Any]) -> None:

@@ -146,6 +146,10 @@ class ChatRequest:
     metadata: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     source_format: Literal["openai", "anthropic"] = "openai"
+    # Caller fields (JSON paths) the other dialect's providers have no place for, left out when this request
+    # is translated (a chat caller's request is translated only for the other dialect); never in the cache
+    # key, shown to the caller in ``x-llm-edge-dropped-fields``.
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

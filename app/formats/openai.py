@@ -181,7 +181,32 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         metadata=metadata,
         extra=extra,
         source_format="openai",
+        dropped=_dropped_for_anthropic(body),
     )
+
+
+# Top-level fields an Anthropic-format provider has no place for and that do not change the answer.
+_BOOKKEEPING = ("store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier")
+
+
+def _dropped_for_anthropic(body: dict[str, Any]) -> tuple[str, ...]:
+    """The paths of a valid body that its translation for an Anthropic-format provider leaves out: a message's
+    ``name``, an image's ``detail`` other than ``auto``, a tool's ``strict: true`` (Anthropic's needs a beta
+    header), and OpenAI's bookkeeping fields (``_BOOKKEEPING``); defaults that change nothing are not listed."""
+    out: list[str] = []
+    for i, m in enumerate(body["messages"]):
+        if m.get("name") is not None:
+            out.append(f"messages[{i}].name")
+        content = m.get("content")
+        if m.get("role") == "user" and isinstance(content, list):
+            for j, part in enumerate(content):
+                if part.get("type") == "image_url" and part["image_url"].get("detail") not in (None, "auto"):
+                    out.append(f"messages[{i}].content[{j}].image_url.detail")
+    for i, tool in enumerate(body.get("tools") or ()):
+        if tool["function"].get("strict") is True:
+            out.append(f"tools[{i}].function.strict")
+    out.extend(key for key in _BOOKKEEPING if body.get(key) not in (None, {}))
+    return tuple(out)
 
 
 def _check_sampling(body: dict[str, Any]) -> None:

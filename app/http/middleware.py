@@ -82,11 +82,23 @@ class RequestContextMiddleware:
             resp.set_header("x-llm-edge-model", ctx.model)
         if ctx.requested_model is not None:
             resp.set_header("x-llm-edge-cache", ctx.cache)
+        if ctx.dropped:
+            resp.set_header(DROPPED_HEADER, dropped_fields_value(ctx.dropped))
         if ctx.upstream_headers is not None and ctx.provider != "cache":
             for name, value in passed_back(ctx.upstream_headers):
                 resp.set_header(name, value)
         if resp.stream is None or not ctx.stream:
             ctx.status = int(resp.status_code)  # a stream's status is its generator's to say
+
+
+DROPPED_HEADER = "x-llm-edge-dropped-fields"
+DROPPED_SHOWN = 20  # paths listed at most; a longer list ends in "..."
+
+
+def dropped_fields_value(paths: tuple[str, ...]) -> str:
+    """The header's value: the first ``DROPPED_SHOWN`` paths, comma-separated (a bounded header)."""
+    shown = ", ".join(paths[:DROPPED_SHOWN])
+    return shown + ", ..." if len(paths) > DROPPED_SHOWN else shown
 
 
 UPSTREAM_REQUEST_ID = "x-llm-edge-upstream-request-id"

@@ -161,3 +161,42 @@ def test_relayed_fields_reach_the_sdk_json_and_streamed(client, upstream):
     assert chunks[1].choices[0].logprobs.content[0].token == "Hello"
     assert chunks[1].system_fingerprint == "fp_44709d6fcb"
     assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == 0
+
+
+def test_fields_a_claude_translation_drops_are_named_in_a_header(client, upstream):
+    """A message ``name`` and a tool's ``strict`` (https://platform.openai.com/docs/api-reference/chat/create)
+    have no place in a Messages body: the answer says so in ``x-llm-edge-dropped-fields``."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude-3-5-haiku-latest",
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "hello there", "name": "alice"}],
+        tools=[{**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "strict": True}}])
+    assert raw.parse().choices[0].message.content == "Echo: hello there"
+    assert raw.headers["x-llm-edge-provider"] == "anthropic"
+    assert raw.headers["x-llm-edge-dropped-fields"] == "messages[1].name, tools[0].function.strict"
+    sent = upstream.requests[-1].body
+    assert "strict" not in sent["tools"][0] and "name" not in sent["messages"][0]
+
+
+def test_a_translated_stream_names_its_dropped_fields_before_the_first_event(client, upstream):
+    with client.chat.completions.with_streaming_response.create(
+            model="claude-3-5-haiku-latest", stream=True,
+            messages=[{"role": "user", "content": "hi", "name": "alice"}]) as response:
+        assert response.headers["x-llm-edge-dropped-fields"] == "messages[0].name"
+        text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    assert text == "Echo: hi"
+
+
+@pytest.mark.parametrize("model,name", [("gpt-4o-mini", "alice"), ("claude-3-5-haiku-latest", None)])
+def test_no_dropped_fields_header_when_relayed_or_nothing_is_dropped(client, upstream, model, name):
+    """Relayed to OpenAI, ``name`` travels as it came; translated with nothing left out, no header."""
+    message = {"role": "user", "content": "hello there", **({"name": name} if name else {})}
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[message],
+        tools=[{**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "strict": name is not None}}])
+    assert raw.parse().choices[0].finish_reason in ("stop", "tool_calls")  # an answer came
+    assert raw.headers["x-llm-edge-provider"] == ("openai" if model == "gpt-4o-mini" else "anthropic")
+    assert "x-llm-edge-dropped-fields" not in raw.headers
+    if name:
+        sent = upstream.requests[-1].body
+        assert sent["messages"][0]["name"] == "alice" and sent["tools"][0]["function"]["strict"] is True
