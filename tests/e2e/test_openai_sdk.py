@@ -171,7 +171,7 @@ def test_fields_a_claude_translation_drops_are_named_in_a_header(client, upstrea
         messages=[{"role": "system", "content": "Be brief."},
                   {"role": "user", "content": "hello there", "name": "alice"}],
         tools=[{**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "strict": True}}])
-    assert raw.parse().choices[0].message.content == "Echo: hello there"
+    assert raw.parse().choices[0].message.tool_calls[0].function.name == "get_weather"  # the fake calls a tool
     assert raw.headers["x-llm-edge-provider"] == "anthropic"
     assert raw.headers["x-llm-edge-dropped-fields"] == "messages[1].name, tools[0].function.strict"
     sent = upstream.requests[-1].body
