@@ -95,6 +95,21 @@ def test_an_answer_cached_by_one_instance_is_an_l2_hit_on_the_other(pair, upstre
     assert metric(second, "llm_edge_cache_hits_total", tier="l2") == hits_before + 1
 
 
+def test_a_hit_does_not_replay_the_dropped_fields_header(pair, upstream, shared_redis):
+    """A translated miss names the fields it left out; a hit of its entry came from no translation: no header."""
+    first, second = pair
+    messages = [{"role": "user", "content": unique("named"), "name": "alice"}]
+    stored = len(redis.Redis.from_url(shared_redis.url).keys("llm-edge:cache:v2:*"))
+    miss = post(first, "", model="claude-3-5-haiku-latest", messages=messages)
+    assert miss.status == 200 and miss.headers["x-llm-edge-cache"] == "miss"
+    assert miss.headers["x-llm-edge-dropped-fields"] == "messages[0].name"
+    filled(shared_redis.url, stored + 1)
+    hit = post(second, "", model="claude-3-5-haiku-latest", messages=messages)
+    assert hit.status == 200 and hit.headers["x-llm-edge-cache"] == "hit-l2"
+    assert "x-llm-edge-dropped-fields" not in hit.headers
+    assert upstream.count() == 1
+
+
 def test_openai_sdk_streamed_miss_then_streamed_hit_then_json_is_its_own_entry(pair, upstream):
     """Relayed (OpenAI caller, OpenAI model): the stream's bytes are the entry, replayed as they came; a JSON
     request is another entry (docs/cache.md: stream is in a relayed request's key), then a hit on the other
