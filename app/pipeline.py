@@ -231,6 +231,8 @@ class Pipeline:
                 if span is not None:
                     span.set_attribute("llm_edge.cache", ctx.cache)
         if served is not None:
+            if relayed is None:  # the entry answers this request's translation: it left out the same fields
+                ctx.dropped = req.dropped
             return Outcome(response=served.response, events=served.events, raw=served.raw)
         hold: Reservation | None = None
         abort = UpstreamAbort()

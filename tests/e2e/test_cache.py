@@ -95,8 +95,9 @@ def test_an_answer_cached_by_one_instance_is_an_l2_hit_on_the_other(pair, upstre
     assert metric(second, "llm_edge_cache_hits_total", tier="l2") == hits_before + 1
 
 
-def test_a_hit_does_not_replay_the_dropped_fields_header(pair, upstream, shared_redis):
-    """A translated miss names the fields it left out; a hit of its entry came from no translation: no header."""
+def test_a_hit_names_the_fields_its_translation_leaves_out(pair, upstream, shared_redis):
+    """A translated miss names the fields it left out; a hit of its entry answers the same translation (the
+    dropped fields are not in the key), so it names them too: the caller learns it whichever answered."""
     first, second = pair
     messages = [{"role": "user", "content": unique("named"), "name": "alice"}]
     stored = len(redis.Redis.from_url(shared_redis.url).keys("llm-edge:cache:v2:*"))
@@ -106,7 +107,11 @@ def test_a_hit_does_not_replay_the_dropped_fields_header(pair, upstream, shared_
     filled(shared_redis.url, stored + 1)
     hit = post(second, "", model="claude-3-5-haiku-latest", messages=messages)
     assert hit.status == 200 and hit.headers["x-llm-edge-cache"] == "hit-l2"
-    assert "x-llm-edge-dropped-fields" not in hit.headers
+    assert hit.headers["x-llm-edge-dropped-fields"] == "messages[0].name"
+    plain = post(second, "", model="claude-3-5-haiku-latest", messages=[{k: v for k, v in messages[0].items()
+                                                                          if k != "name"}])
+    assert plain.headers["x-llm-edge-cache"].startswith("hit")
+    assert "x-llm-edge-dropped-fields" not in plain.headers  # the same entry, asked without a name
     assert upstream.count() == 1
 
 
