@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -80,6 +80,19 @@ class Answered:
     result: Any
     span: Any
     started: float
+
+
+def unanswered(failure: GatewayError | None, deadline: float, timed_out: str, waits: Iterable[float],
+               paused: str) -> GatewayError:
+    """Why no target answered (chat, count_tokens, embeddings): the last failure; else the deadline passed
+    (``timed_out``); else every breaker or cooldown held the targets back (``paused``, with a ``retry-after``
+    of the soonest of ``waits``, at least a second)."""
+    if failure is not None:
+        return failure
+    if time.monotonic() >= deadline:
+        return UpstreamTimeout(timed_out)
+    wait = max(1.0, min(waits))
+    return NoHealthyProvider(f"{paused}; try again in {round(wait)}s", retry_after=wait)
 
 
 def attempt_target(ctx: RequestContext, target: Target, breaker: CircuitBreaker, deadline: float,
@@ -307,18 +320,13 @@ class Pipeline:
                 kept = None if relay is None or outcome.raw is None else Relayed(relay, False, outcome.raw)
                 ticket.store(target, outcome.response, kept)
             return outcome
-        if failure is not None:
-            raise failure
-        if time.monotonic() >= deadline:
-            raise UpstreamTimeout(f"No provider answered for model '{req.model}' within REQUEST_TIMEOUT")
         waits = [self.breakers[t.breaker_name].retry_after() for t in targets]
         if len(targets) < len(configured):  # deployments cooling down were left out
             waits.append(self.balancer.retry_after(t for t in configured if t not in targets))
-        wait = min(waits)
         providers = ", ".join(dict.fromkeys(t.breaker_name for t in configured))
-        raise NoHealthyProvider(f"Every provider for model '{req.model}' is failing and paused by its circuit "
-                                f"breaker or cooldown ({providers}); try again in {max(1, round(wait))}s",
-                                retry_after=max(1.0, wait))
+        raise unanswered(failure, deadline, f"No provider answered for model '{req.model}' within REQUEST_TIMEOUT",
+                         waits, f"Every provider for model '{req.model}' is failing and paused by its circuit "
+                                f"breaker or cooldown ({providers})")
 
     def _attempt(self, ctx: RequestContext, target: Target, req: ChatRequest, body: bytes,
                  headers: dict[str, str], deadline: float, ticket: Ticket, span: Any, breaker: CircuitBreaker,

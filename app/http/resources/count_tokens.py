@@ -41,7 +41,7 @@ import falcon
 import orjson
 
 from app.context import RequestContext
-from app.errors import GatewayError, InvalidRequest, NoHealthyProvider, UpstreamTimeout
+from app.errors import GatewayError, InvalidRequest
 from app.formats import anthropic as anthropic_codec
 from app.formats.canonical import ChatRequest
 from app.formats.common import as_list, as_model, required
@@ -50,7 +50,7 @@ from app.http.caller_headers import anthropic_headers
 from app.http.resources.chat import json_object, read_body
 from app.observability import metrics
 from app.observability.tracing import Tracing
-from app.pipeline import attempt_target, observe_attempt
+from app.pipeline import attempt_target, observe_attempt, unanswered
 from app.providers.count_tokens import TokenCountRelay
 from app.providers.routing import Router, Target
 from app.providers.upstream import deadline_from
@@ -114,14 +114,9 @@ class CountTokensResource:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
             ctx.provider, ctx.model = target.provider.name, target.model
             return answer, EXACT
-        if failure is not None:
-            raise failure
-        if time.monotonic() >= deadline:
-            raise UpstreamTimeout(f"No provider counted tokens for model '{ctx.requested_model}' within "
-                                  "REQUEST_TIMEOUT")
-        wait = max(1.0, min(self.breakers[t.breaker_name].retry_after() for t in targets))
-        raise NoHealthyProvider(f"Every provider for model '{ctx.requested_model}' is paused by its circuit "
-                                f"breaker; try again in {round(wait)}s", retry_after=wait)
+        raise unanswered(failure, deadline, f"No provider counted tokens for model '{ctx.requested_model}' within "
+                         "REQUEST_TIMEOUT", (self.breakers[t.breaker_name].retry_after() for t in targets),
+                         f"Every provider for model '{ctx.requested_model}' is paused by its circuit breaker")
 
     def _relay(self, ctx: RequestContext, target: Target, body: bytes, forwarded: dict[str, str], query: str,
                deadline: float) -> tuple[bytes | None, GatewayError | None]:

@@ -24,7 +24,6 @@ budget holds and token rate limit apply as for chat.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import falcon
@@ -33,7 +32,7 @@ from app.cache.control import TTL_ENVIRON, CacheControl
 from app.cache.entry import Relayed
 from app.cache.stage import NO_TICKET, Ticket
 from app.context import RequestContext
-from app.errors import GatewayError, InvalidRequest, NoHealthyProvider, UpstreamTimeout
+from app.errors import GatewayError, InvalidRequest, NoHealthyProvider
 from app.formats.canonical import ChatRequest, ChatResponse
 from app.formats.common import shown_model
 from app.formats.embeddings import check_request, input_text, key_fields
@@ -44,7 +43,7 @@ from app.observability import metrics
 from app.observability.access import PROMPT_LOG_LIMIT
 from app.observability.logging import redact
 from app.observability.tracing import Tracing
-from app.pipeline import Pipeline, attempt_target, observe_attempt
+from app.pipeline import Pipeline, attempt_target, observe_attempt, unanswered
 from app.providers.embeddings import EmbeddingsRelay
 from app.providers.http import UpstreamAbort
 from app.providers.routing import Target
@@ -151,7 +150,7 @@ class EmbeddingsResource:
                     span.set_attribute("gen_ai.operation.name", OPERATION)
                 return self.relay.create(target, body, sent, deadline, abort, ctx.note_upstream_headers)
 
-            answered, err = attempt_target(ctx, target, p.breakers[target.provider.name], deadline, p.retry,
+            answered, err = attempt_target(ctx, target, p.breakers[target.breaker_name], deadline, p.retry,
                                            p.sleep, p.tracing, stand_in, headers, call, abort)
             failure = err or failure
             if answered is None:
@@ -166,12 +165,8 @@ class EmbeddingsResource:
             Tracing.end_attempt(answered.span, target, answer)
             ticket.store(target, answer, Relayed(ANSWER_DIALECT, False, raw))
             return raw
-        if failure is not None:
-            raise failure
         model = shown_model(stand_in.model)
-        if time.monotonic() >= deadline:
-            raise UpstreamTimeout(f"No provider answered embeddings for model '{model}' within REQUEST_TIMEOUT")
-        wait = max(1.0, min(p.breakers[t.provider.name].retry_after() for t in targets))
-        raise NoHealthyProvider(f"Every provider for model '{model}' is paused by its circuit breaker; try again "
-                                f"in {round(wait)}s", retry_after=wait)
+        raise unanswered(failure, deadline, f"No provider answered embeddings for model '{model}' within "
+                         "REQUEST_TIMEOUT", (p.breakers[t.breaker_name].retry_after() for t in targets),
+                         f"Every provider for model '{model}' is paused by its circuit breaker")
 
