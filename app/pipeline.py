@@ -310,7 +310,7 @@ class Pipeline:
             outcome: Outcome = answered.result
             if target.group != configured[0].group or (target.group is None and target is not configured[0]):
                 metrics.FALLBACKS.labels(configured[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
+            ctx.provider, ctx.model, ctx.deployment = target.provider.name, target.model, target.deployment
             if relay is None:  # translated: what it left out of the caller's body (a relay leaves out nothing)
                 ctx.dropped = (req if source is None else source.canonical()).dropped_by(target.provider.type)
             if outcome.response is not None:

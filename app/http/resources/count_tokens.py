@@ -112,7 +112,7 @@ class CountTokensResource:
                 continue  # provider trouble, or its breaker is open: on to the next target
             if target is not targets[0]:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
+            ctx.provider, ctx.model, ctx.deployment = target.provider.name, target.model, target.deployment
             return answer, EXACT
         raise unanswered(failure, deadline, f"No provider counted tokens for model '{ctx.requested_model}' within "
                          "REQUEST_TIMEOUT", (self.breakers[t.breaker_name].retry_after() for t in targets),

@@ -159,7 +159,7 @@ class EmbeddingsResource:
             observe_attempt(target, answered.started)
             if target is not targets[0]:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
+            ctx.provider, ctx.model, ctx.deployment = target.provider.name, target.model, target.deployment
             p.accounting.upstream(ctx, target.provider.name, target.model, usage, hold)
             answer = ChatResponse(id="", model=target.model, content=(), stop_reason=None, usage=usage)
             Tracing.end_attempt(answered.span, target, answer)
