@@ -36,6 +36,7 @@ class RequestContext:
     traceparent: str | None = None
     requested_model: str | None = None
     provider: str | None = None  # that answered, or "cache"
+    deployment: str | None = None  # the deployment that answered, when the target was one of a model's deployments
     model: str | None = None  # upstream model that produced the answer
     cache: str = "bypass"
     status: int = 200

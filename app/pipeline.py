@@ -245,7 +245,7 @@ class Pipeline:
                     span.set_attribute("llm_edge.cache", ctx.cache)
         if served is not None:
             if relayed is None:  # the entry answers this request's translation: it left out the same fields
-                ctx.dropped = req.dropped
+                ctx.dropped = req.dropped_by(targets[0].provider.type)
             return Outcome(response=served.response, events=served.events, raw=served.raw)
         hold: Reservation | None = None
         abort = UpstreamAbort()
@@ -310,9 +310,9 @@ class Pipeline:
             outcome: Outcome = answered.result
             if target.group != configured[0].group or (target.group is None and target is not configured[0]):
                 metrics.FALLBACKS.labels(configured[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
+            ctx.provider, ctx.model, ctx.deployment = target.provider.name, target.model, target.deployment
             if relay is None:  # translated: what it left out of the caller's body (a relay leaves out nothing)
-                ctx.dropped = (req if source is None else source.canonical()).dropped
+                ctx.dropped = (req if source is None else source.canonical()).dropped_by(target.provider.type)
             if outcome.response is not None:
                 observe_attempt(target, answered.started)
                 self.accounting.upstream(ctx, target.provider.name, target.model, outcome.response.usage, hold)

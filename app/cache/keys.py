@@ -40,7 +40,8 @@ from app.providers.routing import Target
 KEY_PREFIX = "llm-edge:cache:v2:"
 
 # ChatRequest fields that never change the answer (or, for ``model``, are replaced by the target).
-_NOT_IN_KEY = frozenset({"model", "stream", "include_usage", "user", "metadata", "source_format", "dropped"})
+_NOT_IN_KEY = frozenset({"model", "stream", "include_usage", "user", "metadata", "source_format", "dropped",
+                         "dropped_for_anthropic"})
 # ``extra`` fields that only repeat ``max_tokens`` under another name (OpenAI's newer spelling).
 _MAX_TOKENS_ALIASES = ("max_completion_tokens",)
 _REQUEST_FIELDS = tuple(name for name in ChatRequest.__dataclass_fields__ if name not in _NOT_IN_KEY)

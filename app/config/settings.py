@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from dotenv import dotenv_values
 
@@ -41,6 +41,11 @@ _FALSE = {"0", "false", "no", "off"}
 _LOG_LEVELS = {"trace": "DEBUG", "debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
                "error": "ERROR", "critical": "CRITICAL"}
 
+
+# How a model's deployments are chosen: DEPLOYMENT_STRATEGY, and a model's `strategy` in MODELS_FILE
+# (app.providers.routing checks that one against these; app.providers.balancer implements them).
+Strategy = Literal["weighted", "least-busy", "latency"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 DEFAULT_RETRY_ON: frozenset[str | int] = frozenset({CONNECT_FAILURE, RESET, 429, 500, 502, 503, 504, 529})
 
@@ -440,7 +445,7 @@ class Settings:
         "BREAKER_COOLDOWN", 30.0, _seconds(0, 86400), "seconds an open breaker waits before a trial request",
         group=RESILIENCE)
     deployment_strategy: str = setting(
-        "DEPLOYMENT_STRATEGY", "weighted", _one_of("weighted", "least-busy", "latency"),
+        "DEPLOYMENT_STRATEGY", "weighted", _one_of(*STRATEGIES),
         "how a model's deployments are chosen, unless its `strategy` in MODELS_FILE says otherwise "
         "([providers](providers.md#deployments))", group=RESILIENCE)
     deployment_cooldown: float = setting(

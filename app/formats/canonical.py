@@ -150,6 +150,13 @@ class ChatRequest:
     # is translated (a chat caller's request is translated only for the other dialect); never in the cache
     # key, shown to the caller in ``x-llm-edge-dropped-fields``.
     dropped: tuple[str, ...] = ()
+    # A Responses caller's request is translated for either wire format: the fields only its translation for
+    # an Anthropic-format provider leaves out, besides ``dropped`` (an image's detail, a tool's strict).
+    dropped_for_anthropic: tuple[str, ...] = ()
+
+    def dropped_by(self, wire_format: str) -> tuple[str, ...]:
+        """The caller fields this request's translation for a provider of ``wire_format`` leaves out."""
+        return self.dropped + self.dropped_for_anthropic if wire_format == "anthropic" else self.dropped
 
 
 @dataclass(frozen=True, slots=True)

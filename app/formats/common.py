@@ -209,6 +209,18 @@ def dump_bytes(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or the 400 that explains why not (the caller's body at ingress, and
+    the one a cloud adapter rewrites)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object", param="body")
+    return body
+
+
 def loads_object(text: str) -> dict[str, Any] | None:
     """Tool arguments as an object; ``""`` means no arguments; ``None`` when not a JSON object."""
     if not text.strip():

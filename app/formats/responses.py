@@ -174,7 +174,40 @@ def parse_request(body: dict[str, Any], history: list[dict[str, Any]] | None = N
         user=user,
         extra=extra,
         source_format="openai",  # its extras (reasoning_effort) are Chat Completions' names
+        dropped=_dropped(body),
+        dropped_for_anthropic=_dropped_for_anthropic(body),
     )
+
+
+# Top-level fields no translation sends (Chat Completions and Messages have no place for them, or the gateway
+# does not pass them on) and that do not change the answer; listed as chat's translation lists them.
+_NOT_SENT = ("service_tier", "prompt_cache_key")
+
+
+def _dropped(body: dict[str, Any]) -> tuple[str, ...]:
+    """The paths of a valid body that every translation leaves out: ``service_tier``, ``prompt_cache_key``, and
+    ``safety_identifier`` beside a ``user`` (it stands for ``user`` only when there is none). What the gateway
+    acts on itself (``store``, ``metadata``, ``previous_response_id``...) is not left out."""
+    out = [key for key in _NOT_SENT if body.get(key) is not None]
+    if body.get("safety_identifier") is not None and body.get("user"):
+        out.append("safety_identifier")
+    return tuple(out)
+
+
+def _dropped_for_anthropic(body: dict[str, Any]) -> tuple[str, ...]:
+    """The paths of a valid body that only its translation for an Anthropic-format provider leaves out (Chat
+    Completions takes both): an ``input_image``'s ``detail`` other than ``auto``, in a message or a tool's
+    output, and a function tool's ``strict: true`` (Anthropic's needs a beta header, as on chat)."""
+    out: list[str] = []
+    holders = {"message": "content", "function_call_output": "output"}  # the items whose parts may be images
+    for i, item in enumerate(input_items(body)):
+        key = holders.get(item.get("type", "message"))
+        parts = item.get(key) if key else None
+        if isinstance(parts, list):
+            out.extend(f"input[{i}].{key}[{j}].detail" for j, part in enumerate(parts)
+                       if part.get("type") == "input_image" and part.get("detail") not in (None, "auto"))
+    out.extend(f"tools[{i}].strict" for i, tool in enumerate(body.get("tools") or ()) if tool.get("strict") is True)
+    return tuple(out)
 
 
 def check_body(body: dict[str, Any]) -> None:

@@ -78,6 +78,8 @@ class RequestContextMiddleware:
         resp.set_header("x-request-id", ctx.request_id)
         if ctx.provider:
             resp.set_header("x-llm-edge-provider", ctx.provider)
+        if ctx.deployment:
+            resp.set_header("x-llm-edge-deployment", ctx.deployment)
         if ctx.model:
             resp.set_header("x-llm-edge-model", ctx.model)
         if ctx.requested_model is not None:

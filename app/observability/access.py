@@ -58,6 +58,8 @@ def request_finished(ctx: RequestContext) -> None:
             "attempts": ctx.attempts,
             "error_type": ctx.error_type,
         }
+        if ctx.deployment is not None:  # which of a model's deployments answered (the provider alone does not say)
+            fields["deployment"] = ctx.deployment
         if ctx.prompt is not None:
             fields["prompt"] = ctx.prompt
         log_fields(log, logging.INFO, "request", fields)

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from app.errors import GatewayError, InvalidRequest, UpstreamError
+from app.errors import GatewayError, UpstreamError
+from app.formats.common import json_object
 from app.providers.routing import CLOUD_PLATFORMS, Provider, Target
 
 
@@ -71,15 +72,10 @@ def rewrite_body(body: bytes, version: str, *, drop: tuple[str, ...],
                  extra: Mapping[str, Any] | None = None) -> bytes:
     """A Messages body for a cloud: ``anthropic_version`` set, ``drop``'s fields gone, ``extra`` added.
 
-    The body is the caller's (relayed) or the gateway's translation: a JSON object either way. A
-    caller's body the gateway cannot re-encode (an integer beyond 64 bits) is the caller's 400.
+    The body is the caller's (relayed) or the gateway's translation: a JSON object either way; one that
+    is not is the caller's 400, the same one ingress gives (``json_object``).
     """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body cannot be sent to this provider: {exc}", param="body") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("Request body must be a JSON object", param="body")
+    data = json_object(body)
     out: dict[str, Any] = {"anthropic_version": version}
     out.update((k, v) for k, v in data.items() if k not in drop and k != "anthropic_version")
     if extra:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from app.config.settings import ConfigError, Settings, read_secret
+from app.config.settings import STRATEGIES, ConfigError, Settings, Strategy, read_secret
 from app.errors import ModelNotFound, NoHealthyProvider
 from app.formats.common import shown_model
 from app.providers import azure
@@ -28,8 +28,6 @@ from app.providers import azure
 WireFormat = Literal["openai", "anthropic"]
 # Where a wire format is served: the vendor's own API (or a compatible server), or a cloud's.
 Platform = Literal["direct", "azure", "bedrock", "vertex"]
-Strategy = Literal["weighted", "least-busy", "latency"]
-STRATEGIES: tuple[str, ...] = ("weighted", "least-busy", "latency")
 
 MAX_REMEMBERED_MODELS = 1024
 

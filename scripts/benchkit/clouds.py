@@ -20,8 +20,6 @@ import argparse
 import base64
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,7 +35,7 @@ from app.providers.bedrock import BEDROCK_VERSION, BedrockAdapter
 from app.providers.platforms import rewrite_body
 from app.providers.routing import Provider, Target
 from app.providers.vertex import VertexAdapter
-from benchkit import micro
+from benchkit import callgrind, micro
 
 # A ~2 KB Messages body: a system prompt, a few turns, one tool.
 BODY = json.dumps({
@@ -93,13 +91,7 @@ def bedrock_rows(scale: float) -> list[tuple[str, float]]:
 
 def instructions(name: str, calls: int) -> int:
     """Instructions of a fresh process that makes ``calls`` calls of row ``name`` (callgrind's total)."""
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-           "benchkit.clouds", "--child", name, str(calls)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, timeout=900)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.collected("benchkit.clouds", [name, str(calls)])
 
 
 COUNTED = ("Bedrock: SigV4 signature (botocore)", "Bedrock: one streamed event decoded")
@@ -107,6 +99,7 @@ COUNTED = ("Bedrock: SigV4 signature (botocore)", "Bedrock: one streamed event d
 
 def instruction_rows(small: int = 20, large: int = 220) -> list[tuple[str, int]]:
     """The signature and the event decoding (each row is two callgrind runs of a minute or more)."""
+    callgrind.compile_sources()
     return [(name, (instructions(name, large) - instructions(name, small)) // (large - small)) for name in COUNTED]
 
 

@@ -32,16 +32,12 @@ import argparse
 import gc
 import json
 import os
-import re
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-from benchkit import answers
+from benchkit import answers, callgrind
 
-SCRIPTS = Path(__file__).resolve().parents[1]
 PATHS = ("relay-openai", "relay-anthropic", "translated", "floor")
 # path -> (the caller's request builder, the model it asks for, the URL path it posts to)
 CALLERS = {
@@ -175,15 +171,10 @@ def child(path: str, events: int, streams: int, redis_url: str, openai_url: str,
 
 def count(path: str, events: int, streams: int, redis_url: str, upstream: StreamUpstream,
           extra: list[str]) -> int:
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-           "benchkit.event_instructions", "--child", path, str(events), str(streams), redis_url,
-           upstream.openai_base_url, upstream.anthropic_base_url, *extra]
-    env = {**os.environ, "PYTHONPATH": f"{SCRIPTS}:{SCRIPTS.parent}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=SCRIPTS.parent, timeout=900)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.collected("benchkit.event_instructions", [path, str(events), str(streams), redis_url,
+                                                                upstream.openai_base_url,
+                                                                upstream.anthropic_base_url, *extra],
+                               callgrind.BENCH_ENV, callgrind.ROOT)
 
 
 def main() -> None:
@@ -204,9 +195,7 @@ def main() -> None:
         parser.error(f"unknown paths {sorted(unknown)}, an --env without '=' or --long not above --short")
     from benchkit.procs import RedisServer
 
-    # Byte-compiled first: a first run that compiles the sources would count that in its total only.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(SCRIPTS.parent / "app"), str(SCRIPTS / "benchkit")],
-                   check=True, capture_output=True)
+    callgrind.compile_sources()
     upstream = StreamUpstream().start()
     redis = RedisServer().start()
     per: dict[str, float] = {}

@@ -29,16 +29,10 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import re
 import secrets
-import subprocess
 import sys
-from pathlib import Path
 
-from benchkit import answers
-
-SCRIPTS = Path(__file__).resolve().parents[1]
-
+from benchkit import answers, callgrind
 
 GATEWAY_PATHS = ("hit", "miss")
 FLOOR_OF = {"hit": "constant", "miss": "passthrough"}  # the least each path could cost
@@ -102,15 +96,9 @@ def floor_app(kind: str, openai_url: str):  # type: ignore[no-untyped-def]
 
 
 def count(path: str, n: int, redis_url: str, upstream, extra: list[str]) -> int:
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-           "benchkit.instructions", "--child", path, str(n), redis_url, upstream.openai_base_url,
-           upstream.anthropic_base_url, *extra]
-    env = {**os.environ, "PYTHONPATH": f"{SCRIPTS}:{SCRIPTS.parent}"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=SCRIPTS.parent, timeout=900)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if proc.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind.collected("benchkit.instructions", [path, str(n), redis_url, upstream.openai_base_url,
+                                                          upstream.anthropic_base_url, *extra],
+                               callgrind.BENCH_ENV, callgrind.ROOT)
 
 
 def main() -> None:
@@ -132,6 +120,7 @@ def main() -> None:
     from benchkit import nginx
     from benchkit.procs import RedisServer
 
+    callgrind.compile_sources()
     upstream = nginx.NginxUpstream().start()
     redis = RedisServer().start()
     per: dict[str, float] = {}

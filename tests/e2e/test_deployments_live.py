@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import json
+import time
 
 import openai
 import pytest
@@ -110,6 +111,37 @@ def test_three_deployments_share_the_load_one_one_two(client, east, west):
         dep = rec.path.split("/")[3]
         assert rec.headers["api-key"] == (KEY_TWO if dep == "dep-c" else KEY_ONE)
         assert rec.query.startswith("api-version=")
+
+
+def test_the_answer_and_the_access_line_name_the_deployment_that_answered(gateway, east, west):
+    """``x-llm-edge-provider`` names the provider (two deployments share az-east); ``x-llm-edge-deployment`` and
+    the access line's ``deployment`` say which deployment answered, streamed or not."""
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="client", max_retries=0, timeout=20)
+    named = []
+    for i in range(12):
+        messages = [{"role": "user", "content": f"which one {i}"}]
+        if i % 2:
+            with client.chat.completions.with_streaming_response.create(model="gpt-spread", messages=messages,
+                                                                        stream=True) as response:
+                headers = response.headers
+                assert "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+        else:
+            headers = client.chat.completions.with_raw_response.create(model="gpt-spread", messages=messages).headers
+        answered = [r for r in [*east.requests, *west.requests] if f"which one {i}" in json.dumps(r.body)]
+        assert len(answered) == 1
+        deployment = answered[0].path.split("/")[3]  # /openai/deployments/<name>/chat/completions
+        assert headers["x-llm-edge-deployment"] == deployment
+        assert headers["x-llm-edge-provider"] == ("az-west" if deployment == "dep-b" else "az-east")
+        named.append((headers["x-request-id"], deployment))
+    lines = {}
+    for _ in range(50):  # an access line is written just after its answer
+        lines = {line["request_id"]: line for line in map(json.loads, gateway.logs().splitlines())
+                 if line.get("logger") == "llm_edge.access"}
+        if all(rid in lines for rid, _ in named):
+            break
+        time.sleep(0.1)
+    assert [lines[rid]["deployment"] for rid, _ in named] == [dep for _, dep in named]
+    assert len({dep for _, dep in named}) > 1  # 12 draws over weights 1:1:2 (all on one: under 0.1%)
 
 
 def test_no_request_fails_through_429s_on_one_deployment_and_another_killed_mid_load(gateway, client, east,

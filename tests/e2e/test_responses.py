@@ -258,6 +258,64 @@ def test_repeats_are_cache_hits_but_continuations_bypass_the_cache(start_gateway
         assert upstream.count(path) == 3
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_fields_a_claude_translation_drops_are_named_in_a_header(gw, upstream, stream):
+    """A tool's ``strict`` and ``service_tier`` (https://platform.openai.com/docs/api-reference/responses/create)
+    have no place in a Messages body: the answer says so in ``x-llm-edge-dropped-fields``, a stream with its
+    headers, before the first event."""
+    ask = {"model": "claude-3-5-haiku-latest", "input": "Weather in Paris?", "tools": [WEATHER_TOOL],
+           "service_tier": "auto"}
+    if stream:
+        with sdk(gw).responses.with_streaming_response.create(stream=True, **ask) as response:
+            assert response.headers["x-llm-edge-dropped-fields"] == "service_tier, tools[0].strict"
+            assert [e.type for e in response.parse()][-1] == "response.completed"
+    else:
+        raw = sdk(gw).responses.with_raw_response.create(**ask)
+        assert raw.headers["x-llm-edge-dropped-fields"] == "service_tier, tools[0].strict"
+        assert raw.parse().output[0].type == "function_call"  # the emulator calls the tool
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/messages" and "strict" not in sent.body["tools"][0] and "service_tier" not in sent.body
+
+
+def test_no_dropped_fields_header_when_relayed_and_chat_completions_keeps_strict(start_gateway, upstream, tmp_path):
+    """Relayed to a Responses API provider nothing is left out; a provider with Chat Completions only gets
+    ``strict`` (so only ``service_tier`` is named); a translation that leaves nothing out names nothing."""
+    models = tmp_path / "models.yaml"
+    models.write_text(f"providers:\n  vllm:\n    type: openai\n    base_url: {upstream.openai_base_url}\n"
+                      "    api_key_env: OPENAI_API_KEY\n")
+    client = sdk(start_gateway({**UNCACHED, "MODELS_FILE": str(models)}), "any-key")
+    for model, tier, named in (("gpt-4o-mini", "auto", None), ("vllm/gpt-4o-mini", "auto", "service_tier"),
+                               ("vllm/gpt-4o-mini", None, None), ("claude-3-5-haiku-latest", None, None)):
+        tools = [{**WEATHER_TOOL, "strict": model != "claude-3-5-haiku-latest"}]
+        raw = client.responses.with_raw_response.create(model=model, input="which way", tools=tools,
+                                                        tool_choice="none", **({"service_tier": tier} if tier else {}))
+        assert raw.parse().output_text == "Echo: which way"
+        assert raw.headers.get("x-llm-edge-dropped-fields") == named, model
+        sent = upstream.requests[-1].body
+        if model == "vllm/gpt-4o-mini":
+            assert sent["tools"][0]["function"]["strict"] is True and "service_tier" not in sent
+        elif model == "gpt-4o-mini":
+            assert sent["tools"][0]["strict"] is True and sent["service_tier"] == "auto"
+
+
+def test_a_cache_hit_of_a_translation_names_the_fields_it_leaves_out(start_gateway, upstream, redis_server):
+    """The entry answers the same translation (the dropped fields are not in the key), JSON or streamed."""
+    client = sdk(start_gateway({"REDIS_URL": redis_server.url}), "any-key")
+    ask = {"model": "claude-3-5-haiku-latest", "input": "cache what is dropped", "prompt_cache_key": "tenant-7"}
+    first = client.responses.with_raw_response.create(**ask)
+    second = client.responses.with_raw_response.create(**ask)
+    assert first.headers["x-llm-edge-cache"] == "miss" and second.headers["x-llm-edge-cache"] == "hit-l1"
+    for raw in (first, second):
+        assert raw.headers["x-llm-edge-dropped-fields"] == "prompt_cache_key"
+    with client.responses.with_streaming_response.create(stream=True, **ask) as response:
+        assert response.headers["x-llm-edge-cache"] == "hit-l1"
+        assert response.headers["x-llm-edge-dropped-fields"] == "prompt_cache_key"
+        assert [e.type for e in response.parse()][-1] == "response.completed"
+    plain = client.responses.with_raw_response.create(model=ask["model"], input=ask["input"])
+    assert plain.headers["x-llm-edge-cache"] == "hit-l1" and "x-llm-edge-dropped-fields" not in plain.headers
+    assert upstream.count("/v1/messages") == 1
+
+
 @pytest.mark.parametrize("alias,failing,answered_by", [("smart", "/v1/responses", "anthropic"),
                                                        ("fast", "/v1/messages", "openai")])
 def test_a_fallback_crosses_between_relay_and_translation(start_gateway, upstream, alias, failing, answered_by):

@@ -114,8 +114,10 @@ def test_body_rewriting_for_bedrock_and_vertex():
                        "anthropic_beta": ["a-1"]}
     vertex = orjson.loads(rewrite_body(caller, "vertex-2023-10-16", drop=("model",)))
     assert vertex["anthropic_version"] == "vertex-2023-10-16" and vertex["stream"] is True and "model" not in vertex
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match="must be a JSON object"):  # the same 400s as at ingress
         rewrite_body(b'[{"model": "m"}]', "v", drop=("model",))
+    with pytest.raises(InvalidRequest, match="not valid JSON"):
+        rewrite_body(b'{"model": "m", "max_tokens": 1%s}' % (b"0" * 400), "v", drop=("model",))  # no double holds it
 
 
 def test_bedrock_prepare_signs_what_the_fake_verifies(monkeypatch):

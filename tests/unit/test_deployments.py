@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from app.config.settings import ConfigError, Settings
+from app.config.settings import STRATEGIES, ConfigError, Settings
 from app.errors import CONNECT_FAILURE, DEADLINE, UpstreamError, UpstreamRejected, UpstreamTimeout
 from app.providers import azure
 from app.providers.balancer import Balancer
@@ -85,6 +85,20 @@ def test_deployments_without_their_key_are_not_routed(tmp_path):
     env = {k: v for k, v in ENV.items() if k != "AZURE_WEST_KEY"}
     targets = make_router(tmp_path, env=env).resolve("gpt-4o")
     assert "azure-west/gpt4o-b" not in [t.deployment for t in targets]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_is_taken_both_as_deployment_strategy_and_in_the_models_file(tmp_path, strategy):
+    """One declaration: what DEPLOYMENT_STRATEGY takes, a model's ``strategy`` takes too."""
+    assert Settings.from_env({"DEPLOYMENT_STRATEGY": strategy}).deployment_strategy == strategy
+    assert make_router(tmp_path, strategy).resolve("gpt-4o")
+
+
+def test_an_unknown_strategy_is_refused_by_both(tmp_path):
+    with pytest.raises(ConfigError, match="DEPLOYMENT_STRATEGY"):
+        Settings.from_env({"DEPLOYMENT_STRATEGY": "fastest"})
+    with pytest.raises(ConfigError, match="strategy must be one of weighted, least-busy, latency"):
+        make_router(tmp_path, "fastest")
 
 
 @pytest.mark.parametrize("bad,message", [

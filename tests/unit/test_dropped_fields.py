@@ -1,7 +1,8 @@
 """Caller fields a translation leaves out are recorded (as JSON paths) for ``x-llm-edge-dropped-fields``.
 
 A chat caller's request is translated only for the other dialect's providers, so each codec's parse records
-what the other dialect has no place for. The bodies are shaped as the providers' API references show them.
+what the other dialect has no place for; a Responses request is translated for either (``dropped_by``).
+The bodies are shaped as the providers' API references show them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import orjson
 
 from app.cache.keys import cache_key, cache_scope
-from app.formats import anthropic, openai
+from app.formats import anthropic, openai, responses
 from app.http.middleware import DROPPED_SHOWN, dropped_fields_value
 from app.providers.routing import Provider, Target
 
@@ -119,3 +120,74 @@ def test_what_was_dropped_is_not_part_of_the_cache_key():
     assert req.dropped
     scope = cache_scope("anonymous", None)
     assert cache_key(req, target, scope) == cache_key(dataclasses.replace(req, dropped=()), target, scope)
+
+
+def responses_body(**fields) -> dict:
+    """A Responses body (https://platform.openai.com/docs/api-reference/responses/create): a user message with a
+    high-detail and an auto-detail image, a tool's output with a low-detail image, a strict and a lax tool."""
+    body = {
+        "model": "claude-3-5-haiku-latest",
+        "input": [
+            {"role": "user", "content": [
+                {"type": "input_text", "text": "What is in these images?"},
+                {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "high"},
+                {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "auto"},
+            ]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+            {"type": "function_call_output", "call_id": "call_1", "output": [
+                {"type": "input_image", "image_url": "https://example.com/map.png", "detail": "low"}]},
+        ],
+        "tools": [{"type": "function", **WEATHER, "strict": True},
+                  {"type": "function", **WEATHER, "name": "lax", "strict": False}],
+    }
+    body.update(fields)
+    return body
+
+
+def test_a_responses_request_records_what_each_translation_leaves_out():
+    """Every translation: ``service_tier``, ``prompt_cache_key``, and ``safety_identifier`` beside a ``user``;
+    an Anthropic one also an image's ``detail`` (not ``auto``) and a tool's ``strict: true``. What the gateway
+    acts on itself (``store``, ``metadata``) is not listed."""
+    req = responses.parse_request(responses_body(
+        store=True, metadata={"session": "s-1"}, service_tier="auto", prompt_cache_key="tenant-7",
+        user="u-1", safety_identifier="hashed-user-1"))
+    both = ("service_tier", "prompt_cache_key", "safety_identifier")
+    assert req.dropped_by("openai") == both
+    assert req.dropped_by("anthropic") == (*both, "input[0].content[1].detail", "input[2].output[0].detail",
+                                           "tools[0].strict")
+    assert req.user == "u-1"
+
+
+def test_each_translation_of_a_responses_request_really_leaves_them_out():
+    """Listed is what the body sent does not carry; Chat Completions carries the details and ``strict``."""
+    body = responses_body(service_tier="auto", prompt_cache_key="tenant-7", user="u-1",
+                          safety_identifier="hashed-user-1")
+    req = responses.parse_request(body)
+    claude = orjson.dumps(anthropic.build_request(req, "claude-3-5-haiku-latest", default_max_tokens=4096)).decode()
+    for word in ('"detail"', '"strict"', "service_tier", "tenant-7", "hashed-user-1"):
+        assert word not in claude
+    body["input"][2]["output"] = "sunny"  # a Chat Completions tool result holds text only (an image is a 400)
+    chat = openai.build_request(responses.parse_request(body), "llama", default_max_tokens=4096)
+    text = orjson.dumps(chat).decode()
+    for word in ("service_tier", "tenant-7", "hashed-user-1"):
+        assert word not in text
+    assert '"detail":"high"' in text and chat["tools"][0]["function"]["strict"] is True and chat["user"] == "u-1"
+
+
+def test_a_responses_safety_identifier_alone_stands_for_user_and_defaults_are_not_listed():
+    body = responses_body(safety_identifier="hashed-user-1")
+    body["input"] = [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "auto"}]}]
+    body["tools"] = [{"type": "function", **WEATHER, "strict": False}]
+    req = responses.parse_request(body)
+    assert req.user == "hashed-user-1" and req.dropped_by("anthropic") == ()
+    assert responses.parse_request({"model": "m", "input": "hi"}).dropped_by("anthropic") == ()
+
+
+def test_what_a_responses_translation_drops_is_not_part_of_the_cache_key():
+    target = Target(Provider("anthropic", "anthropic", "http://y", "k", "ANTHROPIC_API_KEY", True), "claude")
+    req = responses.parse_request(responses_body(service_tier="auto"))
+    assert req.dropped and req.dropped_for_anthropic
+    scope = cache_scope("anonymous", None)
+    assert cache_key(req, target, scope) == cache_key(
+        dataclasses.replace(req, dropped=(), dropped_for_anthropic=()), target, scope)

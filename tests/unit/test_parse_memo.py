@@ -17,7 +17,7 @@ from app.context import RequestContext
 from app.errors import InvalidRequest
 from app.formats import openai as openai_codec
 from app.formats.canonical import ChatRequest, ChatResponse, TextBlock, Usage
-from app.http.resources.chat import json_object
+from app.formats.common import json_object
 from app.http.resources.parse_memo import MAX_KEYS_PER_BODY, ParseMemo
 from app.providers.routing import Provider, Target
 

@@ -38,6 +38,7 @@ from app.errors import (
 )
 from app.formats import relay
 from app.formats.canonical import TextDelta, ToolUseStart
+from app.formats.common import json_object
 from app.formats.relay import CallerBody, RelayedEvent
 from app.http.caller_headers import forwarded_headers
 from app.http.draining import DrainState
@@ -78,17 +79,6 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes:
     if not raw:
         raise InvalidRequest("Request body is empty; expected a JSON object", param="body")
     return raw
-
-
-def json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or the 400 that explains why not."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}", param="body") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object", param="body")
-    return body
 
 
 # Bodies up to this size are read and thrown away before a 413, so the client, still

@@ -44,10 +44,10 @@ from app.context import RequestContext
 from app.errors import GatewayError, InvalidRequest
 from app.formats import anthropic as anthropic_codec
 from app.formats.canonical import ChatRequest
-from app.formats.common import as_list, as_model, required
+from app.formats.common import as_list, as_model, json_object, required
 from app.formats.token_estimate import estimate_input_tokens
 from app.http.caller_headers import anthropic_headers
-from app.http.resources.chat import json_object, read_body
+from app.http.resources.chat import read_body
 from app.observability import metrics
 from app.observability.tracing import Tracing
 from app.pipeline import attempt_target, observe_attempt, unanswered
@@ -112,7 +112,7 @@ class CountTokensResource:
                 continue  # provider trouble, or its breaker is open: on to the next target
             if target is not targets[0]:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
+            ctx.provider, ctx.model, ctx.deployment = target.provider.name, target.model, target.deployment
             return answer, EXACT
         raise unanswered(failure, deadline, f"No provider counted tokens for model '{ctx.requested_model}' within "
                          "REQUEST_TIMEOUT", (self.breakers[t.breaker_name].retry_after() for t in targets),

@@ -34,10 +34,10 @@ from app.cache.stage import NO_TICKET, Ticket
 from app.context import RequestContext
 from app.errors import GatewayError, InvalidRequest, NoHealthyProvider
 from app.formats.canonical import ChatRequest, ChatResponse
-from app.formats.common import shown_model
+from app.formats.common import json_object, shown_model
 from app.formats.embeddings import check_request, input_text, key_fields
 from app.formats.relay import CallerBody, upstream_body
-from app.http.resources.chat import forwarded_headers, json_object, read_body
+from app.http.resources.chat import forwarded_headers, read_body
 from app.limits.budgets import Reservation
 from app.observability import metrics
 from app.observability.access import PROMPT_LOG_LIMIT
@@ -159,7 +159,7 @@ class EmbeddingsResource:
             observe_attempt(target, answered.started)
             if target is not targets[0]:
                 metrics.FALLBACKS.labels(targets[0].provider.name, target.provider.name).inc()
-            ctx.provider, ctx.model = target.provider.name, target.model
+            ctx.provider, ctx.model, ctx.deployment = target.provider.name, target.model, target.deployment
             p.accounting.upstream(ctx, target.provider.name, target.model, usage, hold)
             answer = ChatResponse(id="", model=target.model, content=(), stop_reason=None, usage=usage)
             Tracing.end_attempt(answered.span, target, answer)

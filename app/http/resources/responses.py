@@ -33,10 +33,10 @@ from app.errors import GatewayError, InvalidRequest, NotFound
 from app.formats import relay
 from app.formats import responses as codec
 from app.formats.canonical import ChatRequest, StreamStart
-from app.formats.common import opt_int
+from app.formats.common import json_object, opt_int
 from app.formats.relay import CallerBody, RelayedEvent
 from app.http.draining import DrainState
-from app.http.resources.chat import ChatResource, forwarded_headers, json_object, read_body
+from app.http.resources.chat import ChatResource, forwarded_headers, read_body
 from app.pipeline import Pipeline
 from app.providers.responses_relay import StoredResponseRelay
 from app.providers.routing import Router
