@@ -363,8 +363,9 @@ class WatchedStream:
     """A committed upstream stream: passes events through (and on to coalesced followers), accounts
     and caches a complete answer before its last event goes out, and ends the attempt exactly once.
 
-    A relayed stream's items are ``RelayedEvent``s: the canonical events the observer read in each
-    are accounted, and the provider's bytes are what the cache keeps (``relay``: their dialect).
+    A relayed stream's items are ``RelayedEvent``s (the canonical events the observer read in each are
+    accounted) and ``bytes`` (reads it did not need to look into); the provider's bytes are what the cache
+    keeps (``relay``: their dialect).
 
     ``close()`` (called by the resource when the response is done, whether the
     stream finished, failed or the client left) stops the upstream connection,
@@ -396,18 +397,30 @@ class WatchedStream:
         self._closed = False
         ticket.streaming_from(target)
 
-    def __iter__(self) -> Iterator[StreamEvent | RelayedEvent]:
-        return self
-
-    def __next__(self) -> StreamEvent | RelayedEvent:
+    def __iter__(self) -> Iterator[bytes | StreamEvent | RelayedEvent]:
+        """One generator over the attempt's events: text passed on unread (``bytes``) costs a list append,
+        and a publish when the request has a flight."""
+        flight = self._ticket.flight
+        keep = self._raw.append
         try:
-            ev = next(self._events)
+            for ev in self._events:
+                if type(ev) is bytes:  # a relayed read the observer had no need to look into
+                    keep(ev)
+                    if flight is not None:
+                        flight.publish(ev)
+                else:
+                    self._observe(ev)
+                yield ev
         except GatewayError as err:
             verdict = classify(err)
             self._breaker.record(self._permit, verdict.breaker)
             self._error = verdict.error_type
             metrics.PROVIDER_ERRORS.labels(self._target.provider.name, self._error).inc()
             raise
+
+    def _observe(self, ev: StreamEvent | RelayedEvent) -> None:
+        """Account what the observer read; the complete answer is accounted and cached before its end goes out
+        (a client gone now still pays)."""
         whole = None
         if isinstance(ev, RelayedEvent):
             self._raw.append(ev.raw)
@@ -419,13 +432,12 @@ class WatchedStream:
             self._acc.feed(ev)
             whole = self._acc.response() if isinstance(ev, StreamEnd) else None
         self._ticket.publish(ev)
-        if whole is not None:  # before the client sees the end: a client gone now still pays
+        if whole is not None:
             self._complete = whole
             self._accounting.upstream(self._ctx, self._target.provider.name, self._target.model, whole.usage,
                                       self._hold)
             kept = None if self._relay is None else Relayed(self._relay, True, b"".join(self._raw))
             self._ticket.store(self._target, whole, kept)
-        return ev
 
     def close(self) -> None:
         if self._closed:

@@ -40,7 +40,7 @@ class Served:
     """An answer that needs no upstream call: a response (``raw``: its relayed bytes), or events for a stream."""
 
     response: ChatResponse | None = None
-    events: Iterator[StreamEvent | RelayedEvent] | None = None
+    events: Iterator[bytes | StreamEvent | RelayedEvent] | None = None
     raw: bytes | None = None
 
 
@@ -63,7 +63,7 @@ class Ticket:
         if self.flight is not None:
             self.flight.origin = (target.provider.name, target.model)
 
-    def publish(self, event: StreamEvent | RelayedEvent) -> None:
+    def publish(self, event: bytes | StreamEvent | RelayedEvent) -> None:
         if self.flight is not None:
             self.flight.publish(event)
 
@@ -190,10 +190,14 @@ class CacheStage:
         metrics.CACHE_COALESCED.inc()
         return self._serve(ctx, req, answer, flight.tier)
 
-    def _tail(self, ctx: RequestContext, flight: Flight, deadline: float) -> Iterator[StreamEvent | RelayedEvent]:
+    def _tail(self, ctx: RequestContext, flight: Flight,
+              deadline: float) -> Iterator[bytes | StreamEvent | RelayedEvent]:
         """A live follower's stream (the leader's own items: relayed bytes stay bytes); its usage and saving
         are known at the end."""
         for item in flight.follow(deadline):
+            if type(item) is bytes:  # relayed text the leader's observer did not look into
+                yield item
+                continue
             for event in item.events if isinstance(item, RelayedEvent) else (item,):
                 if isinstance(event, StreamEnd):
                     ctx.usage = event.usage

@@ -223,11 +223,11 @@ class EventSplitter:
     """Provider bytes, split anywhere, as whole SSE events (each with its terminating blank line)."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self.pending = bytearray()  # the start of an event whose blank line has not come yet
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf
-        if not buf and b"\r" not in chunk:
+        buf = self.pending
+        if not buf and chunk.find(b"\r") < 0:
             return self._feed_lf(chunk)
         scan_from = max(0, len(buf) - 3)  # a line end may straddle the chunk boundary
         buf += chunk
@@ -252,13 +252,13 @@ class EventSplitter:
             out.append(chunk if end + 2 == len(chunk) and not pos else chunk[pos:end + 2])
             pos = end + 2
         if pos < len(chunk):
-            self._buf += chunk[pos:]
+            self.pending += chunk[pos:]
         return out
 
     def flush(self) -> bytes:
         """What is left at EOF: an event whose blank line never came (or nothing)."""
-        rest = bytes(self._buf)
-        self._buf.clear()
+        rest = bytes(self.pending)
+        self.pending.clear()
         return rest
 
 
@@ -283,12 +283,50 @@ def _anthropic_needs_reading(raw: bytes) -> bool:
         return False
     if name != b"content_block_delta":
         return True
-    return b"input_json_delta" in raw or is_error_event(raw)
+    return raw.find(b"input_json_delta") >= 0 or is_error_event(raw)
 
 
 def _openai_needs_reading(raw: bytes) -> bool:
     """Chunks that may carry a tool call, a finish, a refusal, usage, an error, and the ``[DONE]`` end."""
-    return b"[DONE]" in raw or _OPENAI_MORE_THAN_TEXT.search(raw) is not None
+    return raw.find(b"[DONE]") >= 0 or _OPENAI_MORE_THAN_TEXT.search(raw) is not None
+
+
+# --- Text passed on without a look at its events ------------------------------------------------------
+# Most reads of a long answer bring whole text events. These checks recognise them, as their providers
+# write them, with a few substring searches over the whole read (no split, no regular expression, no
+# exception: ``bytes in bytes`` raises and clears a TypeError inside CPython before it searches). They may
+# say no to text (other spacing, a server's own layout): the events are then split and checked one by one
+# (``_NEEDS_READING``), which decides. They never say yes to what must be read.
+
+_ANTHROPIC_TEXT = b"event: content_block_delta\ndata: "
+_ANTHROPIC_TEXT_DATA = (b'{"type":"content_block_delta"', b'{"type": "content_block_delta"')
+
+
+def _anthropic_plain(chunk: bytes) -> bool:
+    """One ``content_block_delta`` event whose data is one (and not tool input)."""
+    return (chunk.startswith(_ANTHROPIC_TEXT) and chunk.startswith(_ANTHROPIC_TEXT_DATA, len(_ANTHROPIC_TEXT))
+            and chunk.find(b"\n\n") == len(chunk) - 2 and chunk.find(b"input_json_delta") < 0)
+
+
+def _openai_plain(chunk: bytes) -> bool:
+    """Chunks whose finish reasons, refusals and usage are all ``null`` (as OpenAI writes them), with no
+    tool call, error or ``[DONE]``."""
+    return (chunk.count(b'"finish_reason"') == chunk.count(b'"finish_reason":null')
+            and chunk.find(b'"tool_calls"') < 0 and chunk.find(b'"error"') < 0 and chunk.find(b"[DONE]") < 0
+            and chunk.count(b'"usage"') == chunk.count(b'"usage":null')
+            and chunk.count(b'"refusal"') == chunk.count(b'"refusal":null'))
+
+
+_RESPONSES_TEXT = (b"event: response.output_text.delta\n", b"event: response.reasoning_text.delta\n",
+                   b"event: response.reasoning_summary_text.delta\n")
+
+
+def _responses_plain(chunk: bytes) -> bool:
+    """One text or reasoning delta event."""
+    return chunk.startswith(_RESPONSES_TEXT) and chunk.find(b"\n\n") == len(chunk) - 2
+
+
+_PLAIN = {"openai": _openai_plain, "anthropic": _anthropic_plain, "responses": _responses_plain}
 
 
 _RESPONSES_UNREAD = frozenset({b"response.output_text.delta", b"response.reasoning_text.delta",
@@ -349,20 +387,27 @@ class _Observer:
         return tuple(ev for ev in tail if isinstance(ev, _KEPT))
 
 
-def observe_stream(chunks: Iterable[bytes], dialect: str) -> Iterator[RelayedEvent]:
-    """A provider's SSE bytes as ``RelayedEvent``s (one per read), with the start and end the codec read.
+def observe_stream(chunks: Iterable[bytes], dialect: str) -> Iterator[bytes | RelayedEvent]:
+    """A provider's SSE bytes, one item per read: ``bytes`` for whole events after the first token that need
+    no reading (passed on unread: the usual read of a long answer), else a ``RelayedEvent`` with the start
+    and end the codec read.
 
     The codec's ``StreamDecoder`` is the observer: it raises ``UpstreamError`` for a provider's
     error event (``ProviderErrorEvent``: the event itself still goes to the caller first) and for a
     stream cut before its end.
     """
     splitter = EventSplitter()
+    held = splitter.pending
     observer = _Observer(dialect)
     needs_reading = observer.needs_reading
+    plain = _PLAIN[dialect]
     for chunk in chunks:
+        if observer.token_seen and not held and chunk.endswith(b"\n\n") and plain(chunk):
+            yield chunk
+            continue
         raws = splitter.feed(chunk)
         if len(raws) == 1 and observer.token_seen and not needs_reading(raws[0]):
-            yield RelayedEvent(dialect, raws[0])  # the usual event of a long answer: passed on unread
+            yield raws[0]  # text in another layout, or split across reads: passed on unread
         elif raws:
             yield from observer.read(raws)
     rest = splitter.flush()
@@ -415,16 +460,17 @@ def strip_added_usage(raw: bytes) -> bytes:
     ``"usage":null`` (cut out of the bytes, nothing else re-encoded). A server that puts usage on a chunk
     that also has choices gets that chunk re-encoded without it.
     """
-    if b'"usage"' not in raw:
-        return raw
+    # As OpenAI writes it, in one plain replace (a quote inside a JSON string is escaped: text never matches);
+    # without one, ``replace`` hands back ``raw`` itself.
+    compact = raw.replace(b',"usage":null', b"")
+    if compact.find(b'"usage"') < 0:
+        return compact
     if _USAGE_OBJECT.search(raw) is not None:
         events = split_events(raw)
         if len(events) > 1:
             return b"".join(strip_added_usage(event) for event in events)
         return _without_usage_object(raw)
-    # As OpenAI writes it, in one plain replace (a quote inside a JSON string is escaped: text never matches).
-    compact = raw.replace(b',"usage":null', b"")
-    return compact if b'"usage"' not in compact else _NULL_USAGE.sub(b"", compact)
+    return _NULL_USAGE.sub(b"", compact)
 
 
 def _without_usage_object(raw: bytes) -> bytes:
@@ -442,6 +488,6 @@ def _without_usage_object(raw: bytes) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def replay_stream(raw: bytes, dialect: str) -> Iterator[RelayedEvent]:
+def replay_stream(raw: bytes, dialect: str) -> Iterator[bytes | RelayedEvent]:
     """A stored relayed stream, as it was received, observed as a live one is (all of it one read: one write)."""
     return observe_stream((raw,), dialect)

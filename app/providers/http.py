@@ -260,6 +260,7 @@ class UpstreamHTTP:
         finished = False
         first = True
         read = urllib3_patches.stream_reader(resp)
+        monotonic = time.monotonic
         timeout_set = None
         try:
             while True:
@@ -268,8 +269,14 @@ class UpstreamHTTP:
                     if wait <= 0:
                         raise _timed_out(provider, FIRST_BYTE_LIMIT)
                     wait, which = _bounded(provider, wait, which, deadline)
-                else:
-                    wait, which = _bounded(provider, idle_timeout, IDLE_LIMIT, deadline)
+                else:  # _bounded, written out: this runs once per read of every stream
+                    left = deadline - monotonic()
+                    if idle_timeout < left:
+                        wait, which = idle_timeout, IDLE_LIMIT
+                    elif left > 0:
+                        wait, which = left, DEADLINE_LIMIT
+                    else:
+                        raise _timed_out(provider, DEADLINE_LIMIT)
                 if wait != timeout_set:  # between events of a stream far from its deadline: unchanged
                     _set_read_timeout(resp, wait)
                     timeout_set = wait

@@ -115,9 +115,9 @@ class EventStream:
         try:
             yield from decode_sse(self._chunks, self._decoder)
         except GatewayError as err:
-            raise without_key(err, self.target) from None
+            raise self._failed(without_key(err, self.target)) from None
 
-    def _relayed(self, dialect: str) -> Iterator[RelayedEvent]:
+    def _relayed(self, dialect: str) -> Iterator[bytes | RelayedEvent]:
         """Relay: the provider's events as they came; its own error event goes on, then the stream ends.
 
         An error event first of all is an attempt that failed before it started: raised, so the pipeline
@@ -125,31 +125,34 @@ class EventStream:
         """
         started = False
         try:
-            for ev in relay.observe_stream(self._chunks, dialect):
+            events = relay.observe_stream(self._chunks, dialect)
+            for ev in events:
                 started = True
                 yield ev
+                break
+            yield from events
         except ProviderErrorEvent as signal:
             if not started:
-                raise without_key(signal.error, self.target) from None
+                raise self._failed(without_key(signal.error, self.target)) from None
             ev = signal.event
             yield RelayedEvent(ev.dialect, redact(ev.raw.decode("utf-8", "replace"), self.target).encode(), ev.events,
                                ev.first_token)
             err = without_key(signal.error, self.target)
             err.event_sent = True  # the caller has the provider's own error event: nothing more to send
-            raise err from None
+            raise self._failed(err) from None
         except GatewayError as err:
-            raise without_key(err, self.target) from None
+            raise self._failed(without_key(err, self.target)) from None
+
+    def _failed(self, err: GatewayError) -> Exception:
+        """A read that failed because ``abort()`` shut it is the client's leaving, not the provider's fault."""
+        return ClientGone() if self._aborted else err
 
     def __iter__(self) -> Iterator[Any]:
-        return self
+        """The events themselves (one generator: no method call per event)."""
+        return self._events
 
     def __next__(self) -> Any:
-        try:
-            return next(self._events)
-        except GatewayError:
-            if self._aborted:
-                raise ClientGone() from None
-            raise
+        return next(self._events)
 
     def abort(self) -> None:
         self._aborted = True

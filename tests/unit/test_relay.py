@@ -13,9 +13,12 @@ from app.cache.keys import relay_key
 from app.errors import InvalidRequest, UpstreamError
 from app.formats.canonical import ChatResponse, StreamEnd, StreamStart, TextBlock, Usage
 from app.formats.relay import (
+    _NEEDS_READING,
+    _PLAIN,
     CallerBody,
     EventSplitter,
     ProviderErrorEvent,
+    RelayedEvent,
     observe_stream,
     split_events,
     strip_added_usage,
@@ -25,6 +28,18 @@ from app.providers.routing import Provider, Target
 from tests.support import provider_payloads as pp
 
 TARGET = Target(Provider("openai", "openai", "http://x", "k", "OPENAI_API_KEY", True), "gpt-4o-mini")
+
+
+def _raw(item: bytes | RelayedEvent) -> bytes:
+    return item if isinstance(item, bytes) else item.raw
+
+
+def _events(item: bytes | RelayedEvent) -> tuple:
+    return () if isinstance(item, bytes) else item.events
+
+
+def _first(item: bytes | RelayedEvent) -> bool:
+    return not isinstance(item, bytes) and item.first_token
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -48,17 +63,17 @@ def test_events_split_anywhere_come_out_whole_and_byte_exact(cuts, newline):
 @given(st.lists(st.integers(0, 10_000), max_size=20))
 def test_the_observer_reads_the_start_end_and_first_token_and_passes_every_byte(cuts):
     relayed = list(observe_stream(chunked(pp.ANTHROPIC_STREAM, cuts), "anthropic"))
-    assert b"".join(r.raw for r in relayed) == pp.ANTHROPIC_STREAM
-    canonical = [ev for r in relayed for ev in r.events]
+    assert b"".join(_raw(r) for r in relayed) == pp.ANTHROPIC_STREAM
+    canonical = [ev for r in relayed for ev in _events(r)]
     assert [type(ev) for ev in canonical] == [StreamStart, StreamEnd]  # the text goes on unread
     start, end = canonical
     assert start.id == "msg_01ThinkAndSearch" and end.stop_reason == "end_turn"
     assert (end.usage.input_tokens, end.usage.output_tokens) == (pp.ANTHROPIC_STREAM_INPUT,
                                                                 pp.ANTHROPIC_STREAM_OUTPUT)
-    first = [r for r in relayed if r.first_token]
+    first = [r for r in relayed if _first(r)]
     assert len(first) == 1  # the read that brought the first text delta, not the thinking before it
-    assert b'"text_delta"' in first[0].raw
-    assert b'"text_delta"' not in b"".join(r.raw for r in relayed[:relayed.index(first[0])])
+    assert b'"text_delta"' in _raw(first[0])
+    assert b'"text_delta"' not in b"".join(_raw(r) for r in relayed[:relayed.index(first[0])])
 
 
 def test_the_events_of_one_read_go_on_together():
@@ -90,7 +105,7 @@ def test_text_after_the_first_token_is_not_read_but_tool_input_and_the_end_are()
     garbage = b"event: content_block_delta\ndata: {not json\n\n"
     events = split_events(_anthropic_text_stream(_text_delta("Hi"), garbage))
     relayed = list(observe_stream(events, "anthropic"))  # each event its own read
-    assert b"".join(r.raw for r in relayed) == b"".join(events)
+    assert b"".join(_raw(r) for r in relayed) == b"".join(events)
     assert relayed[-1].events[-1].stop_reason == "max_tokens"
     with pytest.raises(UpstreamError, match="not JSON"):
         list(observe_stream(split_events(_anthropic_text_stream(garbage, _text_delta("Hi"))), "anthropic"))
@@ -103,11 +118,11 @@ def test_text_after_the_first_token_is_not_read_but_tool_input_and_the_end_are()
 def test_an_openai_finish_and_usage_are_read_whatever_their_spacing(finish):
     stream = pp.openai_stream(True).replace(b'"finish_reason":"stop"', finish)
     relayed = list(observe_stream(split_events(stream), "openai"))
-    assert b"".join(r.raw for r in relayed) == stream
-    end = [ev for r in relayed for ev in r.events][-1]
+    assert b"".join(_raw(r) for r in relayed) == stream
+    end = [ev for r in relayed for ev in _events(r)][-1]
     assert isinstance(end, StreamEnd) and end.stop_reason == "max_tokens"
     assert (end.usage.input_tokens, end.usage.output_tokens) == (9, 2)
-    assert [r.first_token for r in relayed].count(True) == 1
+    assert [_first(r) for r in relayed].count(True) == 1
 
 
 def test_an_error_event_after_others_of_the_same_read_comes_after_them():
@@ -231,3 +246,62 @@ def test_a_translation_is_built_once_per_wire_format_and_model():
     assert source.translation("anthropic", "claude-a", build) == b'{"n":1}'
     assert source.translation("anthropic", "claude-b", build) == b'{"n":2}'
     assert built == [source.canonical()] * 2
+
+
+# --- Text passed on without a look (``_PLAIN``) -----------------------------------------------------------
+
+def _responses_event(name: str, data: dict) -> bytes:
+    return pp.sse(name, {"type": name, **data})
+
+
+_STREAMS = {
+    "openai": [pp.openai_stream(True), pp.openai_stream(False)],
+    "anthropic": [pp.ANTHROPIC_STREAM, pp.ANTHROPIC_ERROR_STREAM,
+                  _anthropic_text_stream(_text_delta("Hi"), pp.sse("content_block_delta", {
+                      "type": "content_block_delta", "index": 0,
+                      "delta": {"type": "input_json_delta", "partial_json": "{\"a\": 1"}}))],
+    "responses": [b"".join([
+        _responses_event("response.created", {"response": {"id": "resp_1", "status": "in_progress"}}),
+        _responses_event("response.output_text.delta", {"item_id": "msg_1", "delta": "Hi"}),
+        _responses_event("response.reasoning_text.delta", {"item_id": "rs_1", "delta": "hmm"}),
+        _responses_event("error", {"code": "server_error", "message": "boom"}),
+        _responses_event("response.completed", {"response": {"id": "resp_1", "status": "completed"}}),
+    ])],
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(_STREAMS))
+def test_what_passes_unlooked_is_only_what_the_event_by_event_check_would_not_read(dialect):
+    """The whole-read check may say no to text, never yes to an event the full check reads: over every
+    run of consecutive events of each stream (one read may bring several)."""
+    plain, needs_reading = _PLAIN[dialect], _NEEDS_READING[dialect]
+    seen_plain = 0
+    for stream in _STREAMS[dialect]:
+        events = split_events(stream)
+        for i in range(len(events)):
+            for j in range(i + 1, len(events) + 1):
+                read = b"".join(events[i:j])
+                if plain(read):
+                    seen_plain += 1
+                    assert not any(needs_reading(e) for e in events[i:j]), read
+    assert seen_plain  # the usual text event of each dialect is recognised
+
+
+@pytest.mark.parametrize("variant", [
+    b'"finish_reason": "length"', b'"finish_reason" :"length"', b'"finish_reason":"length"'])
+def test_an_openai_finish_in_any_spacing_is_not_passed_unlooked(variant):
+    event = pp.sse(None, {"choices": [{"index": 0, "delta": {}, "finish_reason": None}]}).replace(
+        b'"finish_reason":null', variant)
+    assert not _PLAIN["openai"](event)
+    spaced_usage = pp.sse(None, {"choices": [], "usage": None}).replace(b'"usage":null', b'"usage": {"x": 1}')
+    assert not _PLAIN["openai"](spaced_usage)
+
+
+def test_a_stream_of_text_reads_goes_on_as_bytes_after_the_first_token():
+    """One read per event, as a provider sends them: after the first token the text reads are handed on as
+    the bytes that came (nothing made per read), the start and the end still read."""
+    events = split_events(_anthropic_text_stream(*[_text_delta(f"w{i} ") for i in range(5)]))
+    relayed = list(observe_stream(events, "anthropic"))
+    assert b"".join(_raw(r) for r in relayed) == b"".join(events)
+    assert sum(isinstance(r, bytes) for r in relayed) == 4  # the deltas after the first
+    assert [type(ev) for r in relayed for ev in _events(r)] == [StreamStart, StreamEnd]

@@ -17,7 +17,6 @@ translated target refuses it, with the codec's 400.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -178,18 +177,24 @@ class ChatResource:
         records it, a client gone included.
         """
         stop_watching = self.watcher.watch(client, outcome.abort)
-        cut = threading.Event()
+        cut: list[bool] = []  # a list, not a threading.Event: its test is no call, once per event
 
         def on_cut() -> None:
-            cut.set()
+            cut.append(True)
             outcome.abort()
 
         release = self.draining.hold_stream(on_cut)
         try:
             assert outcome.events is not None
             for ev in outcome.events:
-                if cut.is_set():  # a stream abort() cannot stop (a replay, a coalesced follower)
+                if cut:  # a stream abort() cannot stop (a replay, a coalesced follower)
                     raise ClientGone()
+                if type(ev) is bytes:  # relayed text the observer did not look into
+                    if strip_usage:
+                        ev = relay.strip_added_usage(ev)
+                    if ev:
+                        yield ev
+                    continue
                 if isinstance(ev, RelayedEvent):
                     chunk = self._relayed(ctx, ev, strip_usage)
                     if chunk:
@@ -202,7 +207,7 @@ class ChatResource:
                     yield chunk
             ctx.streaming = False
         except ClientGone:
-            if cut.is_set():
+            if cut:
                 err = ShuttingDown("The gateway is restarting and ended this stream before it was complete; "
                                    "retry the request")
                 ctx.status, ctx.error_type = err.status, err.code
