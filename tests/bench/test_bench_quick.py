@@ -144,3 +144,15 @@ def test_streams_at_scale_rows_are_measured_without_failures(output: str, name: 
     assert "-" not in (streams_per_s, p50, p99, cpu, rss), row
     assert float(streams_per_s.replace(",", "")) > 0, row
     assert errors == "0", row
+
+
+@pytest.mark.parametrize("name", SCALE_ROWS)
+def test_streams_at_scale_rows_split_the_cpu_between_gateway_drip_and_clients(output: str, name: str) -> None:
+    note = cells(output, name)[-1]
+    split = re.search(r"CPU per stream ended in the window: gateway ([\d.]+) ms \(([\d.]+) cores\), "
+                      r"drip ([\d.]+) ms \([\d.]+ cores\), clients ([\d.]+) ms \([\d.]+ cores\)", note)
+    assert split, note
+    assert float(split.group(1)) > 0 and float(split.group(4)) > 0, note  # the drip may idle below a tick
+    summary = next((ln for ln in output.splitlines() if ln.startswith(f"CPU split, {name.rsplit(', ', 1)[0]}: ")),
+                   None)
+    assert summary and "the gateway alone would end ~" in summary, output
