@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 
 import urllib3  # noqa: E402
-from benchkit import answers, profile, wrk  # noqa: E402
+from benchkit import answers, plot, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
 from benchkit.cpusplit import CpuSplit, WindowSampler  # noqa: E402
 from benchkit.cpusplit import summary as cpu_summary  # noqa: E402
@@ -614,6 +614,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         ".venv-peers/ when missing")
     parser.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV,
                         help="the virtual environment holding LiteLLM (default: %(default)s)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="after the run, draw streams/s and stretch p99 against open streams of every "
+                             "streams-at-scale set (the gateway's and each peer's) into this PNG (matplotlib)")
     parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
     args = parser.parse_args(argv)
     args.profile = [p for p in args.profile.split(",") if p]
@@ -646,6 +649,12 @@ def main(argv: list[str] | None = None) -> int:
     print(bench.report.render())
     for text in bench.profiles:
         print("\n" + text)
+    if args.plot:
+        title = bench.report.header[0] if bench.report.header else ""
+        if plot.write(bench.report, args.plot, title=title):
+            print(f"\nplot: {args.plot}")
+        else:
+            print("\nplot: not drawn, no streams-at-scale rows (--only scale, or a run with them)")
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     return 0
 
