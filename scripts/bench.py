@@ -209,7 +209,7 @@ class Bench:
             cfg = {"host": "127.0.0.1", "port": port, "path": path, "head": head, "tail": tail, "headers": headers,
                    "level": level, "duration": self.plan.scale_duration, "stream_seconds": drip.stream_seconds,
                    "stream_timeout": drip.stream_seconds + 30}
-            window = WindowSampler(root_pid, drip.proc.pid)
+            window = WindowSampler(root_pid, drip.proc.pid, server="peer" if name.startswith("peer") else "gateway")
             with RssSampler(root_pid) as rss:
                 r = run_streams("sustain", cfg, timeout=2 * drip.stream_seconds + self.plan.scale_duration + 90,
                                 on_mark=window.on_mark)
@@ -357,7 +357,9 @@ def run(args: argparse.Namespace) -> Bench:
     plan = bench.plan
     wanted = set(args.only or ROW_KEYS)
     # Installed before anything starts: LiteLLM's first install takes a minute or two.
-    peer_versions = {name: install(name, args.peer_venv) for name in args.peers} if "peer" in wanted else {}
+    # The peers run for their own rows (peer) and for their streams-at-scale rows (scale), e.g. --only scale --peers.
+    with_peers = bool(wanted & {"peer", "scale"})
+    peer_versions = {name: install(name, args.peer_venv) for name in args.peers} if with_peers else {}
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
     drip = DripServer(plan.drip_interval, words=DRIP_WORDS)
@@ -418,8 +420,9 @@ def run(args: argparse.Namespace) -> Bench:
                              build=answers.anthropic_request)
         for peer in peers:
             if not peer.not_streamed:
-                bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.request_headers(),
-                                 plan.stream_concurrency, model=peer.stream_model)
+                if "peer" in wanted:
+                    bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid,
+                                     peer.request_headers(), plan.stream_concurrency, model=peer.stream_model)
                 if "scale" in wanted:
                     bench.scale_rows(f"peer streams at scale: {peer.label}", peer.port, peer.pid,
                                      peer.request_headers(), drip)
@@ -489,7 +492,7 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
                       floors["constant"].pid, body=fixed, connections=1)
         bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
                       floors["passthrough"].pid, template=openai_tpl, connections=1)
-    for peer in peers:  # the same load as the gateway's miss rows, on the same upstream
+    for peer in peers if "peer" in wanted else []:  # the same load as the gateway's miss rows, same upstream
         bench.wrk_row(f"peer: {peer.label}, unique bodies", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
                       headers=peer.request_headers(), note="OpenAI in and out, no cache")
         bench.wrk_row(f"c=1 peer: {peer.label}", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,

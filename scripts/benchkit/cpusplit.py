@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from benchkit.procs import CpuSample, cpu_ticks
 
-PARTIES = ("gateway", "drip", "clients")
+PARTIES = ("gateway", "drip", "clients")  # "gateway": the server measured, the gateway's family or a peer's
 
 
 def machine_cores() -> int:
@@ -49,11 +49,16 @@ class CpuSplit:
     streams: int
     micros: dict[str, float]  # party -> CPU microseconds in the window
     cores: int
+    server: str = "gateway"  # what the server is called in notes: "gateway", or "peer" for a peer's rows
 
     @classmethod
-    def between(cls, start: Moment, end: Moment, streams: int, cores: int | None = None) -> CpuSplit:
+    def between(cls, start: Moment, end: Moment, streams: int, cores: int | None = None,
+                server: str = "gateway") -> CpuSplit:
         return cls(end.at - start.at, streams,
-                   {p: end.cpu[p].micros_since(start.cpu[p]) for p in PARTIES}, cores or machine_cores())
+                   {p: end.cpu[p].micros_since(start.cpu[p]) for p in PARTIES}, cores or machine_cores(), server)
+
+    def said(self, party: str) -> str:
+        return self.server if party == "gateway" else party
 
     def per_stream_ms(self, party: str) -> float | None:
         return self.micros[party] / self.streams / 1000 if self.streams else None
@@ -63,7 +68,7 @@ class CpuSplit:
         return self.micros[party] / 1_000_000 / self.seconds if self.seconds > 0 else 0.0
 
     def gateway_bound(self) -> float | None:
-        """Streams/s the gateway would end at its cost per stream with every core to itself."""
+        """Streams/s the server would end at its cost per stream with every core to itself."""
         per_stream = self.per_stream_ms("gateway")
         return self.cores * 1000 / per_stream if per_stream else None
 
@@ -71,7 +76,8 @@ class CpuSplit:
         parts = []
         for party in PARTIES:
             ms = self.per_stream_ms(party)
-            parts.append(f"{party} {'-' if ms is None else f'{ms:.2f}'} ms ({self.cores_used(party):.2f} cores)")
+            parts.append(f"{self.said(party)} {'-' if ms is None else f'{ms:.2f}'} ms "
+                         f"({self.cores_used(party):.2f} cores)")
         return (f"CPU per stream ended in the window: {', '.join(parts)}, "
                 f"all {sum(self.cores_used(p) for p in PARTIES):.2f} of {self.cores} cores")
 
@@ -79,9 +85,10 @@ class CpuSplit:
 class WindowSampler:
     """Takes a ``Moment`` when the clients mark their counted window open and closed (``STREAMS_MARK``)."""
 
-    def __init__(self, gateway_pid: int, drip_pid: int) -> None:
+    def __init__(self, gateway_pid: int, drip_pid: int, server: str = "gateway") -> None:
         self.gateway_pid = gateway_pid
         self.drip_pid = drip_pid
+        self.server = server
         self.moments: dict[str, Moment] = {}
 
     def on_mark(self, name: str, clients_pid: int) -> None:
@@ -91,7 +98,7 @@ class WindowSampler:
         """The split over the window, or None when the clients did not mark both ends."""
         if "open" not in self.moments or "close" not in self.moments:
             return None
-        return CpuSplit.between(self.moments["open"], self.moments["close"], streams)
+        return CpuSplit.between(self.moments["open"], self.moments["close"], streams, server=self.server)
 
 
 def summary(name: str, splits: dict[int, CpuSplit]) -> str | None:
@@ -103,7 +110,7 @@ def summary(name: str, splits: dict[int, CpuSplit]) -> str | None:
         ms = {p: split.per_stream_ms(p) for p in PARTIES}
         if ms["gateway"] is None:
             continue
-        levels.append(f"at {level:,} open streams the gateway used {ms['gateway']:.2f} ms of CPU per stream "
+        levels.append(f"at {level:,} open streams the {split.server} used {ms['gateway']:.2f} ms of CPU per stream "
                       f"({split.cores_used('gateway'):.2f} cores), the drip {ms['drip']:.2f} ms "
                       f"({split.cores_used('drip'):.2f}), the clients {ms['clients']:.2f} ms "
                       f"({split.cores_used('clients'):.2f})")
@@ -113,6 +120,6 @@ def summary(name: str, splits: dict[int, CpuSplit]) -> str | None:
     bound = top.gateway_bound()
     line = f"CPU split, {name}: " + "; ".join(levels)
     if bound is not None:
-        line += (f"; with the whole {top.cores} cores the gateway alone would end ~{bound:,.0f} streams/s "
+        line += (f"; with the whole {top.cores} cores the {top.server} alone would end ~{bound:,.0f} streams/s "
                  f"(its cost per stream at {top_level:,})")
     return line

@@ -60,3 +60,12 @@ def test_window_sampler_reads_this_process_between_the_marks() -> None:
     split = window.split(10)
     assert split is not None and split.seconds > 0
     assert split.micros["clients"] > 0 and split.micros["clients"] == split.micros["drip"]
+
+
+def test_a_peers_split_names_the_peer_not_the_gateway() -> None:
+    split = CpuSplit.between(moment(0, 0, 0, 0), moment(10, 20 * CLK_TCK, CLK_TCK, CLK_TCK), streams=100, cores=2,
+                             server="peer")
+    assert split.note().startswith("CPU per stream ended in the window: peer 200.00 ms (2.00 cores), drip")
+    line = summary("peer streams at scale: LiteLLM", {250: split})
+    assert line is not None and "the peer used 200.00 ms" in line and "the peer alone would end ~10 streams/s" in line
+    assert "gateway" not in line
