@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 import urllib3  # noqa: E402
 from benchkit import answers, plot, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
-from benchkit.cpusplit import CpuSplit, WindowSampler  # noqa: E402
+from benchkit.cpusplit import CpuSplit, WindowSampler, machine_cores  # noqa: E402
 from benchkit.cpusplit import summary as cpu_summary  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
 from benchkit.gateway import EMBEDDINGS_PATH, OPENAI_PATH, warm_l1  # noqa: E402
@@ -539,7 +539,7 @@ def add_targets(bench: Bench, held: int | None, peers: list[Peer] | None = None)
         elif peer.not_streamed:
             r.lines.append(f"{peer.label}: streams not measured: {peer.not_streamed}")
     for name, splits in bench.scale_cpu.items():
-        line = cpu_summary(name, splits)
+        line = cpu_summary(name, splits, load_cores=1 if load_core() is not None else machine_cores())
         if line:
             r.lines.append(line)
     scale = scale_summary(r, SCALE_RELAYED)

@@ -72,6 +72,17 @@ class CpuSplit:
         per_stream = self.per_stream_ms("gateway")
         return self.cores * 1000 / per_stream if per_stream else None
 
+    def load_bound(self, load_cores: int = 1) -> float | None:
+        """Streams/s the drip and the clients could drive at their cost per stream on ``load_cores`` cores
+        (the bench pins both to one)."""
+        per_stream = sum(self.per_stream_ms(p) or 0.0 for p in ("drip", "clients"))
+        return load_cores * 1000 / per_stream if per_stream else None
+
+    def machine_bound(self) -> float | None:
+        """Streams/s the whole machine could end at the three parties' summed cost per stream."""
+        per_stream = sum(self.per_stream_ms(p) or 0.0 for p in PARTIES)
+        return self.cores * 1000 / per_stream if per_stream else None
+
     def note(self) -> str:
         parts = []
         for party in PARTIES:
@@ -101,8 +112,10 @@ class WindowSampler:
         return CpuSplit.between(self.moments["open"], self.moments["close"], streams, server=self.server)
 
 
-def summary(name: str, splits: dict[int, CpuSplit]) -> str | None:
-    """One line under the table for one streams-at-scale set: the split at each level and the gateway's bound."""
+def summary(name: str, splits: dict[int, CpuSplit], load_cores: int = 1) -> str | None:
+    """One line under the table for one streams-at-scale set: the split at each level, then the bounds at the
+    highest level: the server's with every core, the load's (drip and clients) on its ``load_cores`` pinned
+    cores, and the machine's with all three."""
     if not splits:
         return None
     levels = []
@@ -120,6 +133,10 @@ def summary(name: str, splits: dict[int, CpuSplit]) -> str | None:
     bound = top.gateway_bound()
     line = f"CPU split, {name}: " + "; ".join(levels)
     if bound is not None:
-        line += (f"; with the whole {top.cores} cores the {top.server} alone would end ~{bound:,.0f} streams/s "
-                 f"(its cost per stream at {top_level:,})")
+        line += (f"; at the costs per stream of {top_level:,} open streams, the {top.server} alone would end "
+                 f"~{bound:,.0f} streams/s with the whole {top.cores} cores")
+        load, machine = top.load_bound(load_cores), top.machine_bound()
+        if load is not None and machine is not None:
+            line += (f", the drip and the clients ~{load:,.0f} on their {load_cores} pinned "
+                     f"core{'s' if load_cores > 1 else ''}, all three together ~{machine:,.0f}")
     return line

@@ -47,7 +47,10 @@ def test_summary_names_every_level_and_bounds_by_the_highest() -> None:
     line = summary("gateway streams at scale, relayed", {2000: high, 500: low})
     assert line is not None
     assert line.index("at 500 open streams the gateway used 4.00 ms") < line.index("at 2,000 open streams")
-    assert line.endswith("the gateway alone would end ~250 streams/s (its cost per stream at 2,000)")
+    # at 2,000: gateway 8 ms, drip 1 ms, clients 1 ms per stream
+    assert line.endswith("at the costs per stream of 2,000 open streams, the gateway alone would end ~250 streams/s "
+                         "with the whole 2 cores, the drip and the clients ~500 on their 1 pinned core, "
+                         "all three together ~200")
 
 
 def test_window_sampler_reads_this_process_between_the_marks() -> None:
