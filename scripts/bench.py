@@ -219,8 +219,9 @@ class Bench:
                     f"second, p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s)"
                     + (f"; {split.note()}" if split else "") + (f"; {kinds}" if kinds else ""))
             cpu = split.micros["gateway"] / split.streams if split and split.streams else None
-            row = Row(f"{name}, {level} open streams", r["streams_per_s"], r["stretch_p50"], None, r["stretch_p99"],
-                      cpu, rss.peak, r["failed"], note)
+            ok = r["streams"] > 0  # with no stream ended whole there is no stretch (not a stretch of 0)
+            row = Row(f"{name}, {level} open streams", r["streams_per_s"], r["stretch_p50"] if ok else None, None,
+                      r["stretch_p99"] if ok else None, cpu, rss.peak, r["failed"], note)
             self.report.rows.append(row)
             rows.append(row)
             if split:

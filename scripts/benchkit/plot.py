@@ -46,18 +46,20 @@ def write(report: Report, path: Path, title: str = "") -> bool:
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
     fig, (rate, stretch) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    ringed = False
+    ringed: set[int] = set()  # the panels whose legend already has an entry for the red rings
     for name, rows in sets.items():
         levels = [level for level, _ in rows]
         style = {"marker": "o", "label": _label(name)}
         rate.plot(levels, [row.rps or 0.0 for _, row in rows], **style)
         p99 = [(level, row.p99) for level, row in rows if row.p99 is not None and row.p99 > 0]
         stretch.plot([lv for lv, _ in p99], [v for _, v in p99], **style)
-        failed = [(level, row.p99) for level, row in rows if row.errors and row.p99]
-        if failed:  # a level with failed streams: its point is ringed in red
-            stretch.scatter([lv for lv, _ in failed], [v for _, v in failed], s=120, facecolors="none",
-                            edgecolors="red", zorder=3, label=None if ringed else "failed streams")
-            ringed = True
+        failed = [(level, row) for level, row in rows if row.errors]
+        for axes, value in ((rate, lambda row: row.rps or 0.0), (stretch, lambda row: row.p99)):
+            points = [(level, value(row)) for level, row in failed if value(row)]
+            if points:  # a level with failed streams: its point is ringed in red (no stretch if none ended)
+                axes.scatter([lv for lv, _ in points], [v for _, v in points], s=120, facecolors="none",
+                             edgecolors="red", zorder=3, label=None if id(axes) in ringed else "failed streams")
+                ringed.add(id(axes))
     rate.axhline(STREAMS_PER_S_GOAL, linestyle="--", color="grey", linewidth=1, label=f"goal {STREAMS_PER_S_GOAL}")
     stretch.axhline(STRETCH_P99_GOAL_MS, linestyle="--", color="grey", linewidth=1,
                     label=f"goal {STRETCH_P99_GOAL_MS} ms")
