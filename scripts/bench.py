@@ -43,8 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 
 import urllib3  # noqa: E402
-from benchkit import answers, profile, wrk  # noqa: E402
+from benchkit import answers, plot, profile, wrk  # noqa: E402
 from benchkit import gateway as gw  # noqa: E402
+from benchkit.cpusplit import CpuSplit, WindowSampler, machine_cores  # noqa: E402
+from benchkit.cpusplit import summary as cpu_summary  # noqa: E402
 from benchkit.floors import FloorApp  # noqa: E402
 from benchkit.gateway import EMBEDDINGS_PATH, OPENAI_PATH, warm_l1  # noqa: E402
 from benchkit.peers import DEFAULT_VENV, PEER_NAMES, Peer, install, make_peer  # noqa: E402
@@ -132,6 +134,7 @@ class Bench:
         self.report = Report()
         self.profiles: list[str] = []
         self.ttft_p50: dict[str, float] = {}  # stream row -> time to first token, p50 ms
+        self.scale_cpu: dict[str, dict[int, CpuSplit]] = {}  # streams-at-scale set -> level -> CPU split
 
     # one wrk scenario -> one row
     def wrk_row(self, name: str, base_url: str, path: str, root_pid: int, *, body: bytes | None = None,
@@ -195,8 +198,10 @@ class Bench:
         """Streams at scale: at each level, that many clients asking for slow streams back to back.
 
         req/s is streams finished per second; p50/p99 are the *stretch* (a stream's total time minus the
-        upstream's own); RSS is the largest worker's, sampled while the level runs. A level with more than
-        a tenth of its streams failed ends the rows: the next would only fail more.
+        upstream's own); RSS is the largest worker's, sampled while the level runs. CPU is the gateway's
+        (master and workers) per stream ended in the counted window, over exactly that window; the notes
+        add the drip upstream's and the clients' (``benchkit.cpusplit``). A level with more than a tenth
+        of its streams failed ends the rows: the next would only fail more.
         """
         head, tail = answers.template(build, model=model, stream=True)
         rows = []
@@ -204,18 +209,23 @@ class Bench:
             cfg = {"host": "127.0.0.1", "port": port, "path": path, "head": head, "tail": tail, "headers": headers,
                    "level": level, "duration": self.plan.scale_duration, "stream_seconds": drip.stream_seconds,
                    "stream_timeout": drip.stream_seconds + 30}
-            before = CpuSample.take(root_pid)
+            window = WindowSampler(root_pid, drip.proc.pid, server="peer" if name.startswith("peer") else "gateway")
             with RssSampler(root_pid) as rss:
-                r = run_streams("sustain", cfg, timeout=2 * drip.stream_seconds + self.plan.scale_duration + 90)
-            cpu = CpuSample.take(root_pid).micros_since(before)
+                r = run_streams("sustain", cfg, timeout=2 * drip.stream_seconds + self.plan.scale_duration + 90,
+                                on_mark=window.on_mark)
+            split = window.split(r["ended"])
             kinds = "; ".join(f"{k} x{v}" for k, v in r["failures"].items())
             note = (f"{r['streams']} streams started in {self.plan.scale_duration:g} s; req/s is streams ended per "
                     f"second, p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s)"
-                    + (f"; {kinds}" if kinds else ""))
-            row = Row(f"{name}, {level} open streams", r["streams_per_s"], r["stretch_p50"], None, r["stretch_p99"],
-                      cpu / r["streams"] if r["streams"] else None, rss.peak, r["failed"], note)
+                    + (f"; {split.note()}" if split else "") + (f"; {kinds}" if kinds else ""))
+            cpu = split.micros["gateway"] / split.streams if split and split.streams else None
+            ok = r["streams"] > 0  # with no stream ended whole there is no stretch (not a stretch of 0)
+            row = Row(f"{name}, {level} open streams", r["streams_per_s"], r["stretch_p50"] if ok else None, None,
+                      r["stretch_p99"] if ok else None, cpu, rss.peak, r["failed"], note)
             self.report.rows.append(row)
             rows.append(row)
+            if split:
+                self.scale_cpu.setdefault(name, {})[level] = split
             if r["failed"] > max(1, r["streams"] // 10):
                 break
         return rows
@@ -272,15 +282,35 @@ class RssSampler:
         self._take()
 
 
-def run_streams(mode: str, cfg: dict, timeout: float | None = None) -> dict:
+def run_streams(mode: str, cfg: dict, timeout: float | None = None,
+                on_mark: Callable[[str, int], None] | None = None) -> dict:
+    """Run ``benchkit.streamclients`` (pinned to the load core) and return its result.
+
+    ``on_mark(name, pid)`` is called as each ``STREAMS_MARK`` line arrives, with the clients' pid, while
+    they still run: the moment to read every process's CPU time. Killed after ``timeout`` seconds.
+    """
     timeout = timeout or cfg.get("duration", 10) + 60
-    proc = subprocess.run(pinned([sys.executable, "-m", "benchkit.streamclients", mode, "--config",
-                                  json.dumps(cfg)]), capture_output=True, text=True, timeout=timeout,
-                          env=child_env(), cwd=ROOT)
-    for line in proc.stdout.splitlines():
+    cmd = pinned([sys.executable, "-m", "benchkit.streamclients", mode, "--config", json.dumps(cfg)])
+    out: list[str] = []
+    with tempfile.TemporaryFile("w+") as err, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                                               env=child_env(), cwd=ROOT) as proc:
+        timer = threading.Timer(timeout, proc.kill)  # taskset execs python: proc.pid is the clients' pid
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                out.append(line)
+                if line.startswith("STREAMS_MARK ") and on_mark is not None:
+                    on_mark(line.split()[1], proc.pid)
+            proc.wait()
+        finally:
+            timer.cancel()
+        err.seek(0)
+        stderr = err.read()
+    for line in out:
         if line.startswith("STREAMS_RESULT "):
             return json.loads(line.split(" ", 1)[1])
-    raise RuntimeError(f"stream client failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    raise RuntimeError(f"stream client failed (exit {proc.returncode}):\n{''.join(out)}\n{stderr[-3000:]}")
 
 
 def started_in_parallel(starts: list[Callable[[], object]]) -> None:
@@ -328,7 +358,9 @@ def run(args: argparse.Namespace) -> Bench:
     plan = bench.plan
     wanted = set(args.only or ROW_KEYS)
     # Installed before anything starts: LiteLLM's first install takes a minute or two.
-    peer_versions = {name: install(name, args.peer_venv) for name in args.peers} if "peer" in wanted else {}
+    # The peers run for their own rows (peer) and for their streams-at-scale rows (scale), e.g. --only scale --peers.
+    with_peers = bool(wanted & {"peer", "scale"})
+    peer_versions = {name: install(name, args.peer_venv) for name in args.peers} if with_peers else {}
     upstream = choose_upstream(args.upstream)
     redis = RedisServer()
     drip = DripServer(plan.drip_interval, words=DRIP_WORDS)
@@ -389,8 +421,9 @@ def run(args: argparse.Namespace) -> Bench:
                              build=answers.anthropic_request)
         for peer in peers:
             if not peer.not_streamed:
-                bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid, peer.request_headers(),
-                                 plan.stream_concurrency, model=peer.stream_model)
+                if "peer" in wanted:
+                    bench.stream_row(f"peer streaming: {peer.label}", peer.port, peer.pid,
+                                     peer.request_headers(), plan.stream_concurrency, model=peer.stream_model)
                 if "scale" in wanted:
                     bench.scale_rows(f"peer streams at scale: {peer.label}", peer.port, peer.pid,
                                      peer.request_headers(), drip)
@@ -460,7 +493,7 @@ def measure_round(bench: Bench, wanted: set[str], upstream: LocalUpstream, main:
                       floors["constant"].pid, body=fixed, connections=1)
         bench.wrk_row("c=1 floor: Falcon + urllib3 passthrough", floors["passthrough"].url, OPENAI_PATH,
                       floors["passthrough"].pid, template=openai_tpl, connections=1)
-    for peer in peers:  # the same load as the gateway's miss rows, on the same upstream
+    for peer in peers if "peer" in wanted else []:  # the same load as the gateway's miss rows, same upstream
         bench.wrk_row(f"peer: {peer.label}, unique bodies", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
                       headers=peer.request_headers(), note="OpenAI in and out, no cache")
         bench.wrk_row(f"c=1 peer: {peer.label}", peer.url, OPENAI_PATH, peer.pid, template=openai_tpl,
@@ -506,6 +539,10 @@ def add_targets(bench: Bench, held: int | None, peers: list[Peer] | None = None)
                            f"{ttft:.2f} ms, {peer.label} {peer_ttft:.2f} ms")
         elif peer.not_streamed:
             r.lines.append(f"{peer.label}: streams not measured: {peer.not_streamed}")
+    for name, splits in bench.scale_cpu.items():
+        line = cpu_summary(name, splits, load_cores=1 if load_core() is not None else machine_cores())
+        if line:
+            r.lines.append(line)
     scale = scale_summary(r, SCALE_RELAYED)
     for peer in peers or []:
         theirs = scale_summary(r, f"peer streams at scale: {peer.label}")
@@ -581,6 +618,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         ".venv-peers/ when missing")
     parser.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV,
                         help="the virtual environment holding LiteLLM (default: %(default)s)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="after the run, draw streams/s and stretch p99 against open streams of every "
+                             "streams-at-scale set (the gateway's and each peer's) into this PNG (matplotlib)")
     parser.add_argument("--only", default="", help=f"measure only these rows (for profiling): {','.join(ROW_KEYS)}")
     args = parser.parse_args(argv)
     args.profile = [p for p in args.profile.split(",") if p]
@@ -613,6 +653,12 @@ def main(argv: list[str] | None = None) -> int:
     print(bench.report.render())
     for text in bench.profiles:
         print("\n" + text)
+    if args.plot:
+        title = bench.report.header[0] if bench.report.header else ""
+        if plot.write(bench.report, args.plot, title=title):
+            print(f"\nplot: {args.plot}")
+        else:
+            print("\nplot: not drawn, no streams-at-scale rows (--only scale, or a run with them)")
     print(f"\n(took {time.monotonic() - started:.0f} s)")
     return 0
 

@@ -18,7 +18,10 @@ client asking again as soon as its answer ends). Reports the streams finished
 per second and the *stretch* of each, its total time minus the time the
 upstream itself takes to send it: what the gateway added to a stream. The
 connections start spread over one stream's time, so they do not all ask at
-the same instant; only streams started after that are counted.
+the same instant; only streams started after that are counted. It prints
+``STREAMS_MARK open`` and ``STREAMS_MARK close`` when the counted window opens
+and closes, so the bench can read every process's CPU time over exactly that
+window (the CPU split of docs/performance.md).
 
 All print one JSON line starting with ``STREAMS_RESULT`` and end by
 themselves within their time limits.
@@ -278,8 +281,14 @@ async def sustain(cfg: SustainConfig) -> dict:
         if writer is not None:
             writer.close()
 
-    await asyncio.gather(*(client(n) for n in range(cfg.level)))
-    return {"level": cfg.level, "streams": len(stretch), "streams_per_s": ended_in_window / cfg.duration,
+    async def marks() -> None:
+        for name, at in (("open", counted_from), ("close", counted_to)):
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            print(f"STREAMS_MARK {name}", flush=True)
+
+    await asyncio.gather(marks(), *(client(n) for n in range(cfg.level)))
+    return {"level": cfg.level, "streams": len(stretch), "ended": ended_in_window,
+            "streams_per_s": ended_in_window / cfg.duration,
             "stretch_p50": _percentile(stretch, 50), "stretch_p99": _percentile(stretch, 99),
             "failed": sum(failures.values()), "failures": failures}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,9 +50,14 @@ SCALE_ROWS = ["gateway streams at scale, relayed, 20 open streams",
 
 
 @pytest.fixture(scope="module")
-def output() -> str:
-    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--rounds", "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=280)
+def plot_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-plot") / "scale.png"
+
+
+@pytest.fixture(scope="module")
+def output(plot_file: Path) -> str:
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--rounds", "2", "--plot", str(plot_file)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc.stdout
 
@@ -93,6 +99,12 @@ def test_cache_rows_come_from_their_tier(output: str, name: str, tier: str) -> N
     note = cells(output, name)[-1]
     share = re.search(rf"{tier} (\d+)%", note)
     assert share and int(share.group(1)) >= 90, note
+
+
+def test_plot_of_the_streams_at_scale_rows_is_written(output: str, plot_file: Path) -> None:
+    assert f"plot: {plot_file}" in output
+    assert plot_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_file.stat().st_size > 10_000  # axes, two lines, legends: not an empty canvas
 
 
 def test_every_target_gets_a_verdict(output: str) -> None:
@@ -144,3 +156,15 @@ def test_streams_at_scale_rows_are_measured_without_failures(output: str, name: 
     assert "-" not in (streams_per_s, p50, p99, cpu, rss), row
     assert float(streams_per_s.replace(",", "")) > 0, row
     assert errors == "0", row
+
+
+@pytest.mark.parametrize("name", SCALE_ROWS)
+def test_streams_at_scale_rows_split_the_cpu_between_gateway_drip_and_clients(output: str, name: str) -> None:
+    note = cells(output, name)[-1]
+    split = re.search(r"CPU per stream ended in the window: gateway ([\d.]+) ms \(([\d.]+) cores\), "
+                      r"drip ([\d.]+) ms \([\d.]+ cores\), clients ([\d.]+) ms \([\d.]+ cores\)", note)
+    assert split, note
+    assert float(split.group(1)) > 0 and float(split.group(4)) > 0, note  # the drip may idle below a tick
+    summary = next((ln for ln in output.splitlines() if ln.startswith(f"CPU split, {name.rsplit(', ', 1)[0]}: ")),
+                   None)
+    assert summary and "the gateway alone would end ~" in summary, output
