@@ -402,12 +402,15 @@ class WatchedStream:
         and a publish when the request has a flight."""
         flight = self._ticket.flight
         keep = self._raw.append
+        publish = None if flight is None else flight.add
         try:
             for ev in self._events:
                 if type(ev) is bytes:  # a relayed read the observer had no need to look into
                     keep(ev)
-                    if flight is not None:
-                        flight.publish(ev)
+                    if publish is not None:  # Flight.publish, written out
+                        publish(ev)
+                        if flight.waiting:
+                            flight.wake()
                 else:
                     self._observe(ev)
                 yield ev

@@ -35,14 +35,17 @@ _RUNNING, _DONE, _FAILED = 0, 1, 2
 class Flight:
     """One in-progress answer for a key: its stream events so far, then the answer or a failure."""
 
-    __slots__ = ("_cond", "_events", "_on_end", "_state", "_waiting", "answer", "origin", "tier")
+    __slots__ = ("_cond", "_events", "_on_end", "_state", "add", "answer", "origin", "tier", "waiting")
 
     def __init__(self, on_end: Callable[[Flight], None]) -> None:
         # Its own RLock: given a plain Lock, Condition() probes it for three RLock methods and catches
         # an AttributeError for each, on every miss.
         self._cond = threading.Condition(threading.RLock())
-        self._events: list[StreamEvent] = []
-        self._waiting = 0  # followers inside _wait: only they need a wake-up
+        self._events: list[StreamEvent | bytes] = []
+        # The leader's publish, for a loop that runs once per event: ``add(event)``, then ``wake()`` when
+        # ``waiting`` (followers inside ``_wait``: only they need a wake-up).
+        self.add = self._events.append
+        self.waiting = 0
         self._state = _RUNNING
         self._on_end = on_end
         self.answer: CachedAnswer | None = None
@@ -54,13 +57,16 @@ class Flight:
     def publish(self, event: StreamEvent) -> None:
         """One more event; the condition is taken only when a follower waits (most streams have none).
 
-        No wake-up is lost: a follower counts itself in ``_waiting`` before it looks at the events, and
+        No wake-up is lost: a follower counts itself in ``waiting`` before it looks at the events, and
         holds the condition until it waits; the event is appended before the count is read.
         """
-        self._events.append(event)
-        if self._waiting:
-            with self._cond:
-                self._cond.notify_all()
+        self.add(event)
+        if self.waiting:
+            self.wake()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def finish(self, answer: CachedAnswer, tier: str = "miss") -> None:
         self._end(_DONE, answer, tier)
@@ -80,7 +86,7 @@ class Flight:
 
     def _wait(self, ready: Callable[[], bool], deadline: float) -> None:
         """Wait (holding the condition) until ``ready()``; the request's deadline bounds it."""
-        self._waiting += 1
+        self.waiting += 1
         try:
             while not ready():
                 remaining = deadline - time.monotonic()
@@ -88,7 +94,7 @@ class Flight:
                     raise UpstreamTimeout("Timed out waiting for an identical request in progress")
                 self._cond.wait(remaining)
         finally:
-            self._waiting -= 1
+            self.waiting -= 1
 
     def wait_answer(self, deadline: float) -> CachedAnswer | None:
         """The leader's complete answer, or ``None`` if it failed."""

@@ -292,10 +292,11 @@ def _openai_needs_reading(raw: bytes) -> bool:
 
 
 # --- Text passed on without a look at its events ------------------------------------------------------
-# Most reads of a long answer bring whole text events. These checks recognise them, as their providers
-# write them, with a few substring searches over the whole read (no split, no regular expression, no
-# exception: ``bytes in bytes`` raises and clears a TypeError inside CPython before it searches). They may
-# say no to text (other spacing, a server's own layout): the events are then split and checked one by one
+# Most reads of a long answer bring whole text events. These checks recognise them (and that the read
+# ends an event), as their providers write them, with a few substring searches over the whole read (no
+# split, no regular expression, no exception: ``bytes in bytes`` raises and clears a TypeError inside
+# CPython before it searches). They may say no to text (other spacing, a server's own layout): the events
+# are then split and checked one by one
 # (``_NEEDS_READING``), which decides. They never say yes to what must be read.
 
 _ANTHROPIC_TEXT = b"event: content_block_delta\ndata: "
@@ -309,12 +310,12 @@ def _anthropic_plain(chunk: bytes) -> bool:
 
 
 def _openai_plain(chunk: bytes) -> bool:
-    """Chunks whose finish reasons, refusals and usage are all ``null`` (as OpenAI writes them), with no
+    """Whole chunks whose finish reasons, refusals and usage are all ``null`` (as OpenAI writes them), with no
     tool call, error or ``[DONE]``."""
-    return (chunk.count(b'"finish_reason"') == chunk.count(b'"finish_reason":null')
+    return (chunk.endswith(b"\n\n") and chunk.count(b'"finish_reason"') == chunk.count(b'"finish_reason":null')
             and chunk.find(b'"tool_calls"') < 0 and chunk.find(b'"error"') < 0 and chunk.find(b"[DONE]") < 0
-            and chunk.count(b'"usage"') == chunk.count(b'"usage":null')
-            and chunk.count(b'"refusal"') == chunk.count(b'"refusal":null'))
+            and (chunk.find(b'"usage"') < 0 or chunk.count(b'"usage"') == chunk.count(b'"usage":null'))
+            and (chunk.find(b'"refusal"') < 0 or chunk.count(b'"refusal"') == chunk.count(b'"refusal":null')))
 
 
 _RESPONSES_TEXT = (b"event: response.output_text.delta\n", b"event: response.reasoning_text.delta\n",
@@ -402,7 +403,7 @@ def observe_stream(chunks: Iterable[bytes], dialect: str) -> Iterator[bytes | Re
     needs_reading = observer.needs_reading
     plain = _PLAIN[dialect]
     for chunk in chunks:
-        if observer.token_seen and not held and chunk.endswith(b"\n\n") and plain(chunk):
+        if observer.token_seen and not held and plain(chunk):
             yield chunk
             continue
         raws = splitter.feed(chunk)

@@ -190,8 +190,10 @@ class ChatResource:
                 if cut:  # a stream abort() cannot stop (a replay, a coalesced follower)
                     raise ClientGone()
                 if type(ev) is bytes:  # relayed text the observer did not look into
-                    if strip_usage:
-                        ev = relay.strip_added_usage(ev)
+                    if strip_usage:  # relay.strip_added_usage, its usual case written out
+                        ev = ev.replace(b',"usage":null', b"")
+                        if ev.find(b'"usage"') >= 0:
+                            ev = relay.strip_added_usage(ev)
                     if ev:
                         yield ev
                     continue
