@@ -69,7 +69,7 @@ from app.resilience.retry import RetryPolicy
 
 def observe_attempt(target: Target, started: float) -> None:
     """One upstream attempt's time, failed or not, into llm_edge_provider_duration_seconds."""
-    metrics.child(metrics.PROVIDER_DURATION, target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
+    metrics.observer(metrics.PROVIDER_DURATION, target.provider.name, metrics.MODEL_LABELS(target.model))(
         time.monotonic() - started)
 
 

@@ -44,12 +44,12 @@ class Accounting:
         cents = self.prices.cost_cents(provider, model, usage)
         ctx.cost_cents = cents
         label = metrics.MODEL_LABELS.admit(model)
-        metrics.child(metrics.TOKENS, provider, label, "prompt").inc(usage.input_tokens)
-        metrics.child(metrics.TOKENS, provider, label, "completion").inc(usage.output_tokens)
-        metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
+        metrics.adder(metrics.TOKENS, provider, label, "prompt")(usage.input_tokens)
+        metrics.adder(metrics.TOKENS, provider, label, "completion")(usage.output_tokens)
+        metrics.adder(metrics.COST_CENTS, provider, label)(cents)
         if usage.cache_read_tokens:
             saved = self.prices.prompt_cache_savings_cents(provider, model, usage)
-            metrics.child(metrics.PROMPT_CACHE_SAVINGS_CENTS, provider, label).inc(saved)
+            metrics.adder(metrics.PROMPT_CACHE_SAVINGS_CENTS, provider, label)(saved)
         if reservation is not None:
             reservation.settle(cents)
         elif self.spend is not None and cents > 0:
@@ -62,5 +62,5 @@ class Accounting:
         """Count a cache hit: what the same answer cost upstream is saved (cents, also returned)."""
         ctx.usage = usage
         saved = self.prices.cost_cents(provider, model, usage)
-        metrics.child(metrics.CACHE_SAVINGS_CENTS, provider, metrics.MODEL_LABELS.admit(model)).inc(saved)
+        metrics.adder(metrics.CACHE_SAVINGS_CENTS, provider, metrics.MODEL_LABELS.admit(model))(saved)
         return saved

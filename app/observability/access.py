@@ -23,19 +23,22 @@ log = logging.getLogger("llm_edge.access")
 PROMPT_LOG_LIMIT = 8192
 
 
+_IN_FLIGHT = metrics.adder(metrics.IN_FLIGHT)
+
+
 def request_started(ctx: RequestContext) -> None:
-    metrics.IN_FLIGHT.inc()
+    _IN_FLIGHT(1.0)
 
 
 def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     provider = ctx.provider or "none"
-    metrics.child(metrics.REQUESTS, ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
-                  str(ctx.status)).inc()
-    metrics.child(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache).observe(duration)
+    metrics.adder(metrics.REQUESTS, ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
+                  str(ctx.status))(1.0)
+    metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache)(duration)
     if ctx.first_token_at is not None:
-        metrics.child(metrics.TIME_TO_FIRST_TOKEN, provider).observe(ctx.first_token_at - ctx.started)
-    metrics.IN_FLIGHT.dec()  # last: a scrape that finds nothing in flight finds every answered request counted
+        metrics.observer(metrics.TIME_TO_FIRST_TOKEN, provider)(ctx.first_token_at - ctx.started)
+    _IN_FLIGHT(-1.0)  # last: a scrape that finds nothing in flight finds every answered request counted
     if ctx.span is not None:
         Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):
