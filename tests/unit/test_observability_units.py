@@ -123,6 +123,22 @@ def test_accounting_counts_tokens_cost_and_spend_once() -> None:
     assert spend.spent("acme") == pytest.approx(200.0)  # a hit costs the client nothing
 
 
+def test_a_cached_answer_served_again_saves_its_price_each_time() -> None:
+    """The saving of one cached usage is remembered per provider and model, and counted at every hit."""
+    prices = PriceTable({"memo-a": Price(1.0, 2.0, 0.5), "memo-b": Price(3.0, 4.0, 3.0)})
+    metrics.MODEL_LABELS.allow(["memo-a", "memo-b"])
+    accounting = Accounting(prices)
+    ctx = RequestContext("r", "/v1/chat/completions", "openai")
+    usage = Usage(1_000_000, 1_000_000)
+    labels = {"provider": "p", "model": "memo-a"}
+    before = sample("llm_edge_cache_savings_total_cents", labels)
+    assert [accounting.cache_hit(ctx, "p", "memo-a", usage) for _ in range(3)] == [pytest.approx(300.0)] * 3
+    assert sample("llm_edge_cache_savings_total_cents", labels) - before == pytest.approx(900.0)
+    assert accounting.cache_hit(ctx, "p", "memo-b", usage) == pytest.approx(700.0)  # same usage, another model
+    assert accounting.cache_hit(ctx, "p", "memo-a", Usage(2_000_000, 0)) == pytest.approx(200.0)
+    assert ctx.usage == Usage(2_000_000, 0)
+
+
 def test_every_metric_is_documented() -> None:
     """README and docs/ list every metric the gateway defines."""
     from prometheus_client.metrics import MetricWrapperBase
