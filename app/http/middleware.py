@@ -75,18 +75,18 @@ class RequestContextMiddleware:
         ctx: RequestContext | None = getattr(req.context, "gw", None)
         if ctx is None:
             return
-        resp.set_header("x-request-id", ctx.request_id)
+        headers = [("x-request-id", ctx.request_id)]  # set by one set_headers call: set_header each, in order
         if ctx.provider:
-            resp.set_header("x-llm-edge-provider", ctx.provider)
+            headers.append(("x-llm-edge-provider", ctx.provider))
         if ctx.model:
-            resp.set_header("x-llm-edge-model", ctx.model)
+            headers.append(("x-llm-edge-model", ctx.model))
         if ctx.requested_model is not None:
-            resp.set_header("x-llm-edge-cache", ctx.cache)
+            headers.append(("x-llm-edge-cache", ctx.cache))
         if ctx.dropped:
-            resp.set_header(DROPPED_HEADER, dropped_fields_value(ctx.dropped))
+            headers.append((DROPPED_HEADER, dropped_fields_value(ctx.dropped)))
         if ctx.upstream_headers is not None and ctx.provider != "cache":
-            for name, value in passed_back(ctx.upstream_headers):
-                resp.set_header(name, value)
+            headers += passed_back(ctx.upstream_headers)
+        resp.set_headers(headers)
         if resp.stream is None or not ctx.stream:
             ctx.status = int(resp.status_code)  # a stream's status is its generator's to say
 
