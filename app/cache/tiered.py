@@ -29,10 +29,7 @@ class TieredCache:
     def __init__(self, l1: L1Cache[CachedAnswer], l2: L2Cache | None) -> None:
         self.l1 = l1
         self.l2 = l2 if l2 is not None and l2.enabled else None
-
-    @property
-    def enabled(self) -> bool:
-        return self.l1.enabled or self.l2 is not None
+        self.enabled = self.l1.enabled or self.l2 is not None  # fixed at construction; every lookup asks
 
     def get_l1(self, key: str) -> CachedAnswer | None:
         if not self.l1.enabled:
