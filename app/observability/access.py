@@ -57,7 +57,7 @@ def request_finished(ctx: RequestContext) -> None:
             "duration_ms": round(duration * 1000, 3),
             "prompt_tokens": usage.input_tokens if usage else 0,
             "completion_tokens": usage.output_tokens if usage else 0,
-            "cost_cents": round(ctx.cost_cents, 6),
+            "cost_cents": round(ctx.cost_cents, 6) if ctx.cost_cents else ctx.cost_cents,  # a hit: 0.0 as it is
             "attempts": ctx.attempts,
             "error_type": ctx.error_type,
         }
