@@ -70,11 +70,9 @@ class ClientRegistry:
         self._by_digest = {c.digest: c for c in self.clients}
         self._found: dict[str, Client] = {}  # keys found valid, by their text (module docstring)
         self.anonymous = Client(ANONYMOUS, anonymous_tier, {})
-
-    @property
-    def open(self) -> bool:
-        """No clients configured: development mode, every caller is ``anonymous``."""
-        return not self.clients
+        # No clients configured: development mode, every caller is ``anonymous``. (An attribute: every
+        # request asks, and the clients never change after construction.)
+        self.open = not self.clients
 
     def find(self, key: str) -> Client | None:
         """The client whose key this is, or None (see the module docstring for why this is safe)."""
