@@ -9,6 +9,7 @@ middleware can know a stream's end).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from app.context import RequestContext
 from app.formats.canonical import ChatRequest, TextBlock, ToolResultBlock
@@ -23,22 +24,29 @@ log = logging.getLogger("llm_edge.access")
 PROMPT_LOG_LIMIT = 8192
 
 
-_IN_FLIGHT = metrics.adder(metrics.IN_FLIGHT)
+_IN_FLIGHT_UP = metrics.counter_step(metrics.IN_FLIGHT)
+_IN_FLIGHT_DOWN = metrics.counter_step(metrics.IN_FLIGHT, step=-1.0)
+_answered: dict[tuple[str, str, str, int], Callable[[], None]] = {}  # the request counter's steps, by labels
 
 
 def request_started(ctx: RequestContext) -> None:
-    _IN_FLIGHT(1.0)
+    _IN_FLIGHT_UP()
 
 
 def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     provider = ctx.provider or "none"
-    metrics.adder(metrics.REQUESTS, ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
-                  str(ctx.status))(1.0)
+    model = metrics.MODEL_LABELS(ctx.model or ctx.requested_model)
+    labels = (ctx.endpoint, provider, model, ctx.status)
+    count = _answered.get(labels)
+    if count is None:
+        count = _answered.setdefault(labels, metrics.counter_step(metrics.REQUESTS, ctx.endpoint, provider, model,
+                                                                  str(ctx.status)))
+    count()
     metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache)(duration)
     if ctx.first_token_at is not None:
         metrics.observer(metrics.TIME_TO_FIRST_TOKEN, provider)(ctx.first_token_at - ctx.started)
-    _IN_FLIGHT(-1.0)  # last: a scrape that finds nothing in flight finds every answered request counted
+    _IN_FLIGHT_DOWN()  # last: a scrape that finds nothing in flight finds every answered request counted
     if ctx.span is not None:
         Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):

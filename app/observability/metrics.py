@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -130,6 +131,16 @@ def _adder_of(observable) -> Callable[[float], None]:  # type: ignore[no-untyped
         inc(amount)
 
     return add
+
+
+def counter_step(metric, *values: str, step: float = 1.0) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """``child(metric, *values).inc(step)`` as a call without arguments: the value's own ``inc`` with the step
+    bound (``functools.partial``, a C call: no Python frame). ``step`` is fixed here, so a counter's cannot
+    go negative unchecked (``ValueError`` here, as prometheus_client would raise it at the first ``inc``)."""
+    observable = child(metric, *values) if values else metric
+    if step < 0 and isinstance(observable, Counter):
+        raise ValueError("Counters can only be incremented by non-negative amounts.")
+    return partial(observable._value.inc, step)
 
 
 def observer(metric, *values: str) -> Callable[[float], None]:  # type: ignore[no-untyped-def]

@@ -177,3 +177,35 @@ def test_the_endpoint_label_of_a_path_outside_the_fixed_set_is_its_template_or_o
     from app.http.middleware import endpoint_of
 
     assert endpoint_of(path) == label
+
+
+def test_the_direct_metric_calls_count_what_prometheus_client_counts() -> None:
+    """metrics.observer / adder / counter_step: the same samples as observe / inc on a twin metric."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    registry = CollectorRegistry()
+    ours = Histogram("direct_h", "h", ["k"], buckets=(0.1, 1.0, 5.0), registry=registry)
+    theirs = Histogram("stock_h", "h", ["k"], buckets=(0.1, 1.0, 5.0), registry=registry)
+    for amount in (0.0, 0.1, 0.10000001, 1.0, 4.99, 5.0, 7.0, float("inf"), -1.0, float("nan")):
+        metrics.observer(ours, "a")(amount)
+        theirs.labels("a").observe(amount)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        found = [(s.name.replace(name, ""), s.labels, s.value) for m in registry.collect() if m.name == name
+                 for s in m.samples if not s.name.endswith("_created")]
+        return [(n, labels, "nan" if v != v else v) for n, labels, v in found]  # type: ignore[misc]
+
+    assert samples("direct_h") == samples("stock_h")
+    counter = Counter("direct_c", "c", ["k"], registry=registry)
+    metrics.adder(counter, "a")(2.5)
+    metrics.counter_step(counter, "a")()
+    assert counter.labels("a")._value.get() == 3.5
+    with pytest.raises(ValueError):
+        metrics.adder(counter, "a")(-1)
+    with pytest.raises(ValueError):
+        metrics.counter_step(counter, "a", step=-1.0)
+    gauge = Gauge("direct_g", "g", registry=registry)
+    metrics.counter_step(gauge)()
+    metrics.counter_step(gauge, step=-1.0)()
+    metrics.adder(gauge)(-2.0)
+    assert gauge._value.get() == -2.0
