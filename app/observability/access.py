@@ -27,6 +27,7 @@ PROMPT_LOG_LIMIT = 8192
 _IN_FLIGHT_UP = metrics.counter_step(metrics.IN_FLIGHT)
 _IN_FLIGHT_DOWN = metrics.counter_step(metrics.IN_FLIGHT, step=-1.0)
 _answered: dict[tuple[str, str, str, int], Callable[[], None]] = {}  # the request counter's steps, by labels
+_timed: dict[tuple[str, str, str], Callable[[float], None]] = {}  # the duration histogram's observers, by labels
 
 
 def request_started(ctx: RequestContext) -> None:
@@ -43,7 +44,11 @@ def request_finished(ctx: RequestContext) -> None:
         count = _answered.setdefault(labels, metrics.counter_step(metrics.REQUESTS, ctx.endpoint, provider, model,
                                                                   str(ctx.status)))
     count()
-    metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache)(duration)
+    timed = _timed.get((ctx.endpoint, provider, ctx.cache))
+    if timed is None:
+        timed = _timed.setdefault((ctx.endpoint, provider, ctx.cache),
+                                  metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache))
+    timed(duration)
     if ctx.first_token_at is not None:
         metrics.observer(metrics.TIME_TO_FIRST_TOKEN, provider)(ctx.first_token_at - ctx.started)
     _IN_FLIGHT_DOWN()  # last: a scrape that finds nothing in flight finds every answered request counted

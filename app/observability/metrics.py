@@ -147,7 +147,8 @@ def observer(metric, *values: str) -> Callable[[float], None]:  # type: ignore[n
     """What ``child(metric, *values).observe`` does (a histogram's), as one call, remembered.
 
     The sum and the one bucket the amount falls in (the first bound not below it: prometheus_client walks
-    the bounds in order, this bisects them), each through its value's own ``inc``.
+    the bounds in order, this bisects them), through the values' own ``inc`` (the lean values' ``inc_with``:
+    both under one lock).
     """
     key = (metric, *values)
     found = _observers.get(key)
@@ -155,11 +156,17 @@ def observer(metric, *values: str) -> Callable[[float], None]:  # type: ignore[n
         histogram = child(metric, *values) if values else metric
         add_sum = histogram._sum.inc
         bounds = tuple(histogram._upper_bounds)
-        buckets = tuple(bucket.inc for bucket in histogram._buckets)
+        cells = tuple(histogram._buckets)
+        buckets = tuple(bucket.inc for bucket in cells)
+        together = getattr(histogram._sum, "inc_with", None)  # the lean values: sum and bucket under one lock
 
         def observe(amount: float) -> None:
-            add_sum(amount)
-            if amount == amount:  # NaN falls in no bucket (no bound is >= it), as in prometheus_client
+            if amount != amount:  # NaN falls in no bucket (no bound is >= it), as in prometheus_client
+                add_sum(amount)
+            elif together is not None:
+                together(amount, cells[bisect_left(bounds, amount)], 1.0)
+            else:
+                add_sum(amount)
                 buckets[bisect_left(bounds, amount)](1.0)
 
         found = _observers.setdefault(key, observe)

@@ -123,6 +123,15 @@ def lean_multiprocess_value() -> type:
                 self._value += amount
                 _PACK_TWO_DOUBLES_INTO(self._file._m, self._pos, self._value, 0.0)
 
+        def inc_with(self, amount: float, other: LeanMmapedValue, other_amount: float) -> None:
+            """``inc(amount)`` and ``other.inc(other_amount)`` under one hold of the lock: a histogram's sum and
+            its bucket (app.observability.metrics.observer), which a scrape then sees together."""
+            with lock:
+                self._value += amount
+                _PACK_TWO_DOUBLES_INTO(self._file._m, self._pos, self._value, 0.0)
+                other._value += other_amount
+                _PACK_TWO_DOUBLES_INTO(other._file._m, other._pos, other._value, 0.0)
+
         def set(self, value: float, timestamp: float | None = None) -> None:
             with lock:
                 self._value = value
