@@ -69,7 +69,7 @@ from app.resilience.retry import RetryPolicy
 
 def observe_attempt(target: Target, started: float) -> None:
     """One upstream attempt's time, failed or not, into llm_edge_provider_duration_seconds."""
-    metrics.child(metrics.PROVIDER_DURATION, target.provider.name, metrics.MODEL_LABELS(target.model)).observe(
+    metrics.observer(metrics.PROVIDER_DURATION, target.provider.name, metrics.MODEL_LABELS(target.model))(
         time.monotonic() - started)
 
 
@@ -238,7 +238,9 @@ class Pipeline:
             first_body = self.caller.payload(targets[0], req, source)
         deadline = deadline_from(self.request_timeout)
         served, ticket = None, NO_TICKET
-        if self.cache is not None:
+        if self.cache is not None and ctx.span is None:  # not traced: no span to open (nor its context manager)
+            served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline, relayed)
+        elif self.cache is not None:
             with self.tracing.cache_lookup(ctx) as span:
                 served, ticket = self.cache.begin(ctx, req, targets[0], cache_control, deadline, relayed)
                 if span is not None:

@@ -19,6 +19,8 @@ from app.context import RequestContext
 from app.formats.canonical import Usage
 from app.observability import metrics
 
+_SAVED_LIMIT = 4096  # cached answers whose savings are remembered; past it the memo starts again
+
 # Counts a provider's tokens against the client's token rate limit: ``AccessMiddleware.count_tokens``.
 TokenCounter = Callable[[RequestContext, Usage], None]
 
@@ -35,6 +37,8 @@ class Accounting:
         self.prices = prices
         self.spend = spend
         self.tokens = tokens
+        # id(usage) -> (usage, provider, model, cents saved, the savings series' adder): cache_hit's memo
+        self._saved: dict[int, tuple[Usage, str, str, float, Callable[[float], None]]] = {}
 
     def upstream(self, ctx: RequestContext, provider: str, model: str, usage: Usage,
                  reservation: Settles | None = None) -> float:
@@ -44,12 +48,12 @@ class Accounting:
         cents = self.prices.cost_cents(provider, model, usage)
         ctx.cost_cents = cents
         label = metrics.MODEL_LABELS.admit(model)
-        metrics.child(metrics.TOKENS, provider, label, "prompt").inc(usage.input_tokens)
-        metrics.child(metrics.TOKENS, provider, label, "completion").inc(usage.output_tokens)
-        metrics.child(metrics.COST_CENTS, provider, label).inc(cents)
+        metrics.adder(metrics.TOKENS, provider, label, "prompt")(usage.input_tokens)
+        metrics.adder(metrics.TOKENS, provider, label, "completion")(usage.output_tokens)
+        metrics.adder(metrics.COST_CENTS, provider, label)(cents)
         if usage.cache_read_tokens:
             saved = self.prices.prompt_cache_savings_cents(provider, model, usage)
-            metrics.child(metrics.PROMPT_CACHE_SAVINGS_CENTS, provider, label).inc(saved)
+            metrics.adder(metrics.PROMPT_CACHE_SAVINGS_CENTS, provider, label)(saved)
         if reservation is not None:
             reservation.settle(cents)
         elif self.spend is not None and cents > 0:
@@ -59,8 +63,19 @@ class Accounting:
         return cents
 
     def cache_hit(self, ctx: RequestContext, provider: str, model: str, usage: Usage) -> float:
-        """Count a cache hit: what the same answer cost upstream is saved (cents, also returned)."""
+        """Count a cache hit: what the same answer cost upstream is saved (cents, also returned).
+
+        A cached answer is served many times with the same usage object: its price and its savings
+        series are worked out once per (usage, provider, model) and remembered (the prices never change
+        in a process).
+        """
         ctx.usage = usage
-        saved = self.prices.cost_cents(provider, model, usage)
-        metrics.child(metrics.CACHE_SAVINGS_CENTS, provider, metrics.MODEL_LABELS.admit(model)).inc(saved)
-        return saved
+        known = self._saved.get(id(usage))
+        if known is None or known[0] is not usage or known[1] != provider or known[2] != model:
+            saved = self.prices.cost_cents(provider, model, usage)
+            add = metrics.adder(metrics.CACHE_SAVINGS_CENTS, provider, metrics.MODEL_LABELS.admit(model))
+            if len(self._saved) >= _SAVED_LIMIT:
+                self._saved.clear()
+            known = self._saved[id(usage)] = (usage, provider, model, saved, add)  # usage kept: its id stays its
+        known[4](known[3])
+        return known[3]

@@ -79,7 +79,8 @@ class Flight:
             if self._state != _RUNNING:
                 return
             self._state, self.answer, self.tier = state, answer, tier
-            self._cond.notify_all()
+            if self.waiting:  # a follower in _wait (counted under this condition); most flights have none
+                self._cond.notify_all()
         self._on_end(self)
 
     # --- the followers' side -------------------------------------------------

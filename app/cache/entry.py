@@ -20,7 +20,8 @@ is treated as a miss, never as an error.
 from __future__ import annotations
 
 import zlib
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -36,6 +37,8 @@ from app.formats.canonical import (
 )
 
 COMPRESS_MIN_BYTES = 1024
+# Every Usage count in field order, as ``dataclasses.astuple`` gives them (ints: nothing to copy deeply).
+_usage_counts = attrgetter(*(f.name for f in fields(Usage)))
 _RAW = b"j"
 _ZLIB = b"z"
 
@@ -90,7 +93,7 @@ def serialize(answer: CachedAnswer) -> tuple[bytes, bytes | None]:
     r = answer.response
     u = r.usage
     head = [answer.provider, answer.model, r.id, r.model, r.created, r.stop_reason,
-            r.stop_sequence, list(astuple(u)), [_block(b) for b in r.content]]
+            r.stop_sequence, list(_usage_counts(u)), [_block(b) for b in r.content]]
     relayed = answer.relayed
     if relayed is None:
         return orjson.dumps(head), None

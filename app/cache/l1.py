@@ -32,11 +32,9 @@ class L1Cache(Generic[V]):
         self._clock = clock
         self._lock = threading.Lock()
         self._bytes = 0
+        # Fixed at construction (an attribute, not a property: every lookup asks).
+        self.enabled = max_entries > 0 and max_bytes > 0 and ttl > 0
         self._lru: LRU | None = LRU(max_entries, callback=self._evicted) if self.enabled else None
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_entries > 0 and self.max_bytes > 0 and self.ttl > 0
 
     @property
     def bytes_used(self) -> int:

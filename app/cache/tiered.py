@@ -19,35 +19,32 @@ from app.cache.l2 import L2Cache
 from app.context import Step
 from app.observability import metrics
 
-_L1_HITS = metrics.CACHE_HITS.labels("l1")
-_L1_MISSES = metrics.CACHE_MISSES.labels("l1")
-_L2_HITS = metrics.CACHE_HITS.labels("l2")
-_L2_MISSES = metrics.CACHE_MISSES.labels("l2")
+_L1_HITS = metrics.counter_step(metrics.CACHE_HITS, "l1")
+_L1_MISSES = metrics.counter_step(metrics.CACHE_MISSES, "l1")
+_L2_HITS = metrics.counter_step(metrics.CACHE_HITS, "l2")
+_L2_MISSES = metrics.counter_step(metrics.CACHE_MISSES, "l2")
 
 
 class TieredCache:
     def __init__(self, l1: L1Cache[CachedAnswer], l2: L2Cache | None) -> None:
         self.l1 = l1
         self.l2 = l2 if l2 is not None and l2.enabled else None
-
-    @property
-    def enabled(self) -> bool:
-        return self.l1.enabled or self.l2 is not None
+        self.enabled = self.l1.enabled or self.l2 is not None  # fixed at construction; every lookup asks
 
     def get_l1(self, key: str) -> CachedAnswer | None:
         if not self.l1.enabled:
             return None
         found = self.l1.get(key)
         if found is not None:
-            _L1_HITS.inc()
+            _L1_HITS()
         elif self.l2 is None:
-            _L1_MISSES.inc()  # the last tier asked; with L2, get_l2 records this lookup's outcome
+            _L1_MISSES()  # the last tier asked; with L2, get_l2 records this lookup's outcome
         return found
 
     def missed_l1_only(self) -> None:
         """Record a lookup that missed L1 and will not ask L2 (it follows a request in flight)."""
         if self.l2 is not None:
-            _L1_MISSES.inc()
+            _L1_MISSES()
 
     def peek_l1(self, key: str) -> CachedAnswer | None:
         """L1 without counting: a second look by the same request."""
@@ -60,9 +57,9 @@ class TieredCache:
         stored = self.l2.get(key)
         entry = decode(stored[0]) if stored is not None else None
         if stored is None or entry is None:
-            _L2_MISSES.inc()
+            _L2_MISSES()
             return None
-        _L2_HITS.inc()
+        _L2_HITS()
         answer, size = entry
         self.l1.put(key, answer, size, ttl=stored[1])
         return answer

@@ -87,7 +87,8 @@ class Exchange:
                 ctx.status, ctx.error_type = CLIENT_GONE_STATUS, CLIENT_GONE
             if ctx.status == CLIENT_GONE_STATUS:  # that, or gone before the answer was in (the resource said so)
                 metrics.CLIENT_DISCONNECTS.labels(ctx.endpoint).inc()
-        run_steps(self.steps)
+        if self.steps:  # (a hit has none)
+            run_steps(self.steps)
         if ctx is not None:
             try:
                 request_finished(ctx)

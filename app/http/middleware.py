@@ -55,12 +55,16 @@ class RequestContextMiddleware:
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
         traceparent = env.get("HTTP_TRACEPARENT")
         exchange = env.get(EXCHANGE_ENVIRON)
+        path = req.path
+        peer = env.get("REMOTE_ADDR", "127.0.0.1")  # what Falcon's req.remote_addr reads
+        forwarded_for = env.get("HTTP_X_FORWARDED_FOR")
         ctx = RequestContext(
             request_id=request_id,
-            endpoint=req.path if req.path in _ENDPOINTS else endpoint_of(req.path),
-            dialect=dialect_for(req.path),  # type: ignore[arg-type]
+            endpoint=path if path in _ENDPOINTS else endpoint_of(path),
+            dialect=_DIALECTS.get(path) or dialect_for(path),  # type: ignore[arg-type]
             traceparent=traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
-            client_addr=self.client_address(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR")),
+            # Without X-Forwarded-For the peer is the caller (what ClientAddress answers then).
+            client_addr=self.client_address(peer, forwarded_for) if forwarded_for else peer,
             after=exchange.steps if exchange is not None else None,
         )
         req.context.gw = ctx
@@ -75,20 +79,20 @@ class RequestContextMiddleware:
         ctx: RequestContext | None = getattr(req.context, "gw", None)
         if ctx is None:
             return
-        resp.set_header("x-request-id", ctx.request_id)
+        headers = [("x-request-id", ctx.request_id)]  # set by one set_headers call: set_header each, in order
         if ctx.provider:
-            resp.set_header("x-llm-edge-provider", ctx.provider)
+            headers.append(("x-llm-edge-provider", ctx.provider))
         if ctx.deployment:
-            resp.set_header("x-llm-edge-deployment", ctx.deployment)
+            headers.append(("x-llm-edge-deployment", ctx.deployment))
         if ctx.model:
-            resp.set_header("x-llm-edge-model", ctx.model)
+            headers.append(("x-llm-edge-model", ctx.model))
         if ctx.requested_model is not None:
-            resp.set_header("x-llm-edge-cache", ctx.cache)
+            headers.append(("x-llm-edge-cache", ctx.cache))
         if ctx.dropped:
-            resp.set_header(DROPPED_HEADER, dropped_fields_value(ctx.dropped))
+            headers.append((DROPPED_HEADER, dropped_fields_value(ctx.dropped)))
         if ctx.upstream_headers is not None and ctx.provider != "cache":
-            for name, value in passed_back(ctx.upstream_headers):
-                resp.set_header(name, value)
+            headers += passed_back(ctx.upstream_headers)
+        resp.set_headers(headers)
         if resp.stream is None or not ctx.stream:
             ctx.status = int(resp.status_code)  # a stream's status is its generator's to say
 
@@ -133,6 +137,7 @@ _ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/models", "/
                         "/health/ready",
                         "/v1/messages/count_tokens", "/v1/embeddings", "/v1/responses"})
 _TEMPLATES = (("/v1/models/", "/v1/models/{id}"), ("/v1/responses/", "/v1/responses/{id}"))
+_DIALECTS = {path: dialect_for(path) for path in _ENDPOINTS}  # the routed paths' dialects, worked out once
 
 
 def endpoint_of(path: str) -> str:

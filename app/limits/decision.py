@@ -23,9 +23,14 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes}m{int(rest)}s"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """One request's verdict and the caller's limit state after it (all times in seconds)."""
+    """One request's verdict and the caller's limit state after it (all times in seconds).
+
+    Never changed once made (``dataclasses.replace`` makes another), but not ``frozen``: a leased
+    admission makes one per request, and a frozen dataclass's ``__init__`` sets every field through
+    ``object.__setattr__`` (four times the cost of this one's).
+    """
 
     allowed: bool
     refused_by: str | None  # REQUESTS, GLOBAL or TOKENS when refused

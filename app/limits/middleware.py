@@ -91,8 +91,7 @@ class AccessMiddleware:
             if resp.status_code == 401:
                 resp.set_header("www-authenticate", 'Bearer realm="llm-edge-agent"')
             return
-        for name, value in decision.headers():
-            resp.set_header(name, value)
+        resp.set_headers(decision.headers())  # one call: Falcon's set_header for each, in order
         if not decision.allowed:
             resp.set_header("retry-after-ms", str(math.ceil(decision.retry_after * 1000)))
 

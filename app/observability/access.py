@@ -9,6 +9,7 @@ middleware can know a stream's end).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from app.context import RequestContext
 from app.formats.canonical import ChatRequest, TextBlock, ToolResultBlock
@@ -23,19 +24,34 @@ log = logging.getLogger("llm_edge.access")
 PROMPT_LOG_LIMIT = 8192
 
 
+_IN_FLIGHT_UP = metrics.counter_step(metrics.IN_FLIGHT)
+_IN_FLIGHT_DOWN = metrics.counter_step(metrics.IN_FLIGHT, step=-1.0)
+_answered: dict[tuple[str, str, str, int], Callable[[], None]] = {}  # the request counter's steps, by labels
+_timed: dict[tuple[str, str, str], Callable[[float], None]] = {}  # the duration histogram's observers, by labels
+
+
 def request_started(ctx: RequestContext) -> None:
-    metrics.IN_FLIGHT.inc()
+    _IN_FLIGHT_UP()
 
 
 def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     provider = ctx.provider or "none"
-    metrics.child(metrics.REQUESTS, ctx.endpoint, provider, metrics.MODEL_LABELS(ctx.model or ctx.requested_model),
-                  str(ctx.status)).inc()
-    metrics.child(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache).observe(duration)
+    model = metrics.MODEL_LABELS(ctx.model or ctx.requested_model)
+    labels = (ctx.endpoint, provider, model, ctx.status)
+    count = _answered.get(labels)
+    if count is None:
+        count = _answered.setdefault(labels, metrics.counter_step(metrics.REQUESTS, ctx.endpoint, provider, model,
+                                                                  str(ctx.status)))
+    count()
+    timed = _timed.get((ctx.endpoint, provider, ctx.cache))
+    if timed is None:
+        timed = _timed.setdefault((ctx.endpoint, provider, ctx.cache),
+                                  metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache))
+    timed(duration)
     if ctx.first_token_at is not None:
-        metrics.child(metrics.TIME_TO_FIRST_TOKEN, provider).observe(ctx.first_token_at - ctx.started)
-    metrics.IN_FLIGHT.dec()  # last: a scrape that finds nothing in flight finds every answered request counted
+        metrics.observer(metrics.TIME_TO_FIRST_TOKEN, provider)(ctx.first_token_at - ctx.started)
+    _IN_FLIGHT_DOWN()  # last: a scrape that finds nothing in flight finds every answered request counted
     if ctx.span is not None:
         Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):
@@ -54,7 +70,7 @@ def request_finished(ctx: RequestContext) -> None:
             "duration_ms": round(duration * 1000, 3),
             "prompt_tokens": usage.input_tokens if usage else 0,
             "completion_tokens": usage.output_tokens if usage else 0,
-            "cost_cents": round(ctx.cost_cents, 6),
+            "cost_cents": round(ctx.cost_cents, 6) if ctx.cost_cents else ctx.cost_cents,  # a hit: 0.0 as it is
             "attempts": ctx.attempts,
             "error_type": ctx.error_type,
         }

@@ -15,7 +15,9 @@ docs/performance.md, "What we tried".)
 
 from __future__ import annotations
 
+import codecs
 import logging
+import os
 from typing import TextIO
 
 
@@ -41,6 +43,33 @@ class LineWriting:
         finally:
             self.release()  # type: ignore[attr-defined]
 
+    def add_encoded(self, line: bytes) -> None:
+        """A line formatted elsewhere, UTF-8 encoded and ending in a newline (``logging.log_fields``).
+
+        When the stream is a UTF-8 text file over a descriptor (stderr, a log file), the bytes go to the
+        descriptor in one ``os.write``: what the text stream's write and flush would send, without
+        decoding and re-encoding the line. (Every line of these handlers leaves the stream's buffer
+        empty, so nothing written before is overtaken.) Any other stream takes the text.
+        """
+        with self.lock:  # type: ignore[attr-defined]
+            stream = self._target()
+            if stream is None:
+                return
+            known = self._descriptor
+            if known is None or known[0] is not stream:
+                known = self._descriptor = (stream, _utf8_descriptor(stream))
+            fd = known[1]
+            if fd is None:
+                stream.write(line.decode())
+                stream.flush()
+                return
+            written = os.write(fd, line)
+            while written < len(line):  # a short write (a signal, a full disk): the rest, in order
+                line = line[written:]
+                written = os.write(fd, line)
+
+    _descriptor: tuple[TextIO, int | None] | None = None  # (stream, its descriptor if bytes may go there)
+
     def _write(self, line: str) -> None:
         stream = self._target()
         if stream is not None:
@@ -49,6 +78,18 @@ class LineWriting:
 
     def _target(self) -> TextIO | None:
         return self.stream
+
+
+def _utf8_descriptor(stream: TextIO) -> int | None:
+    """The descriptor under a UTF-8 text stream, its buffer flushed; ``None`` for any other stream."""
+    try:
+        if codecs.lookup(stream.encoding).name != "utf-8":
+            return None
+        fd = stream.fileno()
+        stream.flush()
+    except (AttributeError, LookupError, OSError, TypeError, ValueError):  # no encoding, no descriptor, closed
+        return None
+    return fd
 
 
 class LineStreamHandler(LineWriting, logging.StreamHandler):  # type: ignore[type-arg]

@@ -54,10 +54,29 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = redact(exc)
         return orjson.dumps(entry, default=str).decode()
 
+    def encoded_line(self, created: float, level: str, logger: str, pid: int, msg: str,
+                     fields: dict[str, Any]) -> bytes:
+        """The same line as ``line`` (no exception), UTF-8 encoded and ending in a newline: one orjson call.
+
+        ``msg`` is a constant of the caller's (``log_fields``), redacted once and remembered.
+        """
+        shown = _REDACTED.get(msg)
+        if shown is None:
+            shown = redact(msg)
+            if len(_REDACTED) < _REDACTED_LIMIT:
+                _REDACTED[msg] = shown
+        return orjson.dumps({"ts": self.timestamp(created), "level": level, "logger": logger, "pid": pid,
+                             "msg": shown, **fields}, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
     def format(self, record: logging.LogRecord) -> str:
         exc = self.formatException(record.exc_info) if record.exc_info else None
         return self.line(record.created, record.levelname.lower(), record.name, record.process,
                          record.getMessage(), getattr(record, "fields", None), exc)
+
+
+_REDACTED: dict[str, str] = {}  # log_fields' messages (a few constants), redacted
+_REDACTED_LIMIT = 64
+_LEVEL_NAMES: dict[int, str] = {}  # level -> its name in a line, as logging names it
 
 
 def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, Any]) -> None:
@@ -77,13 +96,24 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
     if handlers is None:
         logger.log(level, msg, extra={"fields": fields})
         return
-    created, lines = time.time(), {}
+    if not handlers:
+        return
+    created = time.time()
+    level_name = _LEVEL_NAMES.get(level)
+    if level_name is None:
+        level_name = _LEVEL_NAMES[level] = logging.getLevelName(level).lower()
+    if len(handlers) == 1 and handlers[0].terminator == "\n":  # the shipped setup: one handler
+        handler = handlers[0]
+        handler.add_encoded(handler.formatter.encoded_line(created, level_name, logger.name, current_pid(), msg,
+                                                           fields))
+        return
+    lines: dict[int, str] = {}
     for handler in handlers:
         formatter = handler.formatter
         text = lines.get(id(formatter))
         if text is None:
             text = lines[id(formatter)] = formatter.line(  # type: ignore[union-attr]
-                created, logging.getLevelName(level).lower(), logger.name, current_pid(), msg, fields)
+                created, level_name, logger.name, current_pid(), msg, fields)
         handler.add_line(text + handler.terminator)
 
 

@@ -11,7 +11,9 @@ error kinds; never a request id or a key.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -96,6 +98,78 @@ def child(metric, *values: str):  # type: ignore[no-untyped-def]
     found = _children.get(key)
     if found is None:
         found = _children.setdefault(key, metric.labels(*values))
+    return found
+
+
+_adders: dict[tuple[object, ...], Callable[[float], None]] = {}
+_observers: dict[tuple[object, ...], Callable[[float], None]] = {}
+
+
+def adder(metric, *values: str) -> Callable[[float], None]:  # type: ignore[no-untyped-def]
+    """What ``child(metric, *values).inc`` does (a counter's or a gauge's), as one call, remembered.
+
+    prometheus_client's ``inc`` first checks that the metric is observable (a labelled child always is),
+    then adds to its value, then looks at exemplars (the gateway sets none); the adder calls the value's
+    own ``inc`` directly (the same value, the same file). A counter's adder still refuses a negative
+    amount with prometheus_client's ``ValueError``.
+    """
+    key = (metric, *values)
+    found = _adders.get(key)
+    if found is None:
+        found = _adders.setdefault(key, _adder_of(child(metric, *values) if values else metric))
+    return found
+
+
+def _adder_of(observable) -> Callable[[float], None]:  # type: ignore[no-untyped-def]
+    inc = observable._value.inc
+    if not isinstance(observable, Counter):
+        return inc  # type: ignore[no-any-return]
+
+    def add(amount: float) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        inc(amount)
+
+    return add
+
+
+def counter_step(metric, *values: str, step: float = 1.0) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """``child(metric, *values).inc(step)`` as a call without arguments: the value's own ``inc`` with the step
+    bound (``functools.partial``, a C call: no Python frame). ``step`` is fixed here, so a counter's cannot
+    go negative unchecked (``ValueError`` here, as prometheus_client would raise it at the first ``inc``)."""
+    observable = child(metric, *values) if values else metric
+    if step < 0 and isinstance(observable, Counter):
+        raise ValueError("Counters can only be incremented by non-negative amounts.")
+    return partial(observable._value.inc, step)
+
+
+def observer(metric, *values: str) -> Callable[[float], None]:  # type: ignore[no-untyped-def]
+    """What ``child(metric, *values).observe`` does (a histogram's), as one call, remembered.
+
+    The sum and the one bucket the amount falls in (the first bound not below it: prometheus_client walks
+    the bounds in order, this bisects them), through the values' own ``inc`` (the lean values' ``inc_with``:
+    both under one lock).
+    """
+    key = (metric, *values)
+    found = _observers.get(key)
+    if found is None:
+        histogram = child(metric, *values) if values else metric
+        add_sum = histogram._sum.inc
+        bounds = tuple(histogram._upper_bounds)
+        cells = tuple(histogram._buckets)
+        buckets = tuple(bucket.inc for bucket in cells)
+        together = getattr(histogram._sum, "inc_with", None)  # the lean values: sum and bucket under one lock
+
+        def observe(amount: float) -> None:
+            if amount != amount:  # NaN falls in no bucket (no bound is >= it), as in prometheus_client
+                add_sum(amount)
+            elif together is not None:
+                together(amount, cells[bisect_left(bounds, amount)], 1.0)
+            else:
+                add_sum(amount)
+                buckets[bisect_left(bounds, amount)](1.0)
+
+        found = _observers.setdefault(key, observe)
     return found
 
 

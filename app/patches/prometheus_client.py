@@ -5,9 +5,10 @@ What it changes:
 - ``prometheus_client.values.ValueClass``, in multiprocess mode, becomes the
   class ``lean_multiprocess_value`` makes: the same ``<type>_<pid>.db`` files
   written through prometheus_client's own ``MmapedDict`` (which also grows a
-  full file), the same keys (``mmap_key``), the same 16 bytes per value written
-  by one slice assignment, as prometheus_client does so that a reader never
-  sees a half-written value. Swapped before any metric value exists (by
+  full file), the same keys (``mmap_key``), the same 16 bytes per value, each
+  double copied whole into the map (``set`` by one slice assignment, as
+  prometheus_client does; ``inc`` packs into the map, its timestamp half
+  always 0.0) so that a reader never sees a half-written value. Swapped before any metric value exists (by
   ``install`` in the master, or by app.observability.metrics before it defines
   its metrics), never after: two classes would write one file through two maps.
 - The master's /metrics collector (``collector``) is ``MultiProcessCollector``
@@ -51,7 +52,9 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 WRITTEN_FOR = ("prometheus-client", "0.26.0")
 
-_PACK_TWO_DOUBLES = struct.Struct("dd").pack
+_TWO_DOUBLES = struct.Struct("dd")
+_PACK_TWO_DOUBLES = _TWO_DOUBLES.pack
+_PACK_TWO_DOUBLES_INTO = _TWO_DOUBLES.pack_into
 
 # enabled: set by install() / uninstall(); lean: this process's lean class, once made; stock: the class it replaced.
 _state: dict[str, Any] = {"enabled": True, "lean": None, "stock": None}
@@ -114,10 +117,20 @@ def lean_multiprocess_value() -> type:
             self._pos = file._positions[self._key]
 
         def inc(self, amount: float) -> None:
+            # Packed straight into the map (no bytes object, no slice): the timestamp half is always 0.0 for
+            # an inc, so only the value's 8 bytes change, in one copy, as with a slice assignment.
             with lock:
                 self._value += amount
-                pos = self._pos
-                self._file._m[pos:pos + 16] = _PACK_TWO_DOUBLES(self._value, 0.0)
+                _PACK_TWO_DOUBLES_INTO(self._file._m, self._pos, self._value, 0.0)
+
+        def inc_with(self, amount: float, other: LeanMmapedValue, other_amount: float) -> None:
+            """``inc(amount)`` and ``other.inc(other_amount)`` under one hold of the lock: a histogram's sum and
+            its bucket (app.observability.metrics.observer), which a scrape then sees together."""
+            with lock:
+                self._value += amount
+                _PACK_TWO_DOUBLES_INTO(self._file._m, self._pos, self._value, 0.0)
+                other._value += other_amount
+                _PACK_TWO_DOUBLES_INTO(other._file._m, other._pos, other._value, 0.0)
 
         def set(self, value: float, timestamp: float | None = None) -> None:
             with lock:

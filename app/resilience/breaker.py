@@ -90,7 +90,8 @@ class CircuitBreaker:
             else:
                 self._probing = True
                 permit = self._generation
-        self._tell(changed)
+        if changed is not None:  # (most calls change nothing: no call to say so)
+            self._tell(changed)
         return permit
 
     def record(self, permit: Permit, ok: bool | None) -> None:
@@ -108,7 +109,8 @@ class CircuitBreaker:
                 self._count(ok, now)
                 if not ok and self._tripped(now):
                     changed = self._move(OPEN)
-        self._tell(changed)
+        if changed is not None:
+            self._tell(changed)
 
     # ---- what others read
 

@@ -192,3 +192,61 @@ def test_log_fields_respects_levels():
     log.setLevel(logging.ERROR)
     log_fields(log, logging.WARNING, "request", FIELDS)
     assert stream.getvalue() == ""
+
+
+def test_log_fields_to_a_file_writes_the_bytes_the_logging_path_writes(tmp_path):
+    """A file handler takes the encoded line on its descriptor: the same bytes as through logging, in order."""
+    direct = LineFileHandler(str(tmp_path / "direct.log"), encoding="utf-8")
+    ordinary = LineFileHandler(str(tmp_path / "ordinary.log"), encoding="utf-8")
+    for handler in (direct, ordinary):
+        handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.log_fields.file")
+    log.handlers[:] = [direct]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    fields = {**FIELDS, "model": "modèle ü", "attempts": 2}
+    log.info("before")  # an emitted record, then direct lines: nothing overtakes anything
+    log_fields(log, logging.INFO, "request", fields)
+    log_fields(log, logging.INFO, "request", {"request_id": "r-2"})
+    log.handlers[:] = [ordinary]
+    log.info("before")
+    log.info("request", extra={"fields": fields})
+    log.info("request", extra={"fields": {"request_id": "r-2"}})
+    a = [orjson.loads(line) for line in (tmp_path / "direct.log").read_bytes().splitlines()]
+    b = [orjson.loads(line) for line in (tmp_path / "ordinary.log").read_bytes().splitlines()]
+    for line in a + b:
+        line.pop("ts")
+    assert a == b and a[1] == {"level": "info", "logger": "test.log_fields.file", "pid": os.getpid(),
+                               "msg": "request", **fields}
+    assert direct._descriptor is not None and direct._descriptor[1] == direct.stream.fileno()
+    direct.close()
+    ordinary.close()
+
+
+def test_log_fields_writes_text_to_a_stream_of_another_encoding(tmp_path):
+    path = tmp_path / "latin.log"
+    stream = open(path, "w", encoding="latin-1")
+    log, handler = json_logger("latin", stream)  # type: ignore[arg-type]
+    log_fields(log, logging.INFO, "request", {"model": "modèle"})
+    stream.close()
+    assert handler._descriptor is not None and handler._descriptor[1] is None  # not this stream's bytes
+    assert orjson.loads(path.read_bytes().decode("latin-1"))["model"] == "modèle"
+
+
+def test_log_fields_after_a_reopen_writes_to_the_new_file(tmp_path):
+    path = tmp_path / "gw.log"
+    handler = LineFileHandler(str(path), encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.log_fields.reopen")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log_fields(log, logging.INFO, "request", {"request_id": "r-1"})
+    path.rename(tmp_path / "gw.log.1")
+    with handler.lock:
+        handler.close()
+        handler.stream = handler._open()
+    log_fields(log, logging.INFO, "request", {"request_id": "r-2"})
+    assert [orjson.loads(x)["request_id"] for x in (tmp_path / "gw.log.1").read_bytes().splitlines()] == ["r-1"]
+    assert [orjson.loads(x)["request_id"] for x in path.read_bytes().splitlines()] == ["r-2"]
+    handler.close()

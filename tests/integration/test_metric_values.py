@@ -40,6 +40,11 @@ spend.labels("m").inc(1.25)
 state.labels("p").set(2)
 for seconds in (0.0005, 0.005, 0.05, 0.5):
     latency.labels("a").observe(seconds)
+if kind == "lean":  # a histogram's sum and bucket under one lock (metrics.observer): what observe writes
+    b = latency.labels("b")
+    b._sum.inc_with(0.05, b._buckets[2], 1.0)
+else:
+    latency.labels("b").observe(0.05)
 for i in range(1500):  # about 250 KB of keys: the 64 KiB file grows and is mapped again, twice
     requests.labels(f"route-{i}").inc(i)
 first.inc(10)  # a value made before the growth, written after it

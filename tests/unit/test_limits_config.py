@@ -94,6 +94,35 @@ def test_clients_are_found_by_key_and_never_by_digest_or_prefix():
     assert key_digest("acme-key").hex() == digest("acme-key")
 
 
+def test_a_valid_key_is_remembered_and_an_invalid_one_never(monkeypatch):
+    """A key found valid skips the digest next time; wrong keys are digested every time and never kept."""
+    from app.limits import clients as clients_module
+
+    reg = parse_clients({"clients": [{"id": "acme", "tier": "pro", "key_sha256": digest("acme-key")}]},
+                        ["pro"], "pro")
+    digested: list[str] = []
+    real = clients_module.key_digest
+    monkeypatch.setattr(clients_module, "key_digest", lambda key: digested.append(key) or real(key))
+    assert [reg.find("acme-key").id for _ in range(3)] == ["acme"] * 3
+    assert [reg.find(f"wrong-{i}") for i in range(3)] == [None] * 3 and reg.find("wrong-0") is None
+    assert digested == ["acme-key", "wrong-0", "wrong-1", "wrong-2", "wrong-0"]
+    assert len(reg._found) == 1
+
+
+def test_the_remembered_keys_stay_bounded_for_texts_of_one_key():
+    """Texts that encode to a key's bytes (surrogate escapes) all find its client; only a few are kept."""
+    import itertools
+
+    key = "éèê"
+    reg = parse_clients({"clients": [{"id": "acme", "tier": "pro",
+                                      "key_sha256": hashlib.sha256(key.encode()).hexdigest()}]}, ["pro"], "pro")
+    spellings = ["".join(p) for p in itertools.product(
+        *[(c, "".join(chr(0xDC00 + b) for b in c.encode())) for c in key])]  # "é" or its two escaped bytes
+    assert len(set(spellings)) == 8
+    assert all(reg.find(text).id == "acme" for text in spellings)
+    assert len(reg._found) == 4  # four per client at most
+
+
 @pytest.mark.parametrize("entry,fragment", [
     ("acme", "must be a mapping"),
     ({"tier": "pro", "key_sha256": "0" * 64}, ".id must be"),

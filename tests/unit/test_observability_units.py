@@ -123,6 +123,22 @@ def test_accounting_counts_tokens_cost_and_spend_once() -> None:
     assert spend.spent("acme") == pytest.approx(200.0)  # a hit costs the client nothing
 
 
+def test_a_cached_answer_served_again_saves_its_price_each_time() -> None:
+    """The saving of one cached usage is remembered per provider and model, and counted at every hit."""
+    prices = PriceTable({"memo-a": Price(1.0, 2.0, 0.5), "memo-b": Price(3.0, 4.0, 3.0)})
+    metrics.MODEL_LABELS.allow(["memo-a", "memo-b"])
+    accounting = Accounting(prices)
+    ctx = RequestContext("r", "/v1/chat/completions", "openai")
+    usage = Usage(1_000_000, 1_000_000)
+    labels = {"provider": "p", "model": "memo-a"}
+    before = sample("llm_edge_cache_savings_total_cents", labels)
+    assert [accounting.cache_hit(ctx, "p", "memo-a", usage) for _ in range(3)] == [pytest.approx(300.0)] * 3
+    assert sample("llm_edge_cache_savings_total_cents", labels) - before == pytest.approx(900.0)
+    assert accounting.cache_hit(ctx, "p", "memo-b", usage) == pytest.approx(700.0)  # same usage, another model
+    assert accounting.cache_hit(ctx, "p", "memo-a", Usage(2_000_000, 0)) == pytest.approx(200.0)
+    assert ctx.usage == Usage(2_000_000, 0)
+
+
 def test_every_metric_is_documented() -> None:
     """README and docs/ list every metric the gateway defines."""
     from prometheus_client.metrics import MetricWrapperBase
@@ -161,3 +177,35 @@ def test_the_endpoint_label_of_a_path_outside_the_fixed_set_is_its_template_or_o
     from app.http.middleware import endpoint_of
 
     assert endpoint_of(path) == label
+
+
+def test_the_direct_metric_calls_count_what_prometheus_client_counts() -> None:
+    """metrics.observer / adder / counter_step: the same samples as observe / inc on a twin metric."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    registry = CollectorRegistry()
+    ours = Histogram("direct_h", "h", ["k"], buckets=(0.1, 1.0, 5.0), registry=registry)
+    theirs = Histogram("stock_h", "h", ["k"], buckets=(0.1, 1.0, 5.0), registry=registry)
+    for amount in (0.0, 0.1, 0.10000001, 1.0, 4.99, 5.0, 7.0, float("inf"), -1.0, float("nan")):
+        metrics.observer(ours, "a")(amount)
+        theirs.labels("a").observe(amount)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        found = [(s.name.replace(name, ""), s.labels, s.value) for m in registry.collect() if m.name == name
+                 for s in m.samples if not s.name.endswith("_created")]
+        return [(n, labels, "nan" if v != v else v) for n, labels, v in found]  # type: ignore[misc]
+
+    assert samples("direct_h") == samples("stock_h")
+    counter = Counter("direct_c", "c", ["k"], registry=registry)
+    metrics.adder(counter, "a")(2.5)
+    metrics.counter_step(counter, "a")()
+    assert counter.labels("a")._value.get() == 3.5
+    with pytest.raises(ValueError):
+        metrics.adder(counter, "a")(-1)
+    with pytest.raises(ValueError):
+        metrics.counter_step(counter, "a", step=-1.0)
+    gauge = Gauge("direct_g", "g", registry=registry)
+    metrics.counter_step(gauge)()
+    metrics.counter_step(gauge, step=-1.0)()
+    metrics.adder(gauge)(-2.0)
+    assert gauge._value.get() == -2.0
