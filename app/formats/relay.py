@@ -227,8 +227,13 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buf = self.pending
-        if not buf and chunk.find(b"\r") < 0:
-            return self._feed_lf(chunk)
+        if chunk.find(b"\r") < 0:
+            if not buf:
+                return self._feed_lf(chunk)
+            if buf.find(b"\r") < 0:  # an event cut by the last read: joined, then searched the same way
+                held = bytes(buf)
+                buf.clear()
+                return self._feed_lf(held + chunk)
         scan_from = max(0, len(buf) - 3)  # a line end may straddle the chunk boundary
         buf += chunk
         # A trailing \r may be the first half of \r\n: not a line end until the next byte says so.
@@ -275,6 +280,8 @@ _OPENAI_MORE_THAN_TEXT = re.compile(
 def _anthropic_needs_reading(raw: bytes) -> bool:
     """All but ``ping`` and the text, thinking and signature deltas (tool input is read: the end checks it
     is JSON); an event without an ``event:`` line, or one whose data says error, is read."""
+    if _anthropic_plain(raw):
+        return False
     found = _EVENT_NAME.match(raw)
     if found is None:
         return True
@@ -288,6 +295,8 @@ def _anthropic_needs_reading(raw: bytes) -> bool:
 
 def _openai_needs_reading(raw: bytes) -> bool:
     """Chunks that may carry a tool call, a finish, a refusal, usage, an error, and the ``[DONE]`` end."""
+    if _openai_plain(raw):
+        return False
     return raw.find(b"[DONE]") >= 0 or _OPENAI_MORE_THAN_TEXT.search(raw) is not None
 
 
@@ -337,6 +346,8 @@ _RESPONSES_UNREAD = frozenset({b"response.output_text.delta", b"response.reasoni
 def _responses_needs_reading(raw: bytes) -> bool:
     """All but the text and reasoning deltas (found by their ``event:`` line; an event without one is read):
     the usage and the end come in ``response.completed``, failures in their own events."""
+    if _responses_plain(raw):
+        return False
     found = _EVENT_NAME.match(raw)
     return found is None or found.group(1).rstrip() not in _RESPONSES_UNREAD
 

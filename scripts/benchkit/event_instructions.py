@@ -10,8 +10,10 @@ cost, start-up and warm-up taken out.
 
 The upstream runs in this (uncounted) process: it answers a stream of as many
 text events as the request's ``max_tokens``, each event its own HTTP chunk,
-as a provider does, so the gateway reads one event per read as it does from a
-real provider. The paths:
+as a provider does, one every ``PACED_GAP`` seconds, so the gateway reads one
+event per read as it does from a model writing its answer (``--burst``: the
+whole answer in one write, its events read together, as when a gateway is
+behind its streams; the gateway's reads then bring many events each). The paths:
 
 * ``relay-openai``, ``relay-anthropic``: a caller of the target's own dialect,
   the provider's events relayed as they came, observed for usage and errors;
@@ -34,6 +36,7 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from benchkit import answers, callgrind
@@ -47,6 +50,9 @@ CALLERS = {
     "floor": (answers.openai_request, answers.OPENAI_MODEL, "/v1/chat/completions"),
 }
 WARM_STREAMS = 30
+# Between two events of a paced answer: far longer than the counted gateway (under callgrind, some 50x slower
+# than native) takes to pass one event on, so each read brings one event.
+PACED_GAP = 0.01
 
 
 def stream_events(path: str, body: bytes) -> list[bytes]:
@@ -60,14 +66,21 @@ def stream_events(path: str, body: bytes) -> list[bytes]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, chunked answers
 
+    gap = 0.0  # seconds between events; 0: the whole answer in one write (a burst)
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         events = stream_events(self.path, body)
-        out = bytearray(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-        for event in events:
-            out += b"%x\r\n%s\r\n" % (len(event), event)
-        out += b"0\r\n\r\n"
-        self.wfile.write(out)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        if not self.gap:
+            self.wfile.write(head + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n")
+            return
+        self.wfile.write(head)
+        for event in events:  # one event per receive: the counted gateway (under valgrind) reads each alone
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+            time.sleep(self.gap)
+        self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -76,8 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
 class StreamUpstream:
     """The counted process's upstream (OpenAI and Anthropic paths), served by a thread of this process."""
 
-    def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    def __init__(self, gap: float = PACED_GAP) -> None:
+        """``gap``: seconds between events (``0``: each answer in one write, its events arriving together)."""
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), type("_Paced", (_Handler,), {"gap": gap}))
         self.server.daemon_threads = True
         port = self.server.server_address[1]
         self.openai_base_url = f"http://127.0.0.1:{port}/v1"
@@ -188,6 +202,8 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=20, help="streamed requests per counted run")
     parser.add_argument("--short", type=int, default=20, help="text events per answer in the first run")
     parser.add_argument("--long", type=int, default=120, help="text events per answer in the second run")
+    parser.add_argument("--burst", action="store_true",
+                        help="each answer in one write (its events arrive together) instead of one event per read")
     args = parser.parse_args()
     paths = [p for p in args.paths.split(",") if p]
     unknown = set(paths) - set(PATHS)
@@ -196,7 +212,7 @@ def main() -> None:
     from benchkit.procs import RedisServer
 
     callgrind.compile_sources()
-    upstream = StreamUpstream().start()
+    upstream = StreamUpstream(0.0 if args.burst else PACED_GAP).start()
     redis = RedisServer().start()
     per: dict[str, float] = {}
     try:

@@ -6,9 +6,13 @@ import gzip
 import http.client
 import sys
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import urllib3
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.patches import http_client as headers
 from app.patches import urllib3 as urllib3_patches
@@ -80,9 +84,13 @@ def test_a_stream_is_read_one_event_per_read_below_urllib3_unless_it_must_be_dec
     try:
         plain = pool.request("GET", base + "/plain", preload_content=False)
         read = urllib3_patches.stream_reader(plain)
-        assert read != plain.read1  # http.client's own: urllib3's per-read wrapping skipped
-        assert _read_all(read) == _Events.events  # each chunk as it came, the stream's end seen
+        assert isinstance(read, urllib3_patches.ChunkedReader)  # urllib3's per-read wrapping skipped
+        assert b"".join(_read_all(read)) == b"".join(_Events.events)  # the chunks that came together, joined
         plain.release_conn()
+        again = pool.request("GET", base + "/plain", preload_content=False)  # the connection, reused
+        assert b"".join(_read_all(urllib3_patches.stream_reader(again))) == b"".join(_Events.events)
+        again.release_conn()
+        assert pool.connection_from_url(base).num_connections == 1
         zipped = pool.request("GET", base + "/gzip", preload_content=False)
         read = urllib3_patches.stream_reader(zipped)
         assert read == zipped.read1  # decoded by urllib3
@@ -95,3 +103,75 @@ def test_a_stream_is_read_one_event_per_read_below_urllib3_unless_it_must_be_dec
         urllib3_patches.install()
         server.shutdown()
         server.server_close()
+
+
+# --- ChunkedReader: a chunked body however the receives cut it (RFC 9112, section 7.1) ------------------
+
+@dataclass
+class _Socket:
+    """``read1`` as a buffered socket file gives it: the next receive."""
+
+    receives: list[bytes]
+
+    def read1(self, n: int) -> bytes:
+        return self.receives.pop(0) if self.receives else b""
+
+
+@dataclass
+class _Raw:
+    fp: _Socket
+    closed: list[bool] = field(default_factory=list)
+
+    def _close_conn(self) -> None:
+        self.closed.append(True)
+
+
+def _cut(body: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    return [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True) if body[a:b]]
+
+
+def _chunked(pieces: list[bytes], *, ext: bytes = b"", trailer: bytes = b"", eol: bytes = b"\r\n") -> bytes:
+    return (b"".join(b"%x%s%s%s\r\n" % (len(p), ext, eol, p) for p in pieces)
+            + b"0" + ext + eol + trailer + eol)
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=8), st.lists(st.integers(0, 10_000), max_size=12),
+       st.sampled_from([b"", b";name=value"]), st.sampled_from([b"", b"expires: never\r\n"]),
+       st.sampled_from([b"\r\n", b"\n"]))
+def test_a_chunked_body_cut_anywhere_reads_whole_then_closes(pieces, cuts, ext, trailer, eol):
+    raw = _Raw(_Socket(_cut(_chunked(pieces, ext=ext, trailer=trailer, eol=eol), cuts)))
+    read = urllib3_patches.ChunkedReader(raw)  # type: ignore[arg-type]
+    got = []
+    while data := read(65536):
+        got.append(data)
+    assert b"".join(got) == b"".join(pieces)
+    assert raw.closed == [True]  # at the last chunk, as http.client: the connection may go back to its pool
+    assert read(65536) == b""
+
+
+def test_chunks_that_arrive_together_come_out_as_one_read():
+    events = [b"data: %d\n\n" % i for i in range(3)]
+    read = urllib3_patches.ChunkedReader(_Raw(_Socket([_chunked(events)[:-5], b"0\r\n\r\n"])))  # type: ignore
+    assert read(65536) == b"".join(events)
+    assert read(65536) == b""
+
+
+@pytest.mark.parametrize("body", [
+    b"5\r\nhel",  # cut inside a chunk
+    b"zz\r\nhello\r\n0\r\n\r\n",  # not a size
+    b"5\r\nhello\r\n",  # cut before the last chunk
+])
+def test_a_cut_or_malformed_body_is_http_clients_incomplete_read(body):
+    raw = _Raw(_Socket([body]))
+    read = urllib3_patches.ChunkedReader(raw)  # type: ignore[arg-type]
+    with pytest.raises(http.client.IncompleteRead):
+        while read(65536):
+            pass
+    assert raw.closed == [True]
+
+
+def test_an_endless_size_line_is_refused():
+    read = urllib3_patches.ChunkedReader(_Raw(_Socket([b"1" * 70_000])))  # type: ignore[arg-type]
+    with pytest.raises(http.client.LineTooLong):
+        read(65536)
