@@ -10,7 +10,7 @@ Unix milliseconds, 8 bytes big-endian), then the entry's bytes
 (``app/cache/entry.py``), so an L2 hit fills L1 for no longer than the entry
 has left without asking Redis for its ``PTTL``: a miss at c=1 took ~30 µs
 less with a plain ``GET`` than with the Lua script that returned both (paired
-runs, docs/performance.md, "What we tried"); Redis's time is on the request's critical path.
+runs, when it was made); Redis's time is on the request's critical path.
 The expiry is the writer's clock; with clocks in step (NTP) an L1 copy can
 outlive its L2 entry by the skew at most, and never by more than
 ``L1_TTL_SECONDS``. A value without the tag is unreadable, a miss (the layout

@@ -10,7 +10,7 @@ for a forked child to repeat or for a killed worker to lose.
 line's fast path) under the same lock as an emitted record.
 
 (Writing lines in batches was measured no faster and removed:
-docs/performance.md, "What we tried".)
+docs/performance.md, "Measured and not adopted".)
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ around the write rather than on it: a fork check per update, then
 packs the two doubles. Here the position is looked up once, when the value is
 (re)attached to its file, and a fork is noticed by ``os.register_at_fork``
 instead of a check per update, so an update is the lock, the sum and one slice
-assignment into the mmap. Measured gain (docs/performance.md, "What we tried"):
+assignment into the mmap. Measured gain (when it was made):
 "an update 0.9-1.3 → 0.4-0.7 µs; L1 hit under load 1.14x (median of 8 paired
 rounds), CPU 442 → 388 µs per hit."
 

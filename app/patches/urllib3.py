@@ -16,7 +16,7 @@ back only when the body is one ``bytes`` object (every request the gateway
 sends). Any other body (none, a file, an iterable, chunked) is sent exactly
 as urllib3 sends it.
 
-Measured gain (docs/performance.md, "What we tried"): "Each upstream request sent
+Measured gain (when it was made): "Each upstream request sent
 in one write with its body: urllib3 alone 137-142 → 126-135 µs of CPU per
 request" (loopback against nginx, one thread, 20,000 requests per run, four
 alternating runs).
