@@ -34,7 +34,12 @@ def environ(body: bytes, headers: dict[str, str], path: str = "/v1/chat/completi
 
 
 def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    """The WSGI app as a gunicorn worker builds it, with the benchmark's gateway environment.
+    """The WSGI app as a gunicorn worker builds it (``worker_gateway``'s app)."""
+    return worker_gateway(upstream, redis_url, config, extra).app
+
+
+def worker_gateway(upstream, redis_url: str, config, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """The gateway (app, cache, router...) as a gunicorn worker builds it, with the benchmark's environment.
 
     The library patches and production logging too (``app.patches.install`` and ``logconfig_dict`` from the
     same settings gunicorn.conf.py uses, before the app is imported), so the access line costs what it
@@ -53,7 +58,7 @@ def worker_app(upstream, redis_url: str, config, extra: dict[str, str] | None = 
     from app.observability.logging import logconfig_dict
 
     logging.config.dictConfig(logconfig_dict(settings.log_level))
-    return create_gateway(settings, env).app
+    return create_gateway(settings, env)
 
 
 def measure(app, bodies, headers: dict[str, str], path: str = "/v1/chat/completions") -> float:
