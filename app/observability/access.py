@@ -9,7 +9,6 @@ middleware can know a stream's end).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from app.context import RequestContext
 from app.formats.canonical import ChatRequest, TextBlock, ToolResultBlock
@@ -26,8 +25,6 @@ PROMPT_LOG_LIMIT = 8192
 
 _IN_FLIGHT_UP = metrics.counter_step(metrics.IN_FLIGHT)
 _IN_FLIGHT_DOWN = metrics.counter_step(metrics.IN_FLIGHT, step=-1.0)
-_answered: dict[tuple[str, str, str, int], Callable[[], None]] = {}  # the request counter's steps, by labels
-_timed: dict[tuple[str, str, str], Callable[[float], None]] = {}  # the duration histogram's observers, by labels
 
 
 def request_started(ctx: RequestContext) -> None:
@@ -38,17 +35,8 @@ def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     provider = ctx.provider or "none"
     model = metrics.MODEL_LABELS(ctx.model or ctx.requested_model)
-    labels = (ctx.endpoint, provider, model, ctx.status)
-    count = _answered.get(labels)
-    if count is None:
-        count = _answered.setdefault(labels, metrics.counter_step(metrics.REQUESTS, ctx.endpoint, provider, model,
-                                                                  str(ctx.status)))
-    count()
-    timed = _timed.get((ctx.endpoint, provider, ctx.cache))
-    if timed is None:
-        timed = _timed.setdefault((ctx.endpoint, provider, ctx.cache),
-                                  metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache))
-    timed(duration)
+    metrics.counter_step(metrics.REQUESTS, ctx.endpoint, provider, model, str(ctx.status))()
+    metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache)(duration)
     if ctx.first_token_at is not None:
         metrics.observer(metrics.TIME_TO_FIRST_TOKEN, provider)(ctx.first_token_at - ctx.started)
     _IN_FLIGHT_DOWN()  # last: a scrape that finds nothing in flight finds every answered request counted

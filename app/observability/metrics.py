@@ -103,6 +103,7 @@ def child(metric, *values: str):  # type: ignore[no-untyped-def]
 
 _adders: dict[tuple[object, ...], Callable[[float], None]] = {}
 _observers: dict[tuple[object, ...], Callable[[float], None]] = {}
+_steps: dict[tuple[object, ...], Callable[[], None]] = {}
 
 
 def adder(metric, *values: str) -> Callable[[float], None]:  # type: ignore[no-untyped-def]
@@ -134,13 +135,18 @@ def _adder_of(observable) -> Callable[[float], None]:  # type: ignore[no-untyped
 
 
 def counter_step(metric, *values: str, step: float = 1.0) -> Callable[[], None]:  # type: ignore[no-untyped-def]
-    """``child(metric, *values).inc(step)`` as a call without arguments: the value's own ``inc`` with the step
-    bound (``functools.partial``, a C call: no Python frame). ``step`` is fixed here, so a counter's cannot
-    go negative unchecked (``ValueError`` here, as prometheus_client would raise it at the first ``inc``)."""
-    observable = child(metric, *values) if values else metric
-    if step < 0 and isinstance(observable, Counter):
-        raise ValueError("Counters can only be incremented by non-negative amounts.")
-    return partial(observable._value.inc, step)
+    """``child(metric, *values).inc(step)`` as a call without arguments, remembered: the value's own ``inc``
+    with the step bound (``functools.partial``, a C call: no Python frame). ``step`` is fixed here, so a
+    counter's cannot go negative unchecked (``ValueError`` here, as prometheus_client would raise it at the
+    first ``inc``)."""
+    key = (metric, step, *values)
+    found = _steps.get(key)
+    if found is None:
+        observable = child(metric, *values) if values else metric
+        if step < 0 and isinstance(observable, Counter):
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        found = _steps.setdefault(key, partial(observable._value.inc, step))
+    return found
 
 
 def observer(metric, *values: str) -> Callable[[float], None]:  # type: ignore[no-untyped-def]
