@@ -213,9 +213,9 @@ class ChunkedReader:
 
 
 def stream_reader(resp: urllib3.BaseHTTPResponse) -> Callable[[int], bytes]:
-    """A streamed body's ``read1``: a ``ChunkedReader`` (or http.client's own ``read1`` for a body that is not
-    chunked), under urllib3's response, when the body needs no decoding (no ``content-encoding``); else
-    urllib3's (also when patches are off).
+    """A streamed body's ``read1``: a ``ChunkedReader`` (or http.client's own ``read1``, closing a sized body at
+    its end, for a body that is not chunked), under urllib3's response, when the body needs no decoding
+    (no ``content-encoding``); else urllib3's (also when patches are off).
 
     Why: a provider's stream arrives one event per read, and urllib3's ``read1`` wraps each read in its
     error catcher (a context manager), its decoder checks and its decoded-bytes buffer: about a third of
@@ -230,7 +230,24 @@ def stream_reader(resp: urllib3.BaseHTTPResponse) -> Callable[[int], bytes]:
         return resp.read1
     if raw.chunked and raw.chunk_left is None and raw.fp is not None:  # nothing of the body read yet
         return ChunkedReader(raw)
-    return raw.read1
+    if raw.length is not None:
+        return _sized_reader(raw)
+    return raw.read1  # read until the provider closes: http.client's read1 closes at the end
+
+
+def _sized_reader(raw: http.client.HTTPResponse) -> Callable[[int], bytes]:
+    """http.client's ``read1`` over a body with a ``content-length``, closing the response once all of it is
+    read, as its ``read`` does (CPython 3.11's ``read1`` does not). Why: back in its pool with
+    that response open, the connection answers its next request ``ResponseNotReady('Request-sent')``,
+    a failed attempt (502s under load when every attempt of a request drew such a connection)."""
+    read1 = raw.read1
+
+    def read(n: int = 65536) -> bytes:
+        data = read1(n)
+        if raw.length == 0 and raw.fp is not None:
+            raw._close_conn()  # type: ignore[attr-defined]
+        return data
+    return read
 
 
 def install() -> bool:

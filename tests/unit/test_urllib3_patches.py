@@ -52,12 +52,18 @@ def test_the_passthrough_floor_gets_the_same_trims(monkeypatch) -> None:
 
 
 class _Events(BaseHTTPRequestHandler):
-    """Three SSE events, each its own HTTP chunk; gzip-encoded when the path says so."""
+    """Three SSE events, each its own HTTP chunk; gzip-encoded when the path says so; in one body with its
+    ``content-length`` at ``/sized`` (as nginx's ``return`` sends it, or a server that buffers its stream)."""
 
     protocol_version = "HTTP/1.1"
     events = [b"data: {\"n\": %d}\n\n" % i for i in range(3)]
 
     def do_GET(self) -> None:
+        if self.path == "/sized":
+            body = b"".join(self.events)
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {len(body)}\r\n\r\n"
+            self.wfile.write(head.encode() + body)
+            return
         gzipped = self.path == "/gzip"
         chunks = [gzip.compress(b"".join(self.events))] if gzipped else self.events
         head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
@@ -101,6 +107,27 @@ def test_a_stream_is_read_one_event_per_read_below_urllib3_unless_it_must_be_dec
         off.drain_conn()
     finally:
         urllib3_patches.install()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_sized_stream_read_to_its_end_leaves_the_connection_reusable() -> None:
+    """http.client's ``read1`` leaves a body with ``content-length`` open when it has read all of it (its
+    ``read`` closes it); a connection back in the pool with that response open answers the next request
+    ``ResponseNotReady('Request-sent')`` (seen as 502s under load before the fix)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Events)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pool = urllib3.PoolManager(retries=False)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for _ in range(3):
+            resp = pool.request("GET", base + "/sized", preload_content=False)
+            read = urllib3_patches.stream_reader(resp)
+            assert b"".join(_read_all(read)) == b"".join(_Events.events)
+            assert read(65536) == b""  # past the end: still empty, no error
+            resp.release_conn()
+        assert pool.connection_from_url(base).num_connections == 1
+    finally:
         server.shutdown()
         server.server_close()
 
