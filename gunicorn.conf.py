@@ -157,8 +157,12 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
 
     Streams still running shortly before gunicorn's graceful_timeout ends them (killing the worker) are
     ended first with an error event in their format (app/http/draining.py): a clean error, not a cut body.
+    The app is built by now: the garbage collector is set for serving (app/gc_tuning.py).
     """
     from app import wsgi
+    from app.gc_tuning import tune_worker_gc
+
+    tune_worker_gc()
 
     default_exit = worker.handle_exit
     grace = float(worker.cfg.graceful_timeout)

@@ -216,7 +216,9 @@ class Bench:
             split = window.split(r["ended"])
             kinds = "; ".join(f"{k} x{v}" for k, v in r["failures"].items())
             note = (f"{r['streams']} streams started in {self.plan.scale_duration:g} s; req/s is streams ended per "
-                    f"second, p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s)"
+                    f"second, p50/p99 the stretch (total minus the upstream's {drip.stream_seconds:.1f} s), "
+                    f"time to the first byte p50 {r['first_byte_p50']:.0f} ms, p99 "
+                    f"{r['first_byte_p99']:.0f} ms"
                     + (f"; {split.note()}" if split else "") + (f"; {kinds}" if kinds else ""))
             cpu = split.micros["gateway"] / split.streams if split and split.streams else None
             ok = r["streams"] > 0  # with no stream ended whole there is no stretch (not a stretch of 0)

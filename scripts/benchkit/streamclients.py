@@ -240,13 +240,15 @@ def _failure(exc: BaseException) -> str:
 
 
 async def sustain(cfg: SustainConfig) -> dict:
-    """``level`` clients asking back to back. The stretch is of the streams started in the counted window
-    (each waited for to its end, however late); streams/s counts those that ended in the window."""
+    """``level`` clients asking back to back. The stretch (and the time to the first byte) is of the streams
+    started in the counted window (each waited for to its end, however late); streams/s counts those that
+    ended in the window."""
     nonce = uuid.uuid4().hex[:12]
     spread = cfg.stream_seconds
     counted_from = time.monotonic() + spread
     counted_to = counted_from + cfg.duration
     stretch: list[float] = []
+    first_bytes: list[float] = []
     ended_in_window = 0
     failures: dict[str, int] = {}
 
@@ -276,6 +278,7 @@ async def sustain(cfg: SustainConfig) -> dict:
                 continue
             if counted:
                 stretch.append((timing.total - cfg.stream_seconds) * 1000)
+                first_bytes.append(timing.first_byte * 1000)
             if counted_from <= started + timing.total <= counted_to:
                 ended_in_window += 1
         if writer is not None:
@@ -290,6 +293,7 @@ async def sustain(cfg: SustainConfig) -> dict:
     return {"level": cfg.level, "streams": len(stretch), "ended": ended_in_window,
             "streams_per_s": ended_in_window / cfg.duration,
             "stretch_p50": _percentile(stretch, 50), "stretch_p99": _percentile(stretch, 99),
+            "first_byte_p50": _percentile(first_bytes, 50), "first_byte_p99": _percentile(first_bytes, 99),
             "failed": sum(failures.values()), "failures": failures}
 
 
