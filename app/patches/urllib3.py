@@ -239,13 +239,17 @@ def _sized_reader(raw: http.client.HTTPResponse) -> Callable[[int], bytes]:
     """http.client's ``read1`` over a body with a ``content-length``, closing the response once all of it is
     read, as its ``read`` does (CPython 3.11's ``read1`` does not). Why: back in its pool with
     that response open, the connection answers its next request ``ResponseNotReady('Request-sent')``,
-    a failed attempt (502s under load when every attempt of a request drew such a connection)."""
+    a failed attempt (502s under load when every attempt of a request drew such a connection). A body
+    the provider ends short of its length raises ``IncompleteRead`` (http.client returns ``b""``, which
+    would pass a cut answer on as a whole one), as a cut chunked body does."""
     read1 = raw.read1
 
     def read(n: int = 65536) -> bytes:
         data = read1(n)
         if raw.length == 0 and raw.fp is not None:
             raw._close_conn()  # type: ignore[attr-defined]
+        elif not data and raw.length:  # the provider closed before the length it announced: a cut answer
+            raise http.client.IncompleteRead(b"", raw.length)
         return data
     return read
 

@@ -59,10 +59,12 @@ class _Events(BaseHTTPRequestHandler):
     events = [b"data: {\"n\": %d}\n\n" % i for i in range(3)]
 
     def do_GET(self) -> None:
-        if self.path == "/sized":
+        if self.path in ("/sized", "/cut"):
             body = b"".join(self.events)
-            head = f"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {len(body)}\r\n\r\n"
+            length = len(body) + (100 if self.path == "/cut" else 0)  # /cut: the connection closes 100 short
+            head = f"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {length}\r\n\r\n"
             self.wfile.write(head.encode() + body)
+            self.close_connection = self.path == "/cut"
             return
         gzipped = self.path == "/gzip"
         chunks = [gzip.compress(b"".join(self.events))] if gzipped else self.events
@@ -111,7 +113,7 @@ def test_a_stream_is_read_one_event_per_read_below_urllib3_unless_it_must_be_dec
         server.server_close()
 
 
-def test_a_sized_stream_read_to_its_end_leaves_the_connection_reusable() -> None:
+def test_a_sized_stream_read_to_its_end_leaves_the_connection_reusable_and_a_cut_one_raises() -> None:
     """http.client's ``read1`` leaves a body with ``content-length`` open when it has read all of it (its
     ``read`` closes it); a connection back in the pool with that response open answers the next request
     ``ResponseNotReady('Request-sent')`` (seen as 502s under load before the fix)."""
@@ -127,6 +129,11 @@ def test_a_sized_stream_read_to_its_end_leaves_the_connection_reusable() -> None
             assert read(65536) == b""  # past the end: still empty, no error
             resp.release_conn()
         assert pool.connection_from_url(base).num_connections == 1
+        cut = pool.request("GET", base + "/cut", preload_content=False)
+        read = urllib3_patches.stream_reader(cut)
+        assert read(65536) == b"".join(_Events.events)
+        with pytest.raises(http.client.IncompleteRead):
+            read(65536)
     finally:
         server.shutdown()
         server.server_close()
