@@ -30,6 +30,7 @@ log = logging.getLogger("llm_edge.disconnects")
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _GONE, _DATA, _NOTHING = "gone", "data", "nothing"
+_EVENTS = select.EPOLLIN | select.EPOLLRDHUP if hasattr(select, "EPOLLIN") else 0
 
 
 # How a request whose client hung up is recorded: the status (nginx's "client closed request") and the
@@ -57,6 +58,13 @@ def _nothing() -> None:
     return None
 
 
+def _unregister(epoll: select.epoll, fd: int) -> None:
+    try:
+        epoll.unregister(fd)
+    except OSError:
+        pass  # the socket was closed already, which removed it
+
+
 class DisconnectWatcher:
     """One per worker process; ``watch()`` a stream's client socket for as long as the stream runs."""
 
@@ -80,19 +88,28 @@ class DisconnectWatcher:
         with self._lock:
             if self._epoll is None:
                 self._start()
-            assert self._epoll is not None
-            if fd in self._watched:  # a stale entry (its socket closed unwatched): replace it
-                self._forget(fd)
-            try:
-                self._epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
-            except OSError:
-                return _nothing
+            stale = self._watched.get(fd)  # its socket closed unwatched: replace it
             self._watched[fd] = entry
+        epoll = self._epoll
+        assert epoll is not None
+        # epoll_ctl outside the lock: it lets go of the GIL, and a thread waiting for the GIL to come back
+        # while holding the lock would make every other stream's watch and stop wait behind it.
+        if stale is not None:
+            _unregister(epoll, fd)
+        try:
+            epoll.register(fd, _EVENTS)
+        except OSError:
+            with self._lock:
+                if self._watched.get(fd) is entry:
+                    del self._watched[fd]
+            return _nothing
 
         def stop() -> None:
             with self._lock:
-                if self._watched.get(fd) is entry:
-                    self._forget(fd)
+                if self._watched.get(fd) is not entry:
+                    return
+                del self._watched[fd]
+            _unregister(epoll, fd)
 
         return stop
 
@@ -101,27 +118,21 @@ class DisconnectWatcher:
         self._thread = threading.Thread(target=self._run, name="disconnect-watcher", daemon=True)
         self._thread.start()
 
-    def _forget(self, fd: int) -> None:
-        """Lock held."""
-        del self._watched[fd]
-        assert self._epoll is not None
-        try:
-            self._epoll.unregister(fd)
-        except OSError:
-            pass  # the socket was closed already, which removed it
-
     def _run(self) -> None:
         assert self._epoll is not None
         while True:
             for fd, _ in self._epoll.poll():
-                with self._lock:
-                    entry = self._watched.get(fd)
-                    if entry is None:
-                        continue
-                    what = _peek(entry[0])
-                    if what == _NOTHING:
-                        continue  # an event for a socket since replaced at this fd, or spurious
-                    self._forget(fd)
+                entry = self._watched.get(fd)
+                if entry is None:
+                    continue
+                what = _peek(entry[0])
+                if what == _NOTHING:
+                    continue  # spurious
+                with self._lock:  # held across epoll_ctl here, on this rare path: a watch of the fd waits
+                    if self._watched.get(fd) is not entry:
+                        continue  # stopped meanwhile, or an event for a socket since replaced at this fd
+                    del self._watched[fd]
+                    _unregister(self._epoll, fd)
                 if what == _GONE:
                     try:
                         entry[1]()
