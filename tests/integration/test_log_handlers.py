@@ -218,7 +218,8 @@ def test_log_fields_to_a_file_writes_the_bytes_the_logging_path_writes(tmp_path)
         line.pop("ts")
     assert a == b and a[1] == {"level": "info", "logger": "test.log_fields.file", "pid": os.getpid(),
                                "msg": "request", **fields}
-    assert direct._descriptor is not None and direct._descriptor[1] == direct.stream.fileno()
+    own = direct._lines[1]  # the handler's own descriptor, on the same file as its stream's
+    assert own is not None and os.path.sameopenfile(own, direct.stream.fileno())
     direct.close()
     ordinary.close()
 
@@ -229,7 +230,7 @@ def test_log_fields_writes_text_to_a_stream_of_another_encoding(tmp_path):
     log, handler = json_logger("latin", stream)  # type: ignore[arg-type]
     log_fields(log, logging.INFO, "request", {"model": "modèle"})
     stream.close()
-    assert handler._descriptor is not None and handler._descriptor[1] is None  # not this stream's bytes
+    assert handler._lines[1] is None  # not this stream's bytes: the text went through the stream
     assert orjson.loads(path.read_bytes().decode("latin-1"))["model"] == "modèle"
 
 
@@ -249,4 +250,42 @@ def test_log_fields_after_a_reopen_writes_to_the_new_file(tmp_path):
     log_fields(log, logging.INFO, "request", {"request_id": "r-2"})
     assert [orjson.loads(x)["request_id"] for x in (tmp_path / "gw.log.1").read_bytes().splitlines()] == ["r-1"]
     assert [orjson.loads(x)["request_id"] for x in path.read_bytes().splitlines()] == ["r-2"]
+    handler.close()
+
+
+def test_encoded_lines_need_no_lock_and_a_reopen_meanwhile_loses_none(tmp_path):
+    """The access line's write takes no lock (a thread holding it while waiting for the GIL would hold
+    up every other line); lines written while gunicorn reopens the file land in the old file or the new."""
+    path = tmp_path / "gw.log"
+    handler = LineFileHandler(str(path), encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.log_fields.nolock")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log_fields(log, logging.INFO, "request", {"request_id": "first"})
+    done = threading.Event()
+    with handler.lock:  # held by "another thread": the line still goes out
+        writer = threading.Thread(target=lambda: (log_fields(log, logging.INFO, "request",
+                                                             {"request_id": "locked-out"}), done.set()))
+        writer.start()
+        assert done.wait(5), "add_encoded waited for the handler's lock"
+    writer.join()
+
+    def write(t: int) -> None:
+        for i in range(300):
+            log_fields(log, logging.INFO, "request", {"request_id": f"{t}-{i}"})
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for n in range(5):  # reopens while they write, as SIGUSR1 does
+        path.rename(tmp_path / f"gw.log.{n}")
+        with handler.lock:
+            handler.close()
+            handler.stream = handler._open()
+    for thread in threads:
+        thread.join()
+    ids = [orjson.loads(x)["request_id"] for f in sorted(tmp_path.iterdir()) for x in f.read_bytes().splitlines()]
+    assert sorted(ids) == sorted(["first", "locked-out"] + [f"{t}-{i}" for t in range(4) for i in range(300)])
     handler.close()
