@@ -20,7 +20,9 @@ whose cap is one is always checked request by request.
 
 from __future__ import annotations
 
+import operator
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
 from app.limits.decision import Decision
@@ -28,43 +30,55 @@ from app.limits.policy import TokenRate
 
 
 class Lease:
-    """Admissions one worker holds for one client; guarded by its own lock."""
+    """Admissions one worker holds for one client.
 
-    __slots__ = ("expires", "granted", "granted_at", "left", "lock", "size", "state")
+    Taking one needs no lock: the batch is an iterator of tickets, and ``next`` on it is one step the GIL
+    never splits. ``lock`` guards the rest (starting a renewal, granting, token debits), never across
+    I/O: a thread holding a lock while it waits for the GIL after a system call makes every thread
+    queued on that lock wait behind it, one GIL wait after another.
+    """
+
+    __slots__ = ("expires", "granted", "granted_at", "lock", "renewing", "size", "state", "tickets")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.left = 0  # admissions still to hand out
+        self.tickets: Iterator[int] = iter(())  # admissions still to hand out
         self.granted = 0  # size of the current batch
         self.size = 0  # what the last renewal asked for
         self.expires = 0.0
         self.granted_at = 0.0
         self.state: Decision | None = None  # Redis's answer to the renewal: the client's state after the grant
+        self.renewing: threading.Event | None = None  # set when the renewal in flight has its answer
+
+    @property
+    def left(self) -> int:
+        return operator.length_hint(self.tickets)
 
     def take(self, now: float) -> bool:
-        """Hand out one admission from the batch, if it is still valid."""
-        if self.left > 0 and now < self.expires:
-            self.left -= 1
-            return True
-        return False
+        """Hand out one admission from the batch, if it is still valid (no lock needed)."""
+        return now < self.expires and next(self.tickets, None) is not None
 
     def renewal(self, cap: int) -> tuple[int, int]:
-        """(batch size to ask for, unused admissions to hand back), from how the last batch went."""
-        refund = self.left
+        """(batch size to ask for, unused admissions to hand back), from how the last batch went. Lock held.
+
+        The unused tickets are drained in one step (``list`` of the iterator), so none is both handed
+        back and taken by a thread that checked the batch's expiry a moment earlier."""
+        self.tickets, unused = iter(()), self.tickets
+        refund = len(list(unused))
         if self.granted == 0:
             size = 1
         elif refund > 0:
             size = max(1, self.granted - refund)  # expired half spent: ask for what was used
         else:
             size = self.size * 2  # spent within the window: demand is higher
-        self.left = self.granted = 0
+        self.granted = 0
         return max(1, min(cap, size)), refund
 
     def grant(self, admitted: int, asked: int, state: Decision, now: float, window: float) -> None:
         """Record a batch Redis admitted; the caller uses one of them at once."""
         self.granted, self.size, self.state = admitted, asked, state
-        self.left = admitted - 1
         self.granted_at, self.expires = now, now + window
+        self.tickets = iter(range(admitted - 1))
 
     def decision(self, now: float) -> Decision:
         """The state after the grant, less what this worker handed out since, and aged by the time passed."""

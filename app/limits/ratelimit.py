@@ -45,6 +45,9 @@ DEBIT_SCRIPT = (_LUA / "debit_tokens.lua").read_text(encoding="utf-8")
 KEY_PREFIX = "llm-edge:ratelimit:{llm-edge-limits}:"
 _REFUSED = {1: REQUESTS, 2: TOKENS, 3: GLOBAL}
 _US = 1_000_000
+# How long a thread waits for another's renewal before looking again; the renewal's Redis check is bounded
+# by REDIS_SOCKET_TIMEOUT, so this only matters if a renewing thread never came back.
+_RENEWAL_WAIT = 1.0
 
 
 def _us(seconds: float) -> str:
@@ -126,17 +129,33 @@ class RateLimiter:
         if lease is None:
             with self._leases_lock:
                 lease = self._leases.setdefault(client_id, Lease())
-        with lease.lock:  # one renewal at a time; threads arriving meanwhile take from the new batch
+        while True:
             now = self._clock()
-            if not lease.take(now):
-                asked, refund = lease.renewal(cap)
-                reply = self._run_check(client_id, tier, (*self._args[tier.name], str(asked), str(refund)))
-                if reply is None:
-                    return self._without_redis(client_id, tier)
-                if not reply[0]:
-                    return _decision(reply, tier)
-                lease.grant(reply[0], asked, _decision(reply, tier), now, self.lease_window)
-            return lease.decision(now)
+            if lease.take(now):
+                return lease.decision(now)
+            with lease.lock:  # one renewal at a time, the Redis check outside the lock
+                renewing = lease.renewing
+                if renewing is None:
+                    if lease.take(now):  # a renewal ended while this thread looked
+                        return lease.decision(now)
+                    renewing = lease.renewing = threading.Event()
+                    asked, refund = lease.renewal(cap)
+                    break
+            renewing.wait(_RENEWAL_WAIT)  # then take from the new batch, or renew again
+        reply = None
+        try:
+            reply = self._run_check(client_id, tier, (*self._args[tier.name], str(asked), str(refund)))
+        finally:
+            with lease.lock:
+                lease.renewing = None
+                if reply is not None and reply[0]:
+                    lease.grant(reply[0], asked, _decision(reply, tier), now, self.lease_window)
+            renewing.set()
+        if reply is None:
+            return self._without_redis(client_id, tier)
+        if not reply[0]:
+            return _decision(reply, tier)
+        return lease.decision(now)
 
     def debit_tokens(self, client_id: str, tier: Tier, tokens_used: int) -> None:
         """Count an answer's tokens against ``tier``'s tokens per minute (no-op without that limit)."""

@@ -165,3 +165,34 @@ def test_threads_taking_from_one_batch_without_a_lock_never_exceed_the_limit(red
     elapsed = time.monotonic() - started
     most = 100 + 100 * elapsed
     assert most - 20 - 5 <= sum(admitted) <= most + 1, (sum(admitted), most)
+
+
+def test_a_renewal_holds_no_lock_across_its_redis_check_and_waiters_share_its_batch(redis_server):
+    """While one thread's renewal waits for Redis, the lease's lock is free (a token debit goes through),
+    and threads arriving meanwhile wait for that renewal's batch instead of each asking Redis."""
+    lim, r = make(redis_server, POLICY, lease_window=1.0)
+    tier = POLICY.tier("fast")
+    assert lim.check("acme", tier).allowed  # the first batch (of 1): the next check renews, asking for 2
+    in_check = threading.Event()
+    slow_check = lim._run_check
+
+    def held_check(*args):  # type: ignore[no-untyped-def]
+        in_check.set()
+        time.sleep(0.3)
+        return slow_check(*args)
+
+    lim._run_check = held_check
+    before = evalsha_calls(r)
+    decisions = []
+    renewer = threading.Thread(target=lambda: decisions.append(lim.check("acme", tier)))
+    renewer.start()
+    assert in_check.wait(5)
+    lease = lim._leases["acme"]
+    assert lease.lock.acquire(timeout=0.1), "the lease's lock was held across the Redis check"
+    lease.lock.release()
+    waiter = threading.Thread(target=lambda: decisions.append(lim.check("acme", tier)))
+    waiter.start()
+    renewer.join()
+    waiter.join()
+    assert [d.allowed for d in decisions] == [True, True]
+    assert evalsha_calls(r) - before == 1, "the waiter took from the renewal's batch"
