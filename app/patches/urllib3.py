@@ -29,6 +29,8 @@ records the writes.
 from __future__ import annotations
 
 import http.client
+import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -115,10 +117,11 @@ class ChunkedReader:
     so the connection goes back to its pool. A malformed or cut body raises ``http.client``'s errors.
     """
 
-    __slots__ = ("_buf", "_done", "_fp", "_left", "_raw", "_skip")
+    __slots__ = ("_buf", "_done", "_fp", "_left", "_raw", "_skip", "_sock")
 
-    def __init__(self, raw: http.client.HTTPResponse) -> None:
+    def __init__(self, raw: http.client.HTTPResponse, sock: socket.socket | None = None) -> None:
         self._raw = raw
+        self._sock = sock  # to tell the kernel's receive timeout from the end of the body (receive_timed_out)
         self._fp = raw.fp
         self._buf = b""
         self._left = 0  # data bytes still to come in the current chunk
@@ -136,6 +139,8 @@ class ChunkedReader:
                     break
             data = self._fp.read1(n)  # what is buffered, else one receive
             if not data:
+                if receive_timed_out(self._sock):
+                    raise TimeoutError("timed out")
                 self._raw._close_conn()
                 raise http.client.IncompleteRead(b"".join(out))
             if self._buf:
@@ -228,30 +233,100 @@ def stream_reader(resp: urllib3.BaseHTTPResponse) -> Callable[[int], bytes]:
     encoding = resp.headers.get("content-encoding", "identity").strip().lower()
     if not _state["enabled"] or encoding != "identity" or not isinstance(raw, http.client.HTTPResponse):
         return resp.read1
+    sock = _plain_socket(resp)
     if raw.chunked and raw.chunk_left is None and raw.fp is not None:  # nothing of the body read yet
-        return ChunkedReader(raw)
-    if raw.length is not None:
-        return _sized_reader(raw)
-    return raw.read1  # read until the provider closes: http.client's read1 closes at the end
+        return ChunkedReader(raw, sock)
+    return _unchunked_reader(raw, sock)
 
 
-def _sized_reader(raw: http.client.HTTPResponse) -> Callable[[int], bytes]:
-    """http.client's ``read1`` over a body with a ``content-length``, closing the response once all of it is
-    read, as its ``read`` does (CPython 3.11's ``read1`` does not). Why: back in its pool with
-    that response open, the connection answers its next request ``ResponseNotReady('Request-sent')``,
-    a failed attempt (502s under load when every attempt of a request drew such a connection). A body
-    the provider ends short of its length raises ``IncompleteRead`` (http.client returns ``b""``, which
-    would pass a cut answer on as a whole one), as a cut chunked body does."""
-    read1 = raw.read1
+def _unchunked_reader(raw: http.client.HTTPResponse, sock: socket.socket | None) -> Callable[[int], bytes]:
+    """http.client's ``read1`` over a body that is not chunked: sized (``content-length``) or read until the
+    provider closes.
 
-    def read(n: int = 65536) -> bytes:
-        data = read1(n)
-        if raw.length == 0 and raw.fp is not None:
-            raw._close_conn()  # type: ignore[attr-defined]
-        elif not data and raw.length:  # the provider closed before the length it announced: a cut answer
-            raise http.client.IncompleteRead(b"", raw.length)
+    A sized body is closed once all of it is read, as http.client's ``read`` does (CPython 3.11's ``read1``
+    does not). Why: back in its pool with that response open, the connection answers its next request
+    ``ResponseNotReady('Request-sent')``, a failed attempt (502s under load when every attempt of a
+    request drew such a connection). A body the provider ends short of its length raises
+    ``IncompleteRead`` (http.client returns ``b""``, which would pass a cut answer on as a whole one),
+    as a cut chunked body does. An empty read that is the kernel's receive timeout raises
+    ``TimeoutError`` (``receive_timed_out``), not the end of the body.
+    """
+    def read(n: int = 65536) -> bytes:  # http.client's read1, with the three differences above
+        fp = raw.fp
+        if fp is None:
+            return b""
+        length = raw.length
+        if length is not None and n > length:
+            n = length
+            if not n:  # an empty body
+                raw._close_conn()  # type: ignore[attr-defined]
+                return b""
+        data = fp.read1(n)
+        if data:
+            if length is not None:
+                raw.length = length = length - len(data)
+                if not length:
+                    raw._close_conn()  # type: ignore[attr-defined]
+            return data
+        if receive_timed_out(sock):  # asked before the file is closed: closing it may close the socket
+            raise TimeoutError("timed out")
+        raw._close_conn()  # type: ignore[attr-defined]
+        if length:  # the provider closed before the length it announced: a cut answer
+            raise http.client.IncompleteRead(b"", length)
         return data
     return read
+
+
+def response_socket(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
+    """The socket a response's body is read from: its connection's, or (a response that closes its
+    connection at the end, which http.client detaches from it at once) the one under its file."""
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is None:
+        raw = getattr(resp, "_fp", None)
+        sock = getattr(getattr(getattr(raw, "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _plain_socket(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
+    """The response's socket when it is a plain TCP one (not TLS), else None."""
+    sock = response_socket(resp)
+    return sock if type(sock) is socket.socket else None
+
+
+def kernel_receive_timeout(resp: urllib3.BaseHTTPResponse) -> Callable[[float], None] | None:
+    """For a streamed body on a plain socket (patches on): a function setting the wait for its next receive
+    in the kernel (``SO_RCVTIMEO``, the socket made blocking); None otherwise (TLS, patches off: the
+    caller sets Python's socket timeout).
+
+    Why: Python polls before every receive on a socket with a timeout, and each of those system calls
+    lets go of the GIL and must take it back; under thousands of threads taking it back is a wait. A
+    stream's event then costs a receive and a send instead of a poll, a receive and a send. A timed-out
+    receive reads as empty, which the readers above tell from the body's end with ``receive_timed_out``.
+    The connection goes back to its pool blocking, with the option set: urllib3 sets Python's timeout
+    again before its next request, and a non-blocking socket ignores ``SO_RCVTIMEO``.
+    """
+    sock = _plain_socket(resp) if _state["enabled"] else None
+    if sock is None:
+        return None
+    sock.settimeout(None)
+
+    def wait(seconds: float) -> None:
+        micros = max(1, round(seconds * 1_000_000))  # a zero timeval would mean no timeout at all
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(micros, 1_000_000)))
+    return wait
+
+
+def receive_timed_out(sock: socket.socket | None) -> bool:
+    """After a receive that gave nothing: whether ``sock`` is open with nothing to read (the kernel's receive
+    timeout ran out) rather than at its end. One system call, only when a read came back empty."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""  # bytes now: the wait ran out first
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def install() -> bool:

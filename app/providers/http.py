@@ -260,6 +260,7 @@ class UpstreamHTTP:
         finished = False
         first = True
         read = urllib3_patches.stream_reader(resp)
+        set_wait = urllib3_patches.kernel_receive_timeout(resp) or functools.partial(_set_read_timeout, resp)
         monotonic = time.monotonic
         timeout_set = None
         try:
@@ -278,7 +279,7 @@ class UpstreamHTTP:
                     else:
                         raise _timed_out(provider, DEADLINE_LIMIT)
                 if wait != timeout_set:  # between events of a stream far from its deadline: unchanged
-                    _set_read_timeout(resp, wait)
+                    set_wait(wait)
                     timeout_set = wait
                 try:
                     chunk = read(READ_SIZE)
@@ -315,8 +316,7 @@ def _timed_out(provider: str, limit: str) -> UpstreamTimeout:
 
 def _set_read_timeout(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
     """Change the socket timeout of a response being read (urllib3 fixes it per request)."""
-    conn = getattr(resp, "connection", None)
-    sock = getattr(conn, "sock", None)
+    sock = urllib3_patches.response_socket(resp)
     if sock is not None:
         sock.settimeout(seconds)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -157,3 +158,58 @@ def test_a_stream_cut_short_is_a_reset(http, upstream):
     with pytest.raises(UpstreamError) as info:
         list(open_stream(http, upstream.openai_base_url + "/chat/completions", text=LONG))
     assert info.value.failure == "reset"
+
+
+def _stalling_server(head: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A provider that sends ``head`` and six bytes of its body, then says nothing for a second."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(head + b"data: ")
+            time.sleep(1.0)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    return listener, server
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 1000\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+], ids=["sized", "until-close"])
+def test_a_stream_that_is_not_chunked_stalls_into_the_idle_limit_not_into_an_end(http, head):
+    """On a plain socket the wait for each read is the kernel's (SO_RCVTIMEO, the socket blocking: no poll
+    before each receive); a read that comes back empty after it is a timeout, told apart from the end."""
+    listener, server = _stalling_server(head)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/chat/completions"
+    chunks = open_stream(http, url, first=1, idle=0.3)
+    assert next(chunks) == b"data: "
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout) as info:
+        list(chunks)
+    assert 0.25 <= time.monotonic() - started < 1.0
+    assert "STREAM_IDLE_TIMEOUT" in info.value.message and info.value.failure == "timeout"
+    server.join(3)
+    listener.close()
+
+
+def test_a_streams_socket_waits_in_the_kernel_and_its_connection_serves_the_next_request(http, upstream):
+    url = upstream.openai_base_url + "/chat/completions"
+    upstream.push_faults(Fault(drip=0.02))  # one event per read
+    deadline = deadline_from(10)
+    resp = http.post("openai", url, HEADERS, body(True, LONG), read_timeout=5, deadline=deadline)
+    sock = resp.connection.sock
+    chunks = http.iter_body("openai", resp, first_byte_by=time.monotonic() + 5, idle_timeout=2.5,
+                            deadline=deadline)
+    next(chunks)
+    next(chunks)  # the wait for the next read is now the idle limit's
+    assert sock.gettimeout() is None  # blocking: Python polls before nothing
+    sec, usec = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    assert abs(sec + usec / 1e6 - 2.5) < 0.02
+    assert b"[DONE]" in b"".join(chunks)
+    again = b"".join(open_stream(http, url))  # the same connection, Python's timeout set again by urllib3
+    assert b"[DONE]" in again
+    assert http.target(url)[0].num_connections == 1

@@ -59,8 +59,8 @@ class _Events(BaseHTTPRequestHandler):
     events = [b"data: {\"n\": %d}\n\n" % i for i in range(3)]
 
     def do_GET(self) -> None:
-        if self.path in ("/sized", "/cut"):
-            body = b"".join(self.events)
+        if self.path in ("/sized", "/cut", "/empty"):
+            body = b"" if self.path == "/empty" else b"".join(self.events)
             length = len(body) + (100 if self.path == "/cut" else 0)  # /cut: the connection closes 100 short
             head = f"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {length}\r\n\r\n"
             self.wfile.write(head.encode() + body)
@@ -128,6 +128,9 @@ def test_a_sized_stream_read_to_its_end_leaves_the_connection_reusable_and_a_cut
             assert b"".join(_read_all(read)) == b"".join(_Events.events)
             assert read(65536) == b""  # past the end: still empty, no error
             resp.release_conn()
+        empty = pool.request("GET", base + "/empty", preload_content=False)
+        assert urllib3_patches.stream_reader(empty)(65536) == b""  # the end, not a wait for more
+        empty.release_conn()
         assert pool.connection_from_url(base).num_connections == 1
         cut = pool.request("GET", base + "/cut", preload_content=False)
         read = urllib3_patches.stream_reader(cut)
