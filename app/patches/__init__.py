@@ -5,7 +5,9 @@
   TLS handshakes, no stray answer after a framing error (correctness fixes, not speed: with the switch off,
   idle, lingering and slowloris clients can stall a node again).
 - ``http_client``: providers' response headers parsed without the email package.
-- ``urllib3``: each upstream request's head sent with its body (per pool: ``urllib3.prepare_pool``).
+- ``urllib3``: each upstream request's head sent with its body (per pool: ``urllib3.prepare_pool``); streamed
+  bodies read below urllib3 (``stream_reader``: chunks decoded from the socket's buffer, a sized body closed
+  at its end), with the wait for each read kept by the kernel on a plain socket (``kernel_receive_timeout``).
 - ``prometheus_client``: the lean multiprocess metric value; a collector that skips a file being made.
 - ``logging``: log records without the caller's file and line or thread names.
 

@@ -24,6 +24,10 @@ alternating runs).
 Relies on urllib3's ``HTTPConnection.request`` sending the head through ``send``
 (http.client's ``endheaders``) and then the body: tests/integration/test_one_write.py
 records the writes.
+
+Below that, the readers of a streamed body (``stream_reader``, ``ChunkedReader``) and
+the kernel's receive timeout for them (``kernel_receive_timeout``): each says what
+and why where it is defined.
 """
 
 from __future__ import annotations
