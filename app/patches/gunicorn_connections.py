@@ -20,7 +20,10 @@ Three defects of ``gunicorn.workers.gthread`` that settings cannot fix:
    ``header_timeout`` seconds of its first byte, and a TLS handshake within
    ``header_timeout`` seconds; otherwise the connection is closed (debug log).
    Bodies and responses are not affected: the deadline is disarmed as soon as
-   the head is parsed.
+   the head is parsed. On a plain socket, what has already arrived is taken
+   first without a timeout (``MSG_DONTWAIT``): arming one costs a system call
+   to set it, a poll before the receive and one to unset it, each letting go
+   of the GIL, and a keep-alive request is read only once it has arrived.
 
 3. **A framing error in an unread body produces a stray answer.** When the
    application answered without reading a chunked body, gunicorn drains it
@@ -231,10 +234,17 @@ def install() -> bool:
     def chunk(self: Any, size_hint: int | None = None) -> bytes:
         deadline = getattr(self, "head_deadline", None)
         if deadline is not None:
+            sock = self.sock
+            if type(sock) is socket.socket:  # plain TCP: take what has come without arming a timeout
+                try:  # (a keep-alive request is read once the poller saw it arrive: it is there)
+                    return sock.recv(self.mxchunk, socket.MSG_DONTWAIT)  # type: ignore[no-any-return]
+                except BlockingIOError:
+                    pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HeadTimeout()
-            self.sock.settimeout(remaining)
+            sock.settimeout(remaining)
+            self.head_timeout_set = True
         return original_chunk(self, size_hint)
 
     def parser_next(self: Any) -> Any:
@@ -253,10 +263,12 @@ def install() -> bool:
             raise StopIteration() from None
         finally:
             unreader.head_deadline = None
-            try:
-                sock.settimeout(prior)
-            except OSError:
-                pass
+            if unreader.head_timeout_set:  # (settimeout is a system call: only when chunk() changed it)
+                unreader.head_timeout_set = False
+                try:
+                    sock.settimeout(prior)
+                except OSError:
+                    pass
 
     # 3. A framing error while draining an unread body ends the connection, without a second answer.
     original_keepalive_after = worker_cls._keepalive_after
@@ -273,6 +285,7 @@ def install() -> bool:
                (worker_cls, "_keepalive_after", keepalive_after), (conn_cls, "close", close),
                (conn_cls, "init", init), (gthread.sock, "ssl_wrap_socket", ssl_wrap_socket),
                (gunreader.SocketUnreader, "chunk", chunk), (gunreader.SocketUnreader, "head_deadline", None),
+               (gunreader.SocketUnreader, "head_timeout_set", False),
                (gparser.Parser, "__next__", parser_next), (gparser.Parser, "next", parser_next)]
     _state["originals"] = [(owner, name, owner.__dict__.get(name, _ABSENT)) for owner, name, _ in patched]
     for owner, name, value in patched:

@@ -35,6 +35,7 @@ for owner, name in ((gthread.ThreadWorker, "run"), (gthread.ThreadWorker, "murde
     assert getattr(owner, name).__module__.startswith("gunicorn."), (owner, name)
 assert gthread.sock.ssl_wrap_socket.__module__ == "gunicorn.sock"
 assert "head_deadline" not in vars(unreader.SocketUnreader)
+assert "head_timeout_set" not in vars(unreader.SocketUnreader)
 assert http.client.parse_headers.__module__ == "http.client", http.client.parse_headers
 assert logging._srcfile is not None and logging.logThreads and logging.logMultiprocessing
 assert values.ValueClass.__module__ == "prometheus_client.values", values.ValueClass

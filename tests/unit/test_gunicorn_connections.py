@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import threading
 
 import pytest
 
@@ -75,3 +76,28 @@ def test_install_is_idempotent_and_patches_gthread():
     gc.install()
     assert gthread.TConn.close is patched
     assert tuple(gc.WRITTEN_FOR) == ("gunicorn", "27.0.1")
+
+
+def _parse_head(sock: socket.socket):  # type: ignore[no-untyped-def]
+    from gunicorn.config import Config
+    from gunicorn.http import RequestParser
+
+    return next(RequestParser(Config(), sock, ("127.0.0.1", 1)))
+
+
+def test_a_head_already_there_is_read_without_arming_a_timeout(monkeypatch):
+    """Each settimeout is a system call, and a receive under one is a poll too: three GIL hand-offs a request
+    saved when the head has arrived, as a keep-alive request has when a thread reads it."""
+    gc.install()
+    calls: list[object] = []
+    monkeypatch.setattr(socket.socket, "settimeout", lambda self, value: calls.append(value), raising=False)
+    client, server = _pair()
+    with client, server:
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _parse_head(server).path == "/health"
+        assert calls == []
+        late = b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n"  # nothing yet: the deadline is armed, then disarmed
+        monkeypatch.undo()
+        threading.Timer(0.2, client.sendall, (late,)).start()
+        assert _parse_head(server).path == "/late"
+        assert server.gettimeout() is None
