@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import hiredis
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
@@ -22,9 +21,10 @@ from redis.commands.core import Script
 from app.health import Check
 from app.observability import metrics
 from app.resilience.breaker import CLOSED, BreakerPolicy, CircuitBreaker
+from app.resilience.own_connection import OwnConnection
 from app.resilience.redis_clients import make_redis
 
-__all__ = ["RedisGuard", "make_redis", "packed"]
+__all__ = ["RedisGuard", "make_redis"]
 
 T = TypeVar("T")
 
@@ -32,78 +32,9 @@ T = TypeVar("T")
 HEALTH_PING_AFTER = 5.0
 
 
-def packed(args: Sequence[Any]) -> tuple[bytes]:
-    """One command in Redis's wire format, for ``send_packed_command``.
-
-    hiredis directly: redis-py's packer wraps the same call in argument rewriting that our commands
-    never need (command names with spaces, bytearrays); the wrapper was 1.3% of a worker's samples on
-    a cache miss at c=1 (py-spy).
-    """
-    try:
-        return (hiredis.pack_command(tuple(args)),)
-    except TypeError as exc:  # what redis-py raises for an argument it cannot send
-        raise redis.DataError(str(exc)) from None
-
-
 def _as_sent(reply: Any) -> Any:
     """Redis's own reply where ``RedisCluster`` made a bool of it (``SET``'s ``+OK``)."""
     return b"OK" if reply is True else reply
-
-
-class OwnConnection:
-    """A Redis connection used by one call at a time; replies of commands sent without waiting are read
-    before its next command."""
-
-    __slots__ = ("conn", "late_error", "unread")
-
-    def __init__(self, conn: redis.Connection, late_error: Callable[[str, Exception], None]) -> None:
-        self.conn = conn
-        self.late_error = late_error
-        self.unread: list[str] = []  # operations whose replies are still on the socket, oldest first
-
-    def execute(self, args: Sequence[Any]) -> Any:
-        self._catch_up()
-        try:
-            self._connect()
-            self.conn.send_packed_command(packed(args))
-            return self.conn.read_response()
-        except redis.ResponseError:
-            raise  # an error reply: the connection is still in step
-        except BaseException:
-            self._lost()
-            raise
-
-    def send(self, operation: str, args: Sequence[Any]) -> None:
-        self._catch_up()
-        try:
-            self._connect()
-            self.conn.send_packed_command(packed(args))
-        except BaseException:
-            self._lost()
-            raise
-        self.unread.append(operation)
-
-    def _connect(self) -> None:
-        """Connect through the connection's own ``connect``: a Sentinel-managed one asks the Sentinels for the
-        primary's address there (``send_packed_command`` alone would dial the default host)."""
-        if not self.conn.is_connected:
-            self.conn.connect()
-
-    def _catch_up(self) -> None:
-        while self.unread:
-            try:
-                self.conn.read_response()
-            except redis.ResponseError as exc:
-                self.late_error(self.unread[0], exc)
-            except BaseException:
-                self._lost()
-                raise
-            del self.unread[0]
-
-    def _lost(self) -> None:
-        """Anything but an error reply may leave replies unread: start again on a new connection."""
-        self.unread.clear()
-        self.conn.disconnect()
 
 
 class RedisGuard:

@@ -8,7 +8,8 @@ import pytest
 import redis
 from redis.connection import Encoder, PythonRespSerializer
 
-from app.resilience.redis_guard import RedisGuard, packed
+from app.resilience.own_connection import packed
+from app.resilience.redis_guard import RedisGuard
 from tests.support.clock import Clock
 from tests.support.processes import free_port
 
@@ -172,7 +173,7 @@ def test_commands_go_out_in_the_bytes_redis_py_would_send():
     reference = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
     for args in [("SET", "llm-edge:cache:k", b"\x00j[1,2]\xff", "EX", 3600),
                  ("EVALSHA", "a" * 40, 1, "key-é", 2.5), ("GET", b"raw key"), ("PING",)]:
-        assert packed(args) == (b"".join(reference.pack(*args)),)
+        assert packed(args) == b"".join(reference.pack(*args))
 
 
 def test_an_argument_redis_cannot_take_is_a_data_error_and_the_fallback(redis_server):
