@@ -56,7 +56,8 @@ class RedisGuard:
         self.client = client
         self.serves = serves  # what the gateway does while this Redis is unreachable, for /health
         self._breaker = CircuitBreaker("redis", BreakerPolicy(failure_threshold=failure_threshold, failure_rate=0.0,
-                                                              cooldown=cooldown), clock=clock)
+                                                              cooldown=cooldown), clock=clock,
+                                       count_successes=False)
         self.last_error: str | None = None
         self._clock = clock
         self._last_ok = float("-inf")
