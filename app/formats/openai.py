@@ -210,9 +210,18 @@ def _dropped_for_anthropic(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_SAMPLING_KEYS = frozenset({"seed", "logprobs", "top_logprobs", "frequency_penalty", "presence_penalty",
+                            "logit_bias"})
+
+
 def _check_sampling(body: dict[str, Any]) -> None:
     """The numeric parameters relayed as they are, within the bounds of OpenAI's API reference
-    (https://platform.openai.com/docs/api-reference/chat/create)."""
+    (https://platform.openai.com/docs/api-reference/chat/create).
+
+    Most bodies set none of them: one C call says so (six helper calls cost a miss ~6,000 instructions).
+    """
+    if _SAMPLING_KEYS.isdisjoint(body):
+        return
     opt_int(body, "seed", "seed", minimum=INT64_MIN)
     opt_bool(body, "logprobs", "logprobs")
     opt_int(body, "top_logprobs", "top_logprobs", minimum=0, maximum=20)
