@@ -52,7 +52,7 @@ class OwnConnection:
         self.unread: list[str] = []  # operations whose replies are still on the socket, oldest first
         self.sock: socket.socket | None = None  # the connected socket; None until connected and once lost
         self.reader: Any = None  # this socket's hiredis.Reader
-        self.buffer = bytearray(READ_SIZE)
+        self.buffer: bytearray | None = None  # what replies are received into
 
     def execute(self, args: Sequence[Any]) -> Any:
         self._catch_up()
@@ -96,6 +96,10 @@ class OwnConnection:
         if encoder.decode_responses:
             options["encoding"] = encoder.encoding
         self.reader = hiredis.Reader(**options)
+        # redis-py's parser's buffer, which nothing else reads into now: a connection costs no more memory
+        # than before (one of our own where a parser has none).
+        if self.buffer is None:
+            self.buffer = getattr(conn._parser, "_buffer", None) or bytearray(READ_SIZE)
         self.sock = conn._sock
         assert self.sock is not None
         return self.sock
@@ -103,7 +107,7 @@ class OwnConnection:
     def _reply(self) -> Any:
         """The next reply on the socket; an error reply (``ResponseError`` and its kin) is raised."""
         reader, sock, buffer = self.reader, self.sock, self.buffer
-        if reader is None or sock is None:
+        if reader is None or sock is None or buffer is None:
             raise redis.ConnectionError("Not connected")
         reply = reader.gets()
         while reply is _NOT_ENOUGH_DATA:

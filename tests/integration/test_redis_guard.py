@@ -182,3 +182,13 @@ def test_an_argument_redis_cannot_take_is_a_data_error_and_the_fallback(redis_se
         packed(("SET", "k", object()))
     assert guard.command("cache_set", "fell back", "SET", "k", object()) == "fell back"
     assert guard.command("cache_set", None, "SET", "k", "v") == b"OK"  # the connection is still fine
+
+
+def test_a_reply_longer_than_one_receive_is_read_whole_and_the_next_one_after_it(redis_server):
+    """Replies come through our own Reader in receives of the buffer's size: a large L2 entry takes many."""
+    guard = RedisGuard(redis.Redis.from_url(redis_server.url))
+    big = bytes(range(256)) * 4000  # ~1 MB, dozens of receives
+    guard.send("cache_set", "SET", "big", big)  # its +OK read before the next command
+    assert guard.command("get", None, "GET", "big") == big
+    assert guard.command("get", None, "GET", "missing") is None
+    assert len(guard._idle) == 1 and len(big) > 10 * len(guard._idle[0].buffer or b"")
