@@ -24,7 +24,6 @@ PROMPT_LOG_LIMIT = 8192
 
 
 _IN_FLIGHT_UP = metrics.counter_step(metrics.IN_FLIGHT)
-_IN_FLIGHT_DOWN = metrics.counter_step(metrics.IN_FLIGHT, step=-1.0)
 
 
 def request_started(ctx: RequestContext) -> None:
@@ -35,11 +34,11 @@ def request_finished(ctx: RequestContext) -> None:
     duration = ctx.elapsed()
     provider = ctx.provider or "none"
     model = metrics.MODEL_LABELS(ctx.model or ctx.requested_model)
-    metrics.counter_step(metrics.REQUESTS, ctx.endpoint, provider, model, str(ctx.status))()
-    metrics.observer(metrics.REQUEST_DURATION, ctx.endpoint, provider, ctx.cache)(duration)
     if ctx.first_token_at is not None:
         metrics.observer(metrics.TIME_TO_FIRST_TOKEN, provider)(ctx.first_token_at - ctx.started)
-    _IN_FLIGHT_DOWN()  # last: a scrape that finds nothing in flight finds every answered request counted
+    # The request count, its duration, then in-flight down (last: a scrape that finds nothing in flight finds
+    # every answered request counted).
+    metrics.request_ended(ctx.endpoint, provider, model, str(ctx.status), ctx.cache)(duration)
     if ctx.span is not None:
         Tracing.end_request(ctx)
     if log.isEnabledFor(logging.INFO):

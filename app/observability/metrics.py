@@ -179,6 +179,41 @@ def observer(metric, *values: str) -> Callable[[float], None]:  # type: ignore[n
     return found
 
 
+_endings: dict[tuple[str, ...], Callable[[float], None]] = {}
+
+
+def request_ended(endpoint: str, provider: str, model: str, status: str, cache: str) -> Callable[[float], None]:
+    """A request's end as one call of its duration, remembered per label set: ``llm_edge_requests_total``,
+    the duration histogram (sum and bucket), then in-flight down, in that order (in-flight last: a scrape
+    that finds nothing in flight finds every answered request counted).
+
+    With the lean values (app/patches/prometheus_client.py) the four updates go under one hold of their
+    lock (``inc_each``): two locks and three Python calls fewer per request than step, observer and step.
+    """
+    key = (endpoint, provider, model, status, cache)
+    found = _endings.get(key)
+    if found is None:
+        counted = counter_step(REQUESTS, endpoint, provider, model, status)
+        observe = observer(REQUEST_DURATION, endpoint, provider, cache)
+        gone = counter_step(IN_FLIGHT, step=-1.0)
+        inc_each = getattr(type(IN_FLIGHT._value), "inc_each", None)
+        histogram = child(REQUEST_DURATION, endpoint, provider, cache)
+        count, total, in_flight = child(REQUESTS, endpoint, provider, model, status)._value, histogram._sum, \
+            IN_FLIGHT._value
+        bounds, cells = tuple(histogram._upper_bounds), tuple(histogram._buckets)
+
+        def ended(duration: float) -> None:
+            if inc_each is None or duration != duration:  # stock values; NaN falls in no bucket (observer's way)
+                counted()
+                observe(duration)
+                gone()
+                return
+            inc_each(((count, 1.0), (total, duration), (cells[bisect_left(bounds, duration)], 1.0), (in_flight, -1.0)))
+
+        found = _endings.setdefault(key, ended)
+    return found
+
+
 class LabelGuard:
     """Keeps one label's values bounded when callers can choose them (model names).
 

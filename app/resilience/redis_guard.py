@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-import hiredis
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
@@ -22,9 +21,10 @@ from redis.commands.core import Script
 from app.health import Check
 from app.observability import metrics
 from app.resilience.breaker import CLOSED, BreakerPolicy, CircuitBreaker
+from app.resilience.own_connection import OwnConnection
 from app.resilience.redis_clients import make_redis
 
-__all__ = ["RedisGuard", "make_redis", "packed"]
+__all__ = ["RedisGuard", "make_redis"]
 
 T = TypeVar("T")
 
@@ -32,78 +32,19 @@ T = TypeVar("T")
 HEALTH_PING_AFTER = 5.0
 
 
-def packed(args: Sequence[Any]) -> tuple[bytes]:
-    """One command in Redis's wire format, for ``send_packed_command``.
-
-    hiredis directly: redis-py's packer wraps the same call in argument rewriting that our commands
-    never need (command names with spaces, bytearrays); the wrapper was 1.3% of a worker's samples on
-    a cache miss at c=1 (py-spy).
-    """
-    try:
-        return (hiredis.pack_command(tuple(args)),)
-    except TypeError as exc:  # what redis-py raises for an argument it cannot send
-        raise redis.DataError(str(exc)) from None
-
-
 def _as_sent(reply: Any) -> Any:
     """Redis's own reply where ``RedisCluster`` made a bool of it (``SET``'s ``+OK``)."""
     return b"OK" if reply is True else reply
 
 
-class OwnConnection:
-    """A Redis connection used by one call at a time; replies of commands sent without waiting are read
-    before its next command."""
-
-    __slots__ = ("conn", "late_error", "unread")
-
-    def __init__(self, conn: redis.Connection, late_error: Callable[[str, Exception], None]) -> None:
-        self.conn = conn
-        self.late_error = late_error
-        self.unread: list[str] = []  # operations whose replies are still on the socket, oldest first
-
-    def execute(self, args: Sequence[Any]) -> Any:
-        self._catch_up()
-        try:
-            self._connect()
-            self.conn.send_packed_command(packed(args))
-            return self.conn.read_response()
-        except redis.ResponseError:
-            raise  # an error reply: the connection is still in step
-        except BaseException:
-            self._lost()
-            raise
-
-    def send(self, operation: str, args: Sequence[Any]) -> None:
-        self._catch_up()
-        try:
-            self._connect()
-            self.conn.send_packed_command(packed(args))
-        except BaseException:
-            self._lost()
-            raise
-        self.unread.append(operation)
-
-    def _connect(self) -> None:
-        """Connect through the connection's own ``connect``: a Sentinel-managed one asks the Sentinels for the
-        primary's address there (``send_packed_command`` alone would dial the default host)."""
-        if not self.conn.is_connected:
-            self.conn.connect()
-
-    def _catch_up(self) -> None:
-        while self.unread:
-            try:
-                self.conn.read_response()
-            except redis.ResponseError as exc:
-                self.late_error(self.unread[0], exc)
-            except BaseException:
-                self._lost()
-                raise
-            del self.unread[0]
-
-    def _lost(self) -> None:
-        """Anything but an error reply may leave replies unread: start again on a new connection."""
-        self.unread.clear()
-        self.conn.disconnect()
+def _run_script(own: OwnConnection, script_and_evalsha: tuple[Script, tuple[Any, ...]]) -> Any:
+    """A script by its SHA, loaded first if Redis has forgotten it (a restart, a flush)."""
+    script, evalsha = script_and_evalsha
+    try:
+        return own.execute(evalsha)
+    except redis.exceptions.NoScriptError:
+        own.execute(("SCRIPT", "LOAD", script.script))
+        return own.execute(evalsha)
 
 
 class RedisGuard:
@@ -115,7 +56,8 @@ class RedisGuard:
         self.client = client
         self.serves = serves  # what the gateway does while this Redis is unreachable, for /health
         self._breaker = CircuitBreaker("redis", BreakerPolicy(failure_threshold=failure_threshold, failure_rate=0.0,
-                                                              cooldown=cooldown), clock=clock)
+                                                              cooldown=cooldown), clock=clock,
+                                       count_successes=False)
         self.last_error: str | None = None
         self._clock = clock
         self._last_ok = float("-inf")
@@ -173,7 +115,7 @@ class RedisGuard:
         """
         if self.cluster:
             return self.call(operation, lambda client: _as_sent(client.execute_command(*args)), fallback)
-        return self.call(operation, lambda client: self._with_own(client, lambda own: own.execute(args)), fallback)
+        return self._on_own(operation, fallback, OwnConnection.execute, args)
 
     def send(self, operation: str, *args: Any) -> None:
         """A command whose reply nobody waits for (a cache fill): sent now, on one of the guard's own connections.
@@ -185,7 +127,7 @@ class RedisGuard:
         if self.cluster:  # RedisCluster reads every reply before it returns
             self.call(operation, lambda client: client.execute_command(*args), None)
             return
-        self.call(operation, lambda client: self._with_own(client, lambda own: own.send(operation, args)), None)
+        self._on_own(operation, None, lambda own, sent: own.send(operation, sent), args)
 
     def script(self, operation: str, fallback: T, script: Script, keys: Sequence[str],
                args: Sequence[Any] = ()) -> Any:
@@ -193,21 +135,25 @@ class RedisGuard:
         if self.cluster:  # redis-py's Script: EVALSHA on the keys' node, SCRIPT LOAD there on NOSCRIPT
             return self.call(operation, lambda client: script(keys=keys, args=args, client=client), fallback)
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return self._on_own(operation, fallback, _run_script, (script, evalsha))
 
-        def run(own: OwnConnection) -> Any:
-            try:
-                return own.execute(evalsha)
-            except redis.exceptions.NoScriptError:
-                own.execute(("SCRIPT", "LOAD", script.script))
-                return own.execute(evalsha)
-        return self.call(operation, lambda client: self._with_own(client, run), fallback)
+    def _on_own(self, operation: str, fallback: T, use: Callable[[OwnConnection, Any], T], args: Any) -> T:
+        """``use(own, args)`` on one of the guard's own connections, through the breaker as ``call``.
 
-    def _with_own(self, client: redis.Redis, use: Callable[[OwnConnection], T]) -> T:
-        """``use`` one of the guard's own connections: the most recently used idle one, or a new one.
-
-        As many as calls run at once, not one per thread: a worker has hundreds of threads, and
-        connections kept per thread cost Redis a client each and this worker ~40 KiB each.
+        ``call``'s steps and the choice of a connection in one frame, without closures: every hot-path
+        command comes this way (through ``call`` and two closures an EVALSHA cost ~3,400 instructions more).
+        Connections: the most recently used idle one, or a new one; as many as calls run at once, not
+        one per thread: a worker has hundreds of threads, and connections kept per thread cost Redis a
+        client each and this worker ~40 KiB each.
         """
+        client = self.client
+        if client is None:
+            return fallback
+        breaker = self._breaker
+        permit = breaker.allow()
+        if permit is None:
+            metrics.REDIS_ERRORS.labels(operation, "skipped").inc()
+            return fallback
         idle = self._idle
         own = None
         if idle:
@@ -219,9 +165,20 @@ class RedisGuard:
             pool = client.connection_pool
             own = OwnConnection(pool.connection_class(**pool.connection_kwargs), self._failed)
         try:
-            return use(own)
+            result = use(own, args)
+        except (redis.RedisError, OSError) as exc:
+            breaker.record(permit, False)
+            self._failed(operation, exc)
+            return fallback
+        except BaseException:
+            breaker.record(permit, None)
+            raise
         finally:
             idle.append(own)
+        breaker.record(permit, True)
+        self.last_error = None
+        self._last_ok = self._clock()
+        return result
 
     def _failed(self, operation: str, exc: Exception) -> None:
         """A failed operation: counted, and kept for /health (an error reply to a sent command, read late, too)."""

@@ -45,6 +45,15 @@ if kind == "lean":  # a histogram's sum and bucket under one lock (metrics.obser
     b._sum.inc_with(0.05, b._buckets[2], 1.0)
 else:
     latency.labels("b").observe(0.05)
+if kind == "lean":  # a request's end under one lock (metrics.request_ended): count, duration, in-flight down
+    c = latency.labels("c")
+    type(first._value).inc_each(((requests.labels("c")._value, 1.0), (c._sum, 0.05), (c._buckets[2], 1.0),
+                                 (in_flight._value, -1.0)))
+else:
+    requests.labels("c").inc()
+    latency.labels("c").observe(0.05)
+    in_flight.dec()
+in_flight.inc()  # back to where it was
 for i in range(1500):  # about 250 KB of keys: the 64 KiB file grows and is mapped again, twice
     requests.labels(f"route-{i}").inc(i)
 first.inc(10)  # a value made before the growth, written after it

@@ -8,7 +8,8 @@ import pytest
 import redis
 from redis.connection import Encoder, PythonRespSerializer
 
-from app.resilience.redis_guard import RedisGuard, packed
+from app.resilience.own_connection import packed
+from app.resilience.redis_guard import RedisGuard
 from tests.support.clock import Clock
 from tests.support.processes import free_port
 
@@ -172,7 +173,7 @@ def test_commands_go_out_in_the_bytes_redis_py_would_send():
     reference = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
     for args in [("SET", "llm-edge:cache:k", b"\x00j[1,2]\xff", "EX", 3600),
                  ("EVALSHA", "a" * 40, 1, "key-é", 2.5), ("GET", b"raw key"), ("PING",)]:
-        assert packed(args) == (b"".join(reference.pack(*args)),)
+        assert packed(args) == b"".join(reference.pack(*args))
 
 
 def test_an_argument_redis_cannot_take_is_a_data_error_and_the_fallback(redis_server):
@@ -181,3 +182,13 @@ def test_an_argument_redis_cannot_take_is_a_data_error_and_the_fallback(redis_se
         packed(("SET", "k", object()))
     assert guard.command("cache_set", "fell back", "SET", "k", object()) == "fell back"
     assert guard.command("cache_set", None, "SET", "k", "v") == b"OK"  # the connection is still fine
+
+
+def test_a_reply_longer_than_one_receive_is_read_whole_and_the_next_one_after_it(redis_server):
+    """Replies come through our own Reader in receives of the buffer's size: a large L2 entry takes many."""
+    guard = RedisGuard(redis.Redis.from_url(redis_server.url))
+    big = bytes(range(256)) * 4000  # ~1 MB, dozens of receives
+    guard.send("cache_set", "SET", "big", big)  # its +OK read before the next command
+    assert guard.command("get", None, "GET", "big") == big
+    assert guard.command("get", None, "GET", "missing") is None
+    assert len(guard._idle) == 1 and len(big) > 10 * len(guard._idle[0].buffer or b"")
