@@ -9,11 +9,20 @@ decoding switches (``send_packed_command`` and ``read_response`` with the
 parser's ``read_from_socket``: ~11,000 instructions a command). The health
 check's PING found a dead connection as a command now does: one failed call,
 counted by the guard, and a new connection for the next.
+
+The socket's timeout (``REDIS_SOCKET_TIMEOUT``) is kept by the kernel
+(``SO_RCVTIMEO``, ``SO_SNDTIMEO`` on a blocking socket) rather than by Python,
+which polls before every send and receive on a socket with a timeout: each of
+those system calls lets go of the GIL and must take it back, and under
+thousands of threads taking it back is a wait. A command is then one send and
+one receive. TLS sockets keep Python's timeout (an SSL read interrupted by the
+kernel's timeout is not a plain timeout).
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,7 +91,7 @@ class OwnConnection:
             sock = self._connect()
         try:
             sock.sendall(command)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: the kernel's SO_SNDTIMEO ran out
             raise redis.TimeoutError("Timeout writing to socket") from None
         except OSError as exc:
             raise redis.ConnectionError(f"Error while writing to socket: {exc.args}") from None
@@ -100,9 +109,11 @@ class OwnConnection:
         # than before (one of our own where a parser has none).
         if self.buffer is None:
             self.buffer = getattr(conn._parser, "_buffer", None) or bytearray(READ_SIZE)
-        self.sock = conn._sock
-        assert self.sock is not None
-        return self.sock
+        sock = conn._sock
+        assert sock is not None
+        kernel_timeouts(sock)
+        self.sock = sock
+        return sock
 
     def _reply(self) -> Any:
         """The next reply on the socket; an error reply (``ResponseError`` and its kin) is raised."""
@@ -113,7 +124,7 @@ class OwnConnection:
         while reply is _NOT_ENOUGH_DATA:
             try:
                 size = sock.recv_into(buffer)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):  # BlockingIOError: the kernel's SO_RCVTIMEO ran out
                 raise redis.TimeoutError("Timeout reading from socket") from None
             except OSError as exc:
                 raise redis.ConnectionError(f"Error while reading from socket: {exc.args}") from None
@@ -141,3 +152,17 @@ class OwnConnection:
         self.unread.clear()
         self.sock = self.reader = None
         self.conn.disconnect()
+
+
+def kernel_timeouts(sock: socket.socket) -> None:
+    """Move a plain socket's timeout from Python to the kernel: blocking, with ``SO_RCVTIMEO`` and
+    ``SO_SNDTIMEO`` of the same length (a timed-out call then raises ``BlockingIOError``). A socket with
+    no timeout, or a TLS one, stays as it is."""
+    timeout = sock.gettimeout()
+    if not timeout or type(sock) is not socket.socket:
+        return
+    micros = max(1, round(timeout * 1_000_000))  # a zero timeval would mean no timeout at all
+    timeval = struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
+import time
 
 import pytest
 import redis
@@ -192,3 +195,31 @@ def test_a_reply_longer_than_one_receive_is_read_whole_and_the_next_one_after_it
     assert guard.command("get", None, "GET", "big") == big
     assert guard.command("get", None, "GET", "missing") is None
     assert len(guard._idle) == 1 and len(big) > 10 * len(guard._idle[0].buffer or b"")
+
+
+def test_own_connections_leave_their_timeout_to_the_kernel_and_a_silent_redis_times_out():
+    """A plain socket: blocking, SO_RCVTIMEO/SO_SNDTIMEO set to REDIS_SOCKET_TIMEOUT (no poll before each
+    call); a server that accepts and never answers fails the command in about that time, as before."""
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    try:
+        client = redis.Redis(port=listener.getsockname()[1], socket_timeout=0.2, socket_connect_timeout=0.5,
+                             retry=None)
+        guard = RedisGuard(client)
+        started = time.monotonic()
+        assert guard.command("get", "fallback", "GET", "k") == "fallback"
+        took = time.monotonic() - started
+        assert 0.15 <= took < 1.0, took
+        assert "Timeout reading from socket" in (guard.last_error or "")
+    finally:
+        listener.close()
+
+
+def test_a_connected_own_connection_is_blocking_with_kernel_timeouts(redis_server):
+    guard = RedisGuard(redis.Redis.from_url(redis_server.url, socket_timeout=0.25))
+    assert guard.command("set", None, "SET", "k", "v") == b"OK"
+    (own,) = guard._idle
+    assert own.sock.gettimeout() is None
+    for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):  # the kernel keeps it in ticks (4 ms at HZ=250)
+        sec, usec = struct.unpack("ll", own.sock.getsockopt(socket.SOL_SOCKET, option, 16))
+        assert sec == 0 and abs(usec - 250_000) <= 10_000, (option, sec, usec)
+    assert guard.command("get", None, "GET", "k") == b"v"
