@@ -18,12 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from app.config.settings import BY_ENV, ConfigError, load_environ, read_setting
+from app.config.yaml_file import load_yaml, parse_yaml
 from app.limits.clients import parse_clients
 from app.limits.policy import parse_policy
-from app.providers.routing import load_yaml
 
 _ROOT = Path(__file__).resolve().parents[1]
 _HEADER = ("# Client keys (CLIENTS_FILE). Each client: id, tier, and the SHA-256 hex digest\n"
@@ -83,13 +81,13 @@ def add_client(clients_file: Path, rate_limits_file: Path, client_id: str, tier:
     """Add the client and return its new key (the only time it exists outside the caller)."""
     policy = parse_policy(load_yaml(str(rate_limits_file), "RATE_LIMITS_FILE"))
     text = clients_file.read_text(encoding="utf-8") if clients_file.exists() else ""
-    before = parse_clients(yaml.safe_load(text) or {}, policy.tiers, next(iter(policy.tiers)))
+    before = parse_clients(parse_yaml(text) or {}, policy.tiers, next(iter(policy.tiers)))
     if any(c.id == client_id for c in before.clients):
         raise ConfigError(f"CLIENTS_FILE: client {client_id!r} already exists in {str(clients_file)!r}")
     key = new_key()
     digest = hashlib.sha256(key.encode()).hexdigest()
     updated = add_entry(text, client_id, tier, digest, budgets)
-    after = parse_clients(yaml.safe_load(updated) or {}, policy.tiers, next(iter(policy.tiers)))
+    after = parse_clients(parse_yaml(updated) or {}, policy.tiers, next(iter(policy.tiers)))
     added = [c for c in after.clients if c.id == client_id]
     if len(after.clients) != len(before.clients) + 1 or not added or added[0].digest.hex() != digest:
         raise ConfigError(f"CLIENTS_FILE: could not add to {str(clients_file)!r} without changing other "

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config.settings import ConfigError
+from app.config.yaml_file import load_yaml
 from app.formats.canonical import Usage
-from app.providers.routing import load_yaml
 
 log = logging.getLogger("llm_edge.cost")
 

@@ -43,6 +43,7 @@ from app.formats.common import (
     as_int,
     as_list,
     as_model,
+    json_object,
     opt_bool,
     opt_int,
     opt_number,
@@ -127,6 +128,28 @@ class CallerBody:
         """An OpenAI stream whose caller asked for the usage chunk itself."""
         options = self.body.get("stream_options")
         return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class RecalledBody(CallerBody):
+    """A remembered body read again from its bytes only when something needs more than its summary.
+
+    The parse memo keeps a body too big to keep parsed as its summary and cache keys
+    (``app/http/resources/parse_memo.py``); a hit needs nothing else. The bytes are the
+    same ones that were read and checked before, so a miss or a translated target that
+    reads ``body`` gets what the first read gave.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, dialect: str, raw: bytes, request: ChatRequest) -> None:
+        super().__init__(dialect, {}, raw, request=request)
+        del self.body  # unset: the first read of ``body`` comes to ``__getattr__``
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "body":
+            raise AttributeError(name)
+        self.body = body = json_object(self.raw)
+        return body
 
 
 # --- Requests ----------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config.settings import ConfigError, Settings
+from app.config.yaml_file import load_yaml
 from app.limits.clients import ClientRegistry, parse_clients
 from app.limits.policy import LimitPolicy, parse_policy
-from app.providers.routing import load_yaml
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from app.config.settings import STRATEGIES, ConfigError, Settings, Strategy, read_secret
+from app.config.yaml_file import load_yaml
 from app.errors import ModelNotFound, NoHealthyProvider
 from app.formats.common import shown_model
 from app.providers import azure
@@ -116,22 +114,6 @@ class ModelEntry:
     model: str | None
     fallbacks: tuple[str, ...]
     group: DeploymentGroup | None = None
-
-
-def load_yaml(path: str, setting: str) -> dict[str, Any]:
-    """A YAML mapping from ``path``; a missing file is an empty mapping."""
-    p = Path(path)
-    if not p.exists():
-        return {}
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{setting}: cannot read {path!r}: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{setting}: {path!r} must hold a mapping at the top")
-    return data
 
 
 def _cloud_provider(name: str, platform: str, spec: dict[str, Any], where: str) -> Provider:

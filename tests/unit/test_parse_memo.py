@@ -1,15 +1,18 @@
-"""The parse memo: a repeated body is parsed once, errors are never remembered, keys stay per scope and target."""
+"""The parse memo: a repeated body is parsed once (a big one kept as its summary), errors are never remembered,
+keys stay per scope and target."""
 
 from __future__ import annotations
 
+import gc
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
 
 from app.cache.control import CacheControl
-from app.cache.keys import cache_key, cache_scope
+from app.cache.keys import cache_key, cache_scope, relay_key
 from app.cache.l1 import L1Cache
 from app.cache.stage import CacheStage
 from app.cache.tiered import TieredCache
@@ -18,7 +21,8 @@ from app.errors import InvalidRequest
 from app.formats import openai as openai_codec
 from app.formats.canonical import ChatRequest, ChatResponse, TextBlock, Usage
 from app.formats.common import json_object
-from app.http.resources.parse_memo import MAX_KEYS_PER_BODY, ParseMemo
+from app.formats.relay import CallerBody, RecalledBody, check_body
+from app.http.resources.parse_memo import MAX_KEYS_PER_BODY, SUMMARY_BYTES, ParsedBody, ParseMemo, Summary
 from app.providers.routing import Provider, Target
 
 TARGET = Target(Provider("openai", "openai", "http://x", "k", "OPENAI_API_KEY", True), "gpt-4o-mini")
@@ -167,3 +171,126 @@ def test_threads_parsing_the_same_bodies_all_get_the_right_request():
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(work, range(4000)))
     assert len(memo) <= 8
+
+
+class RelayParse:
+    """What the chat resource's parse gives a relayable body: its summary and the body as it came."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, raw: bytes) -> ParsedBody:
+        self.calls += 1
+        body = json_object(raw)
+        check_body(body, "openai")
+        source = CallerBody("openai", body, raw)
+        return ParsedBody(source.request, source=source)
+
+
+BIG_MEMO = 128 * 1024  # a quarter: 32 KiB per entry; a parsed 10 KB body counts 40 KB, its summary 10 KB + 8 KiB
+
+
+def test_a_body_too_big_to_keep_parsed_is_kept_as_its_summary_and_never_parsed_again():
+    parse = RelayParse()
+    memo = ParseMemo(parse, max_bytes=BIG_MEMO)
+    raw = body("x" * 10_000, stop=["END"])
+    first, second = memo.parse(raw), memo.parse(raw)
+    assert parse.calls == 2 and len(memo) == 1
+    assert memo.bytes_used == len(raw) + SUMMARY_BYTES + len("mini") + len("END")
+    hits = [memo.parse(raw) for _ in range(3)]
+    assert parse.calls == 2
+    for hit in hits:
+        assert isinstance(hit.source, RecalledBody) and hit.source.raw is raw
+        assert hit.request is second.request and hit.cache_keys is second.cache_keys and hit.owns(hit.request)
+        assert hit.source.body == first.source.body and hit.source.canonical() == first.source.canonical()
+
+
+def test_a_summarised_body_keeps_its_keys_per_scope_and_target():
+    memo = ParseMemo(RelayParse(), max_bytes=BIG_MEMO)
+    raw = body("x" * 10_000)
+    memo.parse(raw)
+    memo.parse(raw)
+    derived: list[str] = []
+
+    def key(scope: str, target: Target) -> str:
+        parsed = memo.parse(raw)
+
+        def derive() -> str:
+            derived.append(scope)
+            return relay_key(parsed.source.body, "openai", target, scope)
+        return parsed.cache_key(scope, target.provider.name, target.model, derive)
+
+    a, b = cache_scope("alice", None), cache_scope("bob", None)
+    assert key(a, TARGET) == key(a, TARGET) != key(b, TARGET) == key(b, TARGET) != key(a, OTHER_TARGET)
+    assert derived == [a, b, a]
+
+
+def test_a_summarised_body_is_a_cache_hit_without_reading_its_bytes():
+    memo = ParseMemo(RelayParse(), max_bytes=BIG_MEMO)
+    stage = CacheStage(TieredCache(L1Cache(100, 1 << 20, 300), None))
+    answer = ChatResponse("chatcmpl-1", "gpt-4o-mini", (TextBlock("Paris."),), "end_turn", usage=Usage(7, 2))
+    raw = body("y" * 10_000)
+
+    def ask() -> tuple[str, ParsedBody]:
+        parsed = memo.parse(raw)
+        ctx = RequestContext(request_id="r", endpoint="/v1/chat/completions", dialect="openai", client_id="c",
+                             parsed=parsed)
+        served, ticket = stage.begin(ctx, parsed.request, TARGET, CacheControl(), time.monotonic() + 5, parsed.source)
+        if served is None:
+            ticket.store(TARGET, answer)
+        return ctx.cache, parsed
+
+    assert [ask()[0] for _ in range(3)] == ["miss", "hit-l1", "hit-l1"]
+    cache, parsed = ask()
+    assert cache == "hit-l1" and isinstance(parsed.source, RecalledBody)
+    with pytest.raises(AttributeError):  # its body slot was never filled: nothing parsed the bytes
+        CallerBody.body.__get__(parsed.source, CallerBody)
+
+
+def test_summaries_count_their_bytes_within_the_budget_and_the_biggest_are_not_kept():
+    parse = RelayParse()
+    memo = ParseMemo(parse, max_bytes=BIG_MEMO)
+    raws = [body(f"{i} " + "x" * 10_000) for i in range(12)]
+    for raw in raws:
+        memo.parse(raw)
+        memo.parse(raw)
+    assert 0 < len(memo) < len(raws) and memo.bytes_used <= BIG_MEMO
+    kept = raws[-len(memo):]  # the least recently used went first
+    assert memo.bytes_used == sum(len(raw) + SUMMARY_BYTES + len("mini") for raw in kept)
+    calls = parse.calls
+    for raw in kept:
+        memo.parse(raw)
+    assert parse.calls == calls
+    too_big = body("z" * 30_000)  # 30 KB + 8 KiB is over a quarter of the budget
+    calls = parse.calls
+    for _ in range(3):
+        memo.parse(too_big)
+    assert parse.calls == calls + 3
+
+
+def test_a_request_that_is_its_whole_parse_is_not_summarised():
+    memo = ParseMemo(CountingParse(), max_bytes=BIG_MEMO)  # a ChatRequest with its messages: no summary
+    raw = body("x" * 10_000)
+    for _ in range(3):
+        memo.parse(raw)
+    assert len(memo) == 0
+
+
+def test_a_summary_with_all_its_keys_takes_less_than_it_is_counted():
+    raw = body("x" * 10_000)  # made before counting: the entry's key, counted apart as its length
+    target = Target(Provider("openai", "openai", "http://x", "k", "OPENAI_API_KEY", True), "m" * 64)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        summary = Summary.of(RelayParse()(raw))
+        assert summary is not None
+        for i in range(MAX_KEYS_PER_BODY):  # scopes of the longest client ids
+            scope = cache_scope(f"{i:04d}" + "c" * 60, None)
+            summary.cache_keys[(scope, target.provider.name, target.model)] = relay_key(
+                {"model": "mini"}, "openai", target, scope)
+        gc.collect()
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 6 * 1024 < taken < summary.size

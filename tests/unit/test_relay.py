@@ -18,6 +18,7 @@ from app.formats.relay import (
     CallerBody,
     EventSplitter,
     ProviderErrorEvent,
+    RecalledBody,
     RelayedEvent,
     observe_stream,
     split_events,
@@ -167,6 +168,20 @@ def test_the_upstream_body_is_the_callers_bytes_unless_something_must_change():
     sent = orjson.loads(upstream_body(CallerBody("openai", streamed, orjson.dumps(streamed)), "gpt-4o-mini"))
     assert sent["stream_options"] == {"include_obfuscation": False, "include_usage": True}
 
+
+def test_a_recalled_body_reads_its_bytes_only_when_asked_and_then_is_the_callers_body():
+    streamed = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    raw = orjson.dumps(streamed)
+    first = CallerBody("openai", streamed, raw)
+    recalled = RecalledBody("openai", raw, first.request)
+    with pytest.raises(AttributeError):
+        CallerBody.body.__get__(recalled, CallerBody)  # not read yet
+    assert recalled.request is first.request and recalled.owns(first.request)
+    assert upstream_body(recalled, "gpt-4o") == upstream_body(first, "gpt-4o")
+    assert recalled.body == streamed and CallerBody.body.__get__(recalled, CallerBody) is recalled.body
+    assert recalled.canonical() == first.canonical() and recalled.owns(recalled.canonical())
+    with pytest.raises(AttributeError):
+        recalled.no_such_field  # noqa: B018
 
 def test_every_field_counts_in_a_relayed_key_but_delivery_details_and_who_asked():
     body = {"model": "a", "messages": [{"role": "user", "content": [{"type": "text", "text": "x",

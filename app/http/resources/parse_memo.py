@@ -17,6 +17,15 @@ instructions (the insert, evictions and the garbage collector walking the
 kept objects); remembering that a body was seen is one small int in an LRU.
 Only bodies that were read without error are kept; a body that fails is read, and fails,
 again, so every error is exactly what it would be without the memo.
+
+A body too big to keep parsed (a parsed body counts as ``_PARSED_SIZE_FACTOR``
+times its bytes, and no entry may take over a quarter of ``MEMO_BYTES``) is
+kept as what a cache hit needs: its summary and its cache keys (``Summary``),
+counted as its bytes (the entry's key holds them) plus ``SUMMARY_BYTES``. A
+hit on it costs hashing and comparing the bytes, not parsing and keying them
+(a 1 MB body's hit: ~4 M instructions, against ~29 M); a miss or a translated
+target reads the bytes again (``RecalledBody``). Bodies over a quarter of
+``MEMO_BYTES`` (2 MiB by default) are not kept.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from lru import LRU
 
 from app.cache.l1 import L1Cache
 from app.formats.canonical import ChatRequest
-from app.formats.relay import CallerBody
+from app.formats.relay import CallerBody, RecalledBody
 
 # Per resource and worker. A parsed request takes a few times its body's bytes of memory.
 MEMO_ENTRIES = 1024
@@ -36,6 +45,9 @@ MEMO_BYTES = 8 * 1024 * 1024
 _PARSED_SIZE_FACTOR = 4
 # A body repeated by many clients gets a key per scope; past this many, the rest are derived each time.
 MAX_KEYS_PER_BODY = 16
+# A ``Summary`` past its body's bytes, with all its keys: measured ~7.2 KiB (tests/unit/test_parse_memo.py checks
+# it stays under this), plus the caller's text it holds (its model name and stop sequences), counted apart.
+SUMMARY_BYTES = 8 * 1024
 
 CacheKeyId = tuple[str, str, str]  # scope, provider, upstream model
 
@@ -61,27 +73,67 @@ class ParsedBody:
         return key
 
 
+@dataclass(slots=True)
+class Summary:
+    """What a cache hit needs of a body too big to keep parsed: the request's summary and the body's cache keys."""
+
+    dialect: str
+    request: ChatRequest  # ``relay.summary``: no messages
+    cache_keys: dict[CacheKeyId, str]
+
+    @classmethod
+    def of(cls, parsed: ParsedBody) -> Summary | None:
+        """``parsed`` without its parse; None when its request is the whole parse (nothing small to keep)."""
+        source = parsed.source
+        if source is None or parsed.request is not source.request or parsed.request.messages:
+            return None
+        return cls(source.dialect, parsed.request, parsed.cache_keys)
+
+    @property
+    def size(self) -> int:
+        """Bytes counted for it besides its body's: ``SUMMARY_BYTES`` and the caller's text it holds."""
+        return SUMMARY_BYTES + len(self.request.model) + sum(len(s) for s in self.request.stop)
+
+    def body(self, raw: bytes) -> ParsedBody:
+        """This request's parsed body: the summary and the shared keys, its bytes read again only if needed."""
+        return ParsedBody(self.request, self.cache_keys, RecalledBody(self.dialect, raw, self.request))
+
+
 class ParseMemo:
     def __init__(self, parse: Callable[[bytes], ChatRequest | ParsedBody], *, max_entries: int = MEMO_ENTRIES,
                  max_bytes: int = MEMO_BYTES) -> None:
         self._parse = parse
-        self._memo: L1Cache[ParsedBody] = L1Cache(max_entries, max_bytes, ttl=float("inf"))
+        self._memo: L1Cache[ParsedBody | Summary] = L1Cache(max_entries, max_bytes, ttl=float("inf"))
         self._seen = LRU(max(1, 4 * max_entries))  # hashes of bodies seen once
 
     def parse(self, raw: bytes) -> ParsedBody:
         """The parsed body: remembered, or parsed now (raising the caller's 400 if it is wrong)."""
-        parsed = self._memo.get(raw)
-        if parsed is not None:
-            return parsed
+        kept = self._memo.get(raw)
+        if kept is not None:
+            return kept.body(raw) if isinstance(kept, Summary) else kept
         result = self._parse(raw)
         parsed = result if isinstance(result, ParsedBody) else ParsedBody(result)
         if self._memo.enabled:
             digest = hash(raw)
             if digest in self._seen:
-                self._memo.put(raw, parsed, len(raw) * _PARSED_SIZE_FACTOR)
+                self._keep(raw, parsed)
             else:
                 self._seen[digest] = None
         return parsed
+
+    def _keep(self, raw: bytes, parsed: ParsedBody) -> None:
+        """Parsed if that fits, else its ``Summary`` (the module docstring)."""
+        size = len(raw) * _PARSED_SIZE_FACTOR
+        if size <= self._memo.max_entry_bytes:
+            self._memo.put(raw, parsed, size)
+            return
+        summary = Summary.of(parsed)
+        if summary is not None:
+            self._memo.put(raw, summary, len(raw) + summary.size)
+
+    @property
+    def bytes_used(self) -> int:
+        return self._memo.bytes_used
 
     def __len__(self) -> int:
         return len(self._memo)
