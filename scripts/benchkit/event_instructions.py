@@ -6,7 +6,11 @@ node holds. Each path sends the same number of streamed requests twice in a
 fresh process under callgrind, once with short answers and once with long
 ones (``--short`` and ``--long`` text events per answer); the difference
 divided by the extra events is the cost of one event, with the request's own
-cost, start-up and warm-up taken out.
+cost, start-up and warm-up taken out. For that the warm-up's answers are as
+long in both runs (``WARM_EVENTS``) and its prompts are each run's own (misses
+in both, though the runs share one Redis), and the spend ledger's
+once-a-second flush is held to the one at exit (a paced run's seconds grow
+with its events; a flush per second is not a cost of an event).
 
 The upstream runs in this (uncounted) process: it answers a stream of as many
 text events as the request's ``max_tokens``, each event its own HTTP chunk,
@@ -50,6 +54,13 @@ CALLERS = {
     "floor": (answers.openai_request, answers.OPENAI_MODEL, "/v1/chat/completions"),
 }
 WARM_STREAMS = 30
+# Text events per warm-up answer: the same in both runs of a path, so the warm-up cancels out of their
+# difference (warm-up answers as long as the counted ones would add their events to it, uncounted).
+WARM_EVENTS = 20
+# The spend ledger's flusher wakes this often (once a second in a worker): never during a run, whose one flush
+# is then the one at exit. A flush per second of a run is no cost of an event, but a paced run's seconds grow
+# with its answers' length, so its flushes would be counted as the events' (some 7,600 instructions each).
+SPEND_FLUSH_INTERVAL = 24 * 3600.0
 # Between two events of a paced answer: far longer than the counted gateway (under callgrind, some 50x slower
 # than native) takes to pass one event on, so each read brings one event.
 PACED_GAP = 0.01
@@ -159,7 +170,7 @@ def child(path: str, events: int, streams: int, redis_url: str, openai_url: str,
           extra: list[str]) -> None:
     """Inside valgrind: build the app, warm it up, then serve ``streams`` streamed requests of ``path``."""
     from benchkit import gateway as gw
-    from benchkit.inprocess import measure, worker_app
+    from benchkit.inprocess import measure, worker_gateway
 
     class Upstream:
         openai_base_url, anthropic_base_url = openai_url, anthropic_url
@@ -170,11 +181,13 @@ def child(path: str, events: int, streams: int, redis_url: str, openai_url: str,
         if path == "floor":
             app, headers = floor_app(openai_url), {}
         else:
-            app = worker_app(Upstream, redis_url, config, dict(e.split("=", 1) for e in extra))
+            gateway = worker_gateway(Upstream, redis_url, config, dict(e.split("=", 1) for e in extra))
+            gateway.spend.flush_interval = SPEND_FLUSH_INTERVAL
+            app = gateway.app
             headers = gw.auth_headers()
         url_path = CALLERS[path][2]
-        for body in request_bodies(path, events, WARM_STREAMS):
-            measure(app, [body.replace(b"stream ", b"warm ")], headers, url_path)
+        for body in request_bodies(path, WARM_EVENTS, WARM_STREAMS):  # prompts of this run only: cache misses
+            measure(app, [body.replace(b"stream ", b"warm %d " % events)], headers, url_path)
         gc.collect()
         gc.freeze()  # as in benchkit.instructions: a collection of the start-up heap is not per event
         measure(app, request_bodies(path, events, streams), headers, url_path)

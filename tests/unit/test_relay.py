@@ -312,6 +312,37 @@ def test_an_openai_finish_in_any_spacing_is_not_passed_unlooked(variant):
     assert not _PLAIN["openai"](spaced_usage)
 
 
+def test_an_openai_read_with_one_null_and_one_other_of_a_key_is_not_passed_unlooked():
+    """Each of finish_reason, usage and refusal must be null wherever it is: one null does not vouch for
+    another of the same read."""
+    text = pp.sse(None, {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+                         "usage": None})
+    assert _PLAIN["openai"](text) and _PLAIN["openai"](text + text)
+    for other in (pp.sse(None, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}),
+                  pp.sse(None, {"choices": [], "usage": {"prompt_tokens": 9}}),
+                  pp.sse(None, {"choices": [{"index": 0, "delta": {"refusal": "No."}, "finish_reason": None}]})):
+        assert not _PLAIN["openai"](text + other) and not _PLAIN["openai"](other + text)
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_a_read_that_is_not_utf8_or_not_one_whole_event_is_split_and_checked(dialect):
+    """The whole-read check decodes the read: bytes that are not UTF-8 go the event-by-event way, and on
+    as they came."""
+    if dialect == "openai":
+        event = pp.sse(None, {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]})
+        stream = split_events(pp.openai_stream(False))
+        stream[2:2] = [event.replace(b"Hi", b"H\xffi")]
+    else:
+        event = _text_delta("Hi")
+        stream = split_events(_anthropic_text_stream(_text_delta("Hi"), _text_delta("Hi").replace(b"Hi", b"H\xffi")))
+        assert not _PLAIN[dialect](event + b"\n")  # the read's first blank line is not its end
+    assert _PLAIN[dialect](event) and not _PLAIN[dialect](event.replace(b"Hi", b"H\xffi"))
+    relayed = list(observe_stream(stream, dialect))
+    assert b"".join(_raw(r) for r in relayed) == b"".join(stream)
+    assert any(b"H\xffi" in r for r in relayed if isinstance(r, bytes))  # not read by the observer either
+    assert relayed[-1].events[-1].__class__ is StreamEnd
+
+
 def test_a_stream_of_text_reads_goes_on_as_bytes_after_the_first_token():
     """One read per event, as a provider sends them: after the first token the text reads are handed on as
     the bytes that came (nothing made per read), the start and the end still read."""
