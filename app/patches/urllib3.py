@@ -110,7 +110,7 @@ _MAX_CHUNK_LINE = 65536  # http.client's _MAXLINE: a chunk-size or trailer line 
 
 
 class ChunkedReader:
-    """A chunked body read straight from the connection's buffered socket: each call gives the data of
+    """A chunked body read straight from the connection's buffered socket: each ``read`` gives the data of
     every chunk one receive brought, joined (``read1`` semantics: blocks only when nothing is buffered).
 
     Why: a provider sends one event per chunk, and http.client's ``read1`` returns at most one chunk, in
@@ -132,7 +132,7 @@ class ChunkedReader:
         self._skip = 0  # bytes to skip after a chunk's data (its CRLF)
         self._done = False
 
-    def __call__(self, n: int = 65536) -> bytes:
+    def read(self, n: int = 65536) -> bytes:
         out: list[bytes] = []
         while not self._done:
             if self._buf:
@@ -222,7 +222,7 @@ class ChunkedReader:
 
 
 def stream_reader(resp: urllib3.BaseHTTPResponse) -> Callable[[int], bytes]:
-    """A streamed body's ``read1``: a ``ChunkedReader`` (or http.client's own ``read1``, closing a sized body at
+    """A streamed body's ``read1``: a ``ChunkedReader``'s ``read`` (or our own ``read1``, closing a sized body at
     its end, for a body that is not chunked), under urllib3's response, when the body needs no decoding
     (no ``content-encoding``); else urllib3's (also when patches are off).
 
@@ -239,7 +239,7 @@ def stream_reader(resp: urllib3.BaseHTTPResponse) -> Callable[[int], bytes]:
         return resp.read1
     sock = _plain_socket(resp)
     if raw.chunked and raw.chunk_left is None and raw.fp is not None:  # nothing of the body read yet
-        return ChunkedReader(raw, sock)
+        return ChunkedReader(raw, sock).read  # a bound method: cheaper to call than an instance's __call__
     return _unchunked_reader(raw, sock)
 
 

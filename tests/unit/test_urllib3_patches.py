@@ -92,7 +92,7 @@ def test_a_stream_is_read_one_event_per_read_below_urllib3_unless_it_must_be_dec
     try:
         plain = pool.request("GET", base + "/plain", preload_content=False)
         read = urllib3_patches.stream_reader(plain)
-        assert isinstance(read, urllib3_patches.ChunkedReader)  # urllib3's per-read wrapping skipped
+        assert isinstance(read.__self__, urllib3_patches.ChunkedReader)  # urllib3's per-read wrapping skipped
         assert b"".join(_read_all(read)) == b"".join(_Events.events)  # the chunks that came together, joined
         plain.release_conn()
         again = pool.request("GET", base + "/plain", preload_content=False)  # the connection, reused
@@ -178,7 +178,7 @@ def _chunked(pieces: list[bytes], *, ext: bytes = b"", trailer: bytes = b"", eol
        st.sampled_from([b"\r\n", b"\n"]))
 def test_a_chunked_body_cut_anywhere_reads_whole_then_closes(pieces, cuts, ext, trailer, eol):
     raw = _Raw(_Socket(_cut(_chunked(pieces, ext=ext, trailer=trailer, eol=eol), cuts)))
-    read = urllib3_patches.ChunkedReader(raw)  # type: ignore[arg-type]
+    read = urllib3_patches.ChunkedReader(raw).read  # type: ignore[arg-type]
     got = []
     while data := read(65536):
         got.append(data)
@@ -189,7 +189,7 @@ def test_a_chunked_body_cut_anywhere_reads_whole_then_closes(pieces, cuts, ext, 
 
 def test_chunks_that_arrive_together_come_out_as_one_read():
     events = [b"data: %d\n\n" % i for i in range(3)]
-    read = urllib3_patches.ChunkedReader(_Raw(_Socket([_chunked(events)[:-5], b"0\r\n\r\n"])))  # type: ignore
+    read = urllib3_patches.ChunkedReader(_Raw(_Socket([_chunked(events)[:-5], b"0\r\n\r\n"]))).read  # type: ignore
     assert read(65536) == b"".join(events)
     assert read(65536) == b""
 
@@ -201,7 +201,7 @@ def test_chunks_that_arrive_together_come_out_as_one_read():
 ])
 def test_a_cut_or_malformed_body_is_http_clients_incomplete_read(body):
     raw = _Raw(_Socket([body]))
-    read = urllib3_patches.ChunkedReader(raw)  # type: ignore[arg-type]
+    read = urllib3_patches.ChunkedReader(raw).read  # type: ignore[arg-type]
     with pytest.raises(http.client.IncompleteRead):
         while read(65536):
             pass
@@ -209,6 +209,6 @@ def test_a_cut_or_malformed_body_is_http_clients_incomplete_read(body):
 
 
 def test_an_endless_size_line_is_refused():
-    read = urllib3_patches.ChunkedReader(_Raw(_Socket([b"1" * 70_000])))  # type: ignore[arg-type]
+    read = urllib3_patches.ChunkedReader(_Raw(_Socket([b"1" * 70_000]))).read  # type: ignore[arg-type]
     with pytest.raises(http.client.LineTooLong):
         read(65536)
