@@ -75,13 +75,11 @@ class L1Cache(Generic[V]):
             if old is not None:
                 self._bytes -= old[1]
             elif len(lru) >= self.max_entries:  # room made here: lru-dict's own eviction would call back
-                _, evicted = lru.popitem(least_recent=True)
-                self._bytes -= evicted[1]
+                self._bytes -= _evict_oldest(lru)
             lru[key] = (self._clock() + lifetime, size, value)
             self._bytes += size
             while self._bytes > self.max_bytes:
-                _, evicted = lru.popitem(least_recent=True)
-                self._bytes -= evicted[1]
+                self._bytes -= _evict_oldest(lru)
         return True
 
     def clear(self) -> None:
@@ -89,3 +87,12 @@ class L1Cache(Generic[V]):
             with self._lock:
                 self._lru.clear()
                 self._bytes = 0
+
+
+def _evict_oldest(lru: LRU) -> int:
+    """Drop the least recently used entry; its size. Not ``popitem``: lru-dict 1.4.1's keeps a reference to
+    the value it returns, so every answer evicted that way stayed in memory (~3 KB per eviction: 313 MiB
+    after 100,000 puts into a 1,000-entry cache, tests/unit/test_cache_l1.py)."""
+    key, item = lru.peek_last_item()
+    del lru[key]
+    return int(item[1])

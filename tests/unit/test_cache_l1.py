@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import weakref
 
 import pytest
 
@@ -100,3 +101,22 @@ def test_many_threads_never_break_the_accounting():
     assert sizes == l1.bytes_used
     l1.clear()
     assert l1.bytes_used == 0 and len(l1) == 0
+
+
+class _Answer:
+    """A cached value that can be watched (bytes cannot take a weak reference)."""
+
+
+@pytest.mark.parametrize("by", ["entries", "bytes"])
+def test_an_evicted_answer_is_freed(by):
+    """lru-dict 1.4.1's popitem keeps a reference to the value it hands back: evicting with it kept every
+    answer ever cached in memory. Evicted by the entry count or by the byte budget, an answer must go."""
+    cache: L1Cache[_Answer] = L1Cache(4 if by == "entries" else 1000, 400 if by == "bytes" else 10**9, ttl=60)
+    first = _Answer()
+    gone = weakref.ref(first)
+    cache.put("first", first, 100)
+    del first
+    for i in range(10):
+        cache.put(f"k{i}", _Answer(), 100)
+    assert cache.get("first") is None and len(cache) == 4 and cache.bytes_used == 400
+    assert gone() is None, "the evicted answer is still referenced"
