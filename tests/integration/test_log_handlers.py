@@ -234,14 +234,19 @@ def test_log_fields_writes_text_to_a_stream_of_another_encoding(tmp_path):
     assert orjson.loads(path.read_bytes().decode("latin-1"))["model"] == "modèle"
 
 
-def test_log_fields_after_a_reopen_writes_to_the_new_file(tmp_path):
-    path = tmp_path / "gw.log"
+def json_file_logger(path, name: str) -> tuple[logging.Logger, LineFileHandler]:  # type: ignore[no-untyped-def]
     handler = LineFileHandler(str(path), encoding="utf-8")
     handler.setFormatter(JsonFormatter())
-    log = logging.getLogger("test.log_fields.reopen")
+    log = logging.getLogger(f"test.log_fields.{name}")
     log.handlers[:] = [handler]
     log.propagate = False
     log.setLevel(logging.INFO)
+    return log, handler
+
+
+def test_log_fields_after_a_reopen_writes_to_the_new_file(tmp_path):
+    path = tmp_path / "gw.log"
+    log, handler = json_file_logger(path, "reopen")
     log_fields(log, logging.INFO, "request", {"request_id": "r-1"})
     path.rename(tmp_path / "gw.log.1")
     with handler.lock:
@@ -257,12 +262,7 @@ def test_encoded_lines_need_no_lock_and_a_reopen_meanwhile_loses_none(tmp_path):
     """The access line's write takes no lock (a thread holding it while waiting for the GIL would hold
     up every other line); lines written while gunicorn reopens the file land in the old file or the new."""
     path = tmp_path / "gw.log"
-    handler = LineFileHandler(str(path), encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
-    log = logging.getLogger("test.log_fields.nolock")
-    log.handlers[:] = [handler]
-    log.propagate = False
-    log.setLevel(logging.INFO)
+    log, handler = json_file_logger(path, "nolock")
     log_fields(log, logging.INFO, "request", {"request_id": "first"})
     done = threading.Event()
     with handler.lock:  # held by "another thread": the line still goes out
