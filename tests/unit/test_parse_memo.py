@@ -279,18 +279,29 @@ def test_a_request_that_is_its_whole_parse_is_not_summarised():
 def test_a_summary_with_all_its_keys_takes_less_than_it_is_counted():
     raw = body("x" * 10_000)  # made before counting: the entry's key, counted apart as its length
     target = Target(Provider("openai", "openai", "http://x", "k", "OPENAI_API_KEY", True), "m" * 64)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+
+    def summary_with_all_keys(client: str) -> Summary:
         summary = Summary.of(RelayParse()(raw))
         assert summary is not None
         for i in range(MAX_KEYS_PER_BODY):  # scopes of the longest client ids
-            scope = cache_scope(f"{i:04d}" + "c" * 60, None)
+            scope = cache_scope(f"{i:04d}" + client * 60, None)
             summary.cache_keys[(scope, target.provider.name, target.model)] = relay_key(
                 {"model": "mini"}, "openai", target, scope)
+        return summary
+
+    # Once before counting: what the code paths allocate on first use (caches, interned names) is not the
+    # summary's. Then the least of three counts: tracemalloc also sees what other threads allocate meanwhile
+    # (a CI run once counted ~1.7 KiB more).
+    summary_with_all_keys("d")
+    counts = []
+    for client in "cef":
         gc.collect()
-        taken = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert 6 * 1024 < taken < summary.size
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            summary = summary_with_all_keys(client)
+            gc.collect()
+            counts.append(tracemalloc.get_traced_memory()[0] - before)
+        finally:
+            tracemalloc.stop()
+    assert 6 * 1024 < min(counts) < summary.size, counts
