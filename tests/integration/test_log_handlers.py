@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from select import PIPE_BUF
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -145,14 +146,20 @@ def test_a_fork_never_repeats_lines_and_a_hard_exit_loses_none(tmp_path):
     assert messages == ["before the fork", "from the child", "from the parent"]
 
 
-def json_logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, LineStreamHandler]:
-    handler = LineStreamHandler(stream)
+H = TypeVar("H", bound=logging.Handler)
+
+
+def json_logger_with(handler: H, name: str) -> tuple[logging.Logger, H]:
     handler.setFormatter(JsonFormatter())
     log = logging.getLogger(f"test.log_fields.{name}")
     log.handlers[:] = [handler]
     log.propagate = False
     log.setLevel(logging.INFO)
     return log, handler
+
+
+def json_logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, LineStreamHandler]:
+    return json_logger_with(LineStreamHandler(stream), name)
 
 
 FIELDS = {"request_id": "r-1", "status": 200, "cost_cents": 0.25, "error_type": None, "stream": False}
@@ -235,13 +242,7 @@ def test_log_fields_writes_text_to_a_stream_of_another_encoding(tmp_path):
 
 
 def json_file_logger(path, name: str) -> tuple[logging.Logger, LineFileHandler]:  # type: ignore[no-untyped-def]
-    handler = LineFileHandler(str(path), encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
-    log = logging.getLogger(f"test.log_fields.{name}")
-    log.handlers[:] = [handler]
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    return log, handler
+    return json_logger_with(LineFileHandler(str(path), encoding="utf-8"), name)
 
 
 def test_log_fields_after_a_reopen_writes_to_the_new_file(tmp_path):
