@@ -315,9 +315,13 @@ def kernel_receive_timeout(resp: urllib3.BaseHTTPResponse) -> Callable[[float], 
     sock.settimeout(None)
 
     def wait(seconds: float) -> None:
-        micros = max(1, round(seconds * 1_000_000))  # a zero timeval would mean no timeout at all
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(micros, 1_000_000)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
     return wait
+
+
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for ``SO_RCVTIMEO``/``SO_SNDTIMEO``, at least a microsecond: zero means no timeout."""
+    return struct.pack("ll", *divmod(max(1, round(seconds * 1_000_000)), 1_000_000))
 
 
 def receive_timed_out(sock: socket.socket | None) -> bool:

@@ -22,13 +22,14 @@ kernel's timeout is not a plain timeout).
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
 import redis
 from redis._parsers import BaseParser
+
+from app.patches.urllib3 import timeval
 
 __all__ = ["OwnConnection", "packed"]
 
@@ -161,8 +162,7 @@ def kernel_timeouts(sock: socket.socket) -> None:
     timeout = sock.gettimeout()
     if not timeout or type(sock) is not socket.socket:
         return
-    micros = max(1, round(timeout * 1_000_000))  # a zero timeval would mean no timeout at all
-    timeval = struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    value = timeval(timeout)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
     sock.settimeout(None)
